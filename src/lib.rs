@@ -1,3 +1,8 @@
 //! palisade: a Kubernetes admission webhook that keeps every namespace fenced
 //! by NetworkPolicy, labels and proxies pods the way the policies expect, and
 //! simulates what a policy change opens or closes.
+
+pub mod addresses;
+pub mod netpol;
+pub mod ports;
+pub mod selector;

@@ -1,0 +1,390 @@
+//! Address ranges outside the cluster, as `ipBlock` peers name them: sets of
+//! IPv4 and IPv6 addresses that CIDRs and their `except` lists carve.
+
+use std::fmt;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+
+use thiserror::Error;
+
+/// A CIDR that does not parse.
+#[derive(Debug, Error, PartialEq, Eq)]
+#[error("invalid CIDR {cidr:?}: {reason}")]
+pub struct CidrError {
+    /// The text as written.
+    pub cidr: String,
+    /// What is wrong with it.
+    pub reason: &'static str,
+}
+
+/// A sorted set of disjoint inclusive ranges of one address family, as
+/// integers (IPv4 addresses are stored in the low 32 bits).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Hash)]
+struct Ranges(Vec<(u128, u128)>);
+
+impl Ranges {
+    fn insert(&mut self, start: u128, end: u128) {
+        let (mut start, mut end) = (start, end);
+        let mut out = Vec::with_capacity(self.0.len() + 1);
+        let mut placed = false;
+        for &(s, e) in &self.0 {
+            if e.saturating_add(1) < start {
+                out.push((s, e));
+            } else if end.saturating_add(1) < s {
+                if !placed {
+                    out.push((start, end));
+                    placed = true;
+                }
+                out.push((s, e));
+            } else {
+                start = start.min(s);
+                end = end.max(e);
+            }
+        }
+        if !placed {
+            out.push((start, end));
+        }
+        self.0 = out;
+    }
+
+    fn subtract(&self, other: &Ranges) -> Ranges {
+        let mut out = Vec::new();
+        for &(s, e) in &self.0 {
+            let mut cur = Some(s);
+            for &(os, oe) in &other.0 {
+                let Some(c) = cur else { break };
+                if oe < c || os > e {
+                    continue;
+                }
+                if os > c {
+                    out.push((c, os - 1));
+                }
+                cur = oe.checked_add(1).filter(|n| *n <= e);
+            }
+            if let Some(c) = cur {
+                out.push((c, e));
+            }
+        }
+        Ranges(out)
+    }
+
+    fn intersect(&self, other: &Ranges) -> Ranges {
+        let mut out = Vec::new();
+        let (mut i, mut j) = (0, 0);
+        while i < self.0.len() && j < other.0.len() {
+            let (a, b) = (self.0[i], other.0[j]);
+            let (s, e) = (a.0.max(b.0), a.1.min(b.1));
+            if s <= e {
+                out.push((s, e));
+            }
+            if a.1 < b.1 {
+                i += 1;
+            } else {
+                j += 1;
+            }
+        }
+        Ranges(out)
+    }
+
+    fn union(&self, other: &Ranges) -> Ranges {
+        let mut out = self.clone();
+        for &(s, e) in &other.0 {
+            out.insert(s, e);
+        }
+        out
+    }
+}
+
+const V4_MAX: u128 = u32::MAX as u128;
+
+/// A set of IPv4 and IPv6 addresses.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Hash)]
+pub struct AddrSet {
+    v4: Ranges,
+    v6: Ranges,
+}
+
+impl AddrSet {
+    /// No address.
+    pub fn none() -> Self {
+        Self::default()
+    }
+
+    /// Every IPv4 and every IPv6 address.
+    pub fn all() -> Self {
+        AddrSet {
+            v4: Ranges(vec![(0, V4_MAX)]),
+            v6: Ranges(vec![(0, u128::MAX)]),
+        }
+    }
+
+    /// The addresses of one CIDR (`10.0.0.0/8`, `::/0`). Host bits below the
+    /// prefix are ignored, as the kernel does when it masks a route.
+    pub fn from_cidr(cidr: &str) -> Result<Self, CidrError> {
+        let err = |reason| CidrError {
+            cidr: cidr.to_owned(),
+            reason,
+        };
+        let (addr, prefix) = cidr.split_once('/').ok_or(err("missing /prefix"))?;
+        let addr: IpAddr = addr.trim().parse().map_err(|_| err("not an IP address"))?;
+        let prefix: u32 = prefix
+            .trim()
+            .parse()
+            .map_err(|_| err("prefix is not a number"))?;
+        let mut out = AddrSet::none();
+        match addr {
+            IpAddr::V4(a) => {
+                if prefix > 32 {
+                    return Err(err("IPv4 prefix above 32"));
+                }
+                let (s, e) = block(u128::from(u32::from(a)), 32, prefix);
+                out.v4.insert(s, e);
+            }
+            IpAddr::V6(a) => {
+                if prefix > 128 {
+                    return Err(err("IPv6 prefix above 128"));
+                }
+                let (s, e) = block(u128::from(a), 128, prefix);
+                out.v6.insert(s, e);
+            }
+        }
+        Ok(out)
+    }
+
+    /// One address.
+    pub fn from_ip(ip: IpAddr) -> Self {
+        let mut out = AddrSet::none();
+        match ip {
+            IpAddr::V4(a) => out
+                .v4
+                .insert(u128::from(u32::from(a)), u128::from(u32::from(a))),
+            IpAddr::V6(a) => out.v6.insert(u128::from(a), u128::from(a)),
+        }
+        out
+    }
+
+    /// No address at all.
+    pub fn is_empty(&self) -> bool {
+        self.v4.0.is_empty() && self.v6.0.is_empty()
+    }
+
+    /// Holds every IPv4 address (`0.0.0.0/0`).
+    pub fn is_all_v4(&self) -> bool {
+        self.v4.0 == [(0, V4_MAX)]
+    }
+
+    /// Holds every IPv6 address (`::/0`).
+    pub fn is_all_v6(&self) -> bool {
+        self.v6.0 == [(0, u128::MAX)]
+    }
+
+    /// Holds every address of both families.
+    pub fn is_all(&self) -> bool {
+        self.is_all_v4() && self.is_all_v6()
+    }
+
+    /// Does the set hold `ip`?
+    pub fn contains(&self, ip: IpAddr) -> bool {
+        !self.intersect(&AddrSet::from_ip(ip)).is_empty()
+    }
+
+    /// The union of two sets.
+    pub fn union(&self, other: &AddrSet) -> AddrSet {
+        AddrSet {
+            v4: self.v4.union(&other.v4),
+            v6: self.v6.union(&other.v6),
+        }
+    }
+
+    /// Addresses in both sets.
+    pub fn intersect(&self, other: &AddrSet) -> AddrSet {
+        AddrSet {
+            v4: self.v4.intersect(&other.v4),
+            v6: self.v6.intersect(&other.v6),
+        }
+    }
+
+    /// Addresses of `self` not in `other`.
+    pub fn subtract(&self, other: &AddrSet) -> AddrSet {
+        AddrSet {
+            v4: self.v4.subtract(&other.v4),
+            v6: self.v6.subtract(&other.v6),
+        }
+    }
+
+    /// Only the IPv4 part.
+    pub fn v4_only(&self) -> AddrSet {
+        AddrSet {
+            v4: self.v4.clone(),
+            v6: Ranges::default(),
+        }
+    }
+
+    /// Inclusive ranges as printable pairs, IPv4 first.
+    pub fn ranges(&self) -> Vec<(IpAddr, IpAddr)> {
+        let v4 = self.v4.0.iter().map(|&(s, e)| {
+            (
+                IpAddr::V4(Ipv4Addr::from(s as u32)),
+                IpAddr::V4(Ipv4Addr::from(e as u32)),
+            )
+        });
+        let v6 = self
+            .v6
+            .0
+            .iter()
+            .map(|&(s, e)| (IpAddr::V6(Ipv6Addr::from(s)), IpAddr::V6(Ipv6Addr::from(e))));
+        v4.chain(v6).collect()
+    }
+
+    /// The set as minimal CIDRs, IPv4 first (`0.0.0.0/5`, `10.0.0.0/8`).
+    pub fn cidrs(&self) -> Vec<String> {
+        let mut out = Vec::new();
+        for &(s, e) in &self.v4.0 {
+            for (base, prefix) in split_cidrs(s, e, 32) {
+                out.push(format!("{}/{prefix}", Ipv4Addr::from(base as u32)));
+            }
+        }
+        for &(s, e) in &self.v6.0 {
+            for (base, prefix) in split_cidrs(s, e, 128) {
+                out.push(format!("{}/{prefix}", Ipv6Addr::from(base)));
+            }
+        }
+        out
+    }
+}
+
+impl fmt::Display for AddrSet {
+    /// Ranges as `a-b`, CIDR-free so that any cut reads the same way.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let ranges = self.ranges();
+        if ranges.is_empty() {
+            return f.write_str("no addresses");
+        }
+        for (i, (s, e)) in ranges.iter().enumerate() {
+            if i > 0 {
+                f.write_str(",")?;
+            }
+            if s == e {
+                write!(f, "{s}")?;
+            } else {
+                write!(f, "{s}-{e}")?;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The inclusive range of a `bits`-wide address masked to `prefix`.
+fn block(addr: u128, bits: u32, prefix: u32) -> (u128, u128) {
+    let host_bits = bits - prefix;
+    let host_mask = if host_bits >= 128 {
+        u128::MAX
+    } else {
+        (1u128 << host_bits) - 1
+    };
+    let start = addr & !host_mask;
+    (start, start | host_mask)
+}
+
+/// Splits `start..=end` into the fewest CIDR blocks.
+fn split_cidrs(start: u128, end: u128, bits: u32) -> Vec<(u128, u32)> {
+    let mut out = Vec::new();
+    let mut cur = start;
+    loop {
+        // The largest block aligned at `cur` that stays within `end`.
+        let align = if cur == 0 {
+            bits
+        } else {
+            cur.trailing_zeros().min(bits)
+        };
+        let mut size_bits = align;
+        while size_bits > 0 {
+            let last = if size_bits >= 128 {
+                u128::MAX
+            } else {
+                cur | ((1u128 << size_bits) - 1)
+            };
+            if last <= end {
+                break;
+            }
+            size_bits -= 1;
+        }
+        out.push((cur, bits - size_bits));
+        let last = if size_bits >= 128 {
+            u128::MAX
+        } else {
+            cur | ((1u128 << size_bits) - 1)
+        };
+        if last >= end {
+            break;
+        }
+        cur = last + 1;
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn set(cidr: &str) -> AddrSet {
+        AddrSet::from_cidr(cidr).unwrap()
+    }
+
+    #[test]
+    fn whole_families() {
+        assert!(set("0.0.0.0/0").is_all_v4());
+        assert!(!set("0.0.0.0/0").is_all_v6());
+        assert!(set("::/0").is_all_v6());
+        assert!(!set("0.0.0.0/1").is_all_v4());
+        assert!(set("0.0.0.0/1").union(&set("128.0.0.0/1")).is_all_v4());
+        assert!(
+            !set("0.0.0.0/0")
+                .subtract(&set("169.254.169.254/32"))
+                .is_all_v4()
+        );
+        assert!(AddrSet::all().is_all());
+    }
+
+    #[test]
+    fn except_carves_holes() {
+        let s = set("10.0.0.0/8").subtract(&set("10.1.0.0/16"));
+        assert_eq!(
+            s.to_string(),
+            "10.0.0.0-10.0.255.255,10.2.0.0-10.255.255.255"
+        );
+        assert_eq!(
+            s.cidrs(),
+            vec![
+                "10.0.0.0/16",
+                "10.2.0.0/15",
+                "10.4.0.0/14",
+                "10.8.0.0/13",
+                "10.16.0.0/12",
+                "10.32.0.0/11",
+                "10.64.0.0/10",
+                "10.128.0.0/9"
+            ]
+        );
+        assert!(s.contains("10.0.0.1".parse().unwrap()));
+        assert!(!s.contains("10.1.2.3".parse().unwrap()));
+        assert_eq!(set("0.0.0.0/0").cidrs(), vec!["0.0.0.0/0"]);
+        assert_eq!(set("::/0").cidrs(), vec!["::/0"]);
+    }
+
+    #[test]
+    fn host_bits_are_masked_and_bad_cidrs_rejected() {
+        assert_eq!(set("10.1.2.3/8"), set("10.0.0.0/8"));
+        assert!(AddrSet::from_cidr("10.0.0.0").is_err());
+        assert!(AddrSet::from_cidr("10.0.0.0/33").is_err());
+        assert!(AddrSet::from_cidr("nope/8").is_err());
+        assert!(AddrSet::from_cidr("::1/129").is_err());
+    }
+
+    #[test]
+    fn ipv6_ranges() {
+        let s = set("2001:db8::/32").subtract(&set("2001:db8::/48"));
+        assert!(s.contains("2001:db8:1::1".parse().unwrap()));
+        assert!(!s.contains("2001:db8::1".parse().unwrap()));
+        assert_eq!(set("::/0").subtract(&set("::/0")), AddrSet::none());
+    }
+}
