@@ -694,7 +694,7 @@ mod tests {
             ("podSelector: {}", true, false),
             ("podSelector: {}\npolicyTypes: []", true, false),
             ("podSelector: {}\negress: []", true, false),
-            ("podSelector: {}\negress: [{}]", false, true),
+            ("podSelector: {}\negress: [{}]", true, true),
             ("podSelector: {}\ningress: [{}]\negress: [{}]", true, true),
             ("podSelector: {}\npolicyTypes: [Egress]", false, true),
             (
