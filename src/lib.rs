@@ -3,6 +3,18 @@
 //! simulates what a policy change opens or closes.
 
 pub mod addresses;
+pub mod admit;
+pub mod cluster;
+pub mod config;
+pub mod decide;
+pub mod glob;
+pub mod manifest;
+pub mod mode;
 pub mod netpol;
 pub mod ports;
+pub mod posture;
+pub mod review;
+pub mod roles;
 pub mod selector;
+pub mod server;
+pub mod sidecar;

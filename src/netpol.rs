@@ -10,7 +10,7 @@
 
 use std::fmt;
 
-use k8s_openapi::api::networking::v1::{NetworkPolicy, NetworkPolicyPeer};
+use k8s_openapi::api::networking::v1::{NetworkPolicy, NetworkPolicyPeer, NetworkPolicyPort};
 use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
@@ -452,36 +452,32 @@ impl Policy {
                 Selector::from_k8s(s).map_err(|e| err("spec.podSelector".into(), e.into()))?
             }
         };
-        let read_rules = |direction: Direction,
-                          rules: Vec<(
-            Option<&[NetworkPolicyPeer]>,
-            Option<&[k8s_openapi::api::networking::v1::NetworkPolicyPort]>,
-        )>|
-         -> Result<Vec<Rule>, PolicyError> {
-            rules
-                .into_iter()
-                .enumerate()
-                .map(|(i, (peers, ports))| {
-                    let at = format!("spec.{}[{i}]", direction.field());
-                    let ports = RulePorts::from_k8s(ports)
-                        .map_err(|e| err(format!("{at}.ports"), e.into()))?;
-                    let peers = match peers {
-                        None | Some([]) => Peers::Any,
-                        Some(list) => Peers::Only(
-                            list.iter()
-                                .enumerate()
-                                .map(|(j, p)| {
-                                    read_peer(p).map_err(|e| {
-                                        err(format!("{at}.{}[{j}]", direction.peer_field()), e)
+        let read_rules =
+            |direction: Direction, rules: Vec<RuleParts<'_>>| -> Result<Vec<Rule>, PolicyError> {
+                rules
+                    .into_iter()
+                    .enumerate()
+                    .map(|(i, (peers, ports))| {
+                        let at = format!("spec.{}[{i}]", direction.field());
+                        let ports = RulePorts::from_k8s(ports)
+                            .map_err(|e| err(format!("{at}.ports"), e.into()))?;
+                        let peers = match peers {
+                            None | Some([]) => Peers::Any,
+                            Some(list) => Peers::Only(
+                                list.iter()
+                                    .enumerate()
+                                    .map(|(j, p)| {
+                                        read_peer(p).map_err(|e| {
+                                            err(format!("{at}.{}[{j}]", direction.peer_field()), e)
+                                        })
                                     })
-                                })
-                                .collect::<Result<_, _>>()?,
-                        ),
-                    };
-                    Ok(Rule { peers, ports })
-                })
-                .collect()
-        };
+                                    .collect::<Result<_, _>>()?,
+                            ),
+                        };
+                        Ok(Rule { peers, ports })
+                    })
+                    .collect()
+            };
         let ingress = read_rules(
             Direction::Ingress,
             spec.ingress
@@ -633,6 +629,29 @@ impl Policy {
         out
     }
 }
+
+/// The manifest of a default-deny policy for `directions` in `namespace`:
+/// the fix printed when a namespace lacks one.
+pub fn default_deny_manifest(namespace: &str, directions: Directions) -> String {
+    let name = match (
+        directions.contains(Direction::Ingress),
+        directions.contains(Direction::Egress),
+    ) {
+        (true, false) => "default-deny-ingress",
+        (false, true) => "default-deny-egress",
+        _ => "default-deny",
+    };
+    let types: String = directions.iter().map(|d| format!("  - {d}\n")).collect();
+    format!(
+        "apiVersion: networking.k8s.io/v1\nkind: NetworkPolicy\nmetadata:\n  name: {name}\n  namespace: {namespace}\nspec:\n  podSelector: {{}}\n  policyTypes:\n{types}"
+    )
+}
+
+/// A rule's peers and ports as the API object holds them.
+type RuleParts<'a> = (
+    Option<&'a [NetworkPolicyPeer]>,
+    Option<&'a [NetworkPolicyPort]>,
+);
 
 fn read_peer(p: &NetworkPolicyPeer) -> Result<Peer, Problem> {
     match (&p.ip_block, &p.namespace_selector, &p.pod_selector) {
@@ -1027,6 +1046,22 @@ mod tests {
             Policy::from_k8s(&np, "d").unwrap_err().problem,
             Problem::Peer(_)
         ));
+    }
+
+    #[test]
+    fn the_default_deny_fix_is_a_default_deny_policy() {
+        for dirs in [Directions::BOTH, Directions::only(I), Directions::only(E)] {
+            let yaml = default_deny_manifest("shop", dirs);
+            let np: NetworkPolicy = serde_saphyr::from_str(&yaml).unwrap();
+            let p = Policy::from_k8s(&np, "elsewhere").unwrap();
+            assert_eq!(p.namespace, "shop");
+            assert_eq!(p.facts().default_deny, dirs, "{yaml}");
+            assert!(p.facts().allow_all.is_empty());
+        }
+        assert!(
+            default_deny_manifest("shop", Directions::only(E))
+                .contains("name: default-deny-egress")
+        );
     }
 
     #[test]

@@ -1,0 +1,93 @@
+//! What palisade knows of the cluster: namespaces and the facts of their
+//! NetworkPolicies, from a kube watch cache or from manifest files.
+//!
+//! Decisions read one namespace at a time through [`NamespaceView`], so a
+//! decision costs what that namespace holds, whatever the cluster's size.
+
+use std::sync::Arc;
+
+use futures::future::BoxFuture;
+use thiserror::Error;
+
+use crate::netpol::PolicyFacts;
+use crate::posture::NamespaceInfo;
+
+pub mod static_dir;
+
+/// A failed read of the live cluster.
+#[derive(Debug, Error)]
+#[error("cannot read {what} from the cluster: {message}")]
+pub struct ClusterError {
+    /// What was being read.
+    pub what: String,
+    /// Why it failed.
+    pub message: String,
+}
+
+/// One namespace as the decision functions see it.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct NamespaceView {
+    /// The namespace's name.
+    pub name: String,
+    /// The Namespace object, or `None` when the view has not seen it.
+    pub namespace: Option<NamespaceInfo>,
+    /// Facts of its NetworkPolicies that matter to the validating rules
+    /// (default-deny, allow-all); plain policies are left out.
+    pub policies: Vec<PolicyFacts>,
+}
+
+impl NamespaceView {
+    /// An empty view of a namespace nobody has seen.
+    pub fn unknown(name: &str) -> Self {
+        NamespaceView {
+            name: name.to_owned(),
+            ..Default::default()
+        }
+    }
+
+    /// Is the namespace being deleted?
+    pub fn terminating(&self) -> bool {
+        self.namespace.as_ref().is_some_and(|n| n.terminating)
+    }
+}
+
+/// Sizes of what a view holds, for `/metrics`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ViewStats {
+    /// Namespaces known.
+    pub namespaces: usize,
+    /// NetworkPolicies seen (all of them, not only those with facts).
+    pub policies: usize,
+}
+
+/// The source of cluster state for decisions.
+pub trait ClusterView: Send + Sync + 'static {
+    /// The namespace as the view holds it now (cheap; no I/O).
+    fn namespace(&self, name: &str) -> NamespaceView;
+
+    /// The namespace read fresh from its source, to confirm a denial that
+    /// rests on cluster state: a policy created a moment ago must not cause
+    /// a false denial because a watch had not delivered it yet.
+    fn confirm<'a>(&'a self, name: &'a str) -> BoxFuture<'a, Result<NamespaceView, ClusterError>>;
+
+    /// Has the view caught up with its source (watch caches synced)?
+    fn is_ready(&self) -> bool;
+
+    /// What the view holds.
+    fn stats(&self) -> ViewStats;
+}
+
+impl<T: ClusterView + ?Sized> ClusterView for Arc<T> {
+    fn namespace(&self, name: &str) -> NamespaceView {
+        (**self).namespace(name)
+    }
+    fn confirm<'a>(&'a self, name: &'a str) -> BoxFuture<'a, Result<NamespaceView, ClusterError>> {
+        (**self).confirm(name)
+    }
+    fn is_ready(&self) -> bool {
+        (**self).is_ready()
+    }
+    fn stats(&self) -> ViewStats {
+        (**self).stats()
+    }
+}

@@ -1,0 +1,233 @@
+//! A cluster made of manifests: `--state DIR`, `check`, tests and the demo.
+//!
+//! It holds whole [`Policy`] models (not only facts), because offline
+//! commands also simulate; it is built once and never changes under a
+//! running server.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use futures::future::BoxFuture;
+use k8s_openapi::api::core::v1::Namespace;
+use k8s_openapi::api::networking::v1::NetworkPolicy;
+use thiserror::Error;
+
+use super::{ClusterError, ClusterView, NamespaceView, ViewStats};
+use crate::manifest::{self, Document, Manifests, Skipped};
+use crate::netpol::{Policy, PolicyError};
+use crate::posture::NamespaceInfo;
+
+/// The namespace a namespaced manifest lands in when it names none, as
+/// with `kubectl apply` without `-n`.
+pub const DEFAULT_NAMESPACE: &str = "default";
+
+/// Why a state directory cannot be used.
+#[derive(Debug, Error)]
+pub enum StateError {
+    /// A path cannot be read.
+    #[error(transparent)]
+    Read(#[from] manifest::ReadError),
+    /// A Namespace or NetworkPolicy document does not parse as one.
+    #[error("{origin}: not a valid {kind}: {message}")]
+    BadObject {
+        /// `file#document`.
+        origin: String,
+        /// The kind.
+        kind: String,
+        /// What is wrong.
+        message: String,
+    },
+    /// A NetworkPolicy Kubernetes would reject.
+    #[error("{origin}: {source}")]
+    BadPolicy {
+        /// `file#document`.
+        origin: String,
+        /// What is wrong.
+        source: Box<PolicyError>,
+    },
+}
+
+/// A cluster state read from manifests.
+#[derive(Debug, Clone, Default)]
+pub struct StaticCluster {
+    namespaces: BTreeMap<String, NamespaceInfo>,
+    policies: BTreeMap<String, BTreeMap<String, Policy>>,
+}
+
+impl StaticCluster {
+    /// An empty cluster.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Reads every manifest under `paths`; returns the cluster and the
+    /// files or documents that were not manifests.
+    pub fn load<P: AsRef<Path>>(paths: &[P]) -> Result<(Self, Vec<Skipped>), StateError> {
+        let m = manifest::read_paths(paths)?;
+        let mut c = StaticCluster::new();
+        c.apply_all(&m)?;
+        Ok((c, m.skipped))
+    }
+
+    /// Adds or replaces the Namespaces and NetworkPolicies of `m`, as
+    /// `kubectl apply` would; other kinds are ignored here.
+    pub fn apply_all(&mut self, m: &Manifests) -> Result<(), StateError> {
+        for d in &m.documents {
+            self.apply(d)?;
+        }
+        Ok(())
+    }
+
+    /// Adds or replaces one Namespace or NetworkPolicy.
+    pub fn apply(&mut self, d: &Document) -> Result<(), StateError> {
+        let bad = |e: serde_json::Error| StateError::BadObject {
+            origin: d.origin(),
+            kind: d.gvk.kind.clone(),
+            message: e.to_string(),
+        };
+        match (d.gvk.group.as_str(), d.gvk.kind.as_str()) {
+            ("", "Namespace") => {
+                let ns: Namespace = serde_json::from_value(d.value.clone()).map_err(bad)?;
+                self.insert_namespace(&ns);
+            }
+            ("networking.k8s.io", "NetworkPolicy") => {
+                let np: NetworkPolicy = serde_json::from_value(d.value.clone()).map_err(bad)?;
+                let p = Policy::from_k8s(&np, DEFAULT_NAMESPACE).map_err(|source| {
+                    StateError::BadPolicy {
+                        origin: d.origin(),
+                        source: Box::new(source),
+                    }
+                })?;
+                self.insert_policy(p);
+            }
+            _ => {}
+        }
+        Ok(())
+    }
+
+    /// Adds or replaces a namespace.
+    pub fn insert_namespace(&mut self, ns: &Namespace) {
+        let (name, info) = NamespaceInfo::from_k8s(ns);
+        self.namespaces.insert(name, info);
+    }
+
+    /// Adds or replaces a policy.
+    pub fn insert_policy(&mut self, p: Policy) {
+        self.policies
+            .entry(p.namespace.clone())
+            .or_default()
+            .insert(p.name.clone(), p);
+    }
+
+    /// Removes a policy; true when it was there.
+    pub fn remove_policy(&mut self, namespace: &str, name: &str) -> bool {
+        self.policies
+            .get_mut(namespace)
+            .is_some_and(|m| m.remove(name).is_some())
+    }
+
+    /// The namespaces, by name.
+    pub fn namespaces(&self) -> &BTreeMap<String, NamespaceInfo> {
+        &self.namespaces
+    }
+
+    /// Every policy, by namespace then name.
+    pub fn policies(&self) -> impl Iterator<Item = &Policy> {
+        self.policies.values().flat_map(BTreeMap::values)
+    }
+
+    /// The policies of one namespace.
+    pub fn policies_in(&self, namespace: &str) -> impl Iterator<Item = &Policy> {
+        self.policies
+            .get(namespace)
+            .into_iter()
+            .flat_map(BTreeMap::values)
+    }
+}
+
+impl ClusterView for StaticCluster {
+    fn namespace(&self, name: &str) -> NamespaceView {
+        NamespaceView {
+            name: name.to_owned(),
+            namespace: self.namespaces.get(name).cloned(),
+            policies: self
+                .policies_in(name)
+                .map(Policy::facts)
+                .filter(|f| !f.is_plain())
+                .collect(),
+        }
+    }
+
+    fn confirm<'a>(&'a self, name: &'a str) -> BoxFuture<'a, Result<NamespaceView, ClusterError>> {
+        // Files do not lag behind themselves: the view is the truth.
+        Box::pin(async move { Ok(self.namespace(name)) })
+    }
+
+    fn is_ready(&self) -> bool {
+        true
+    }
+
+    fn stats(&self) -> ViewStats {
+        ViewStats {
+            namespaces: self.namespaces.len(),
+            policies: self.policies.values().map(BTreeMap::len).sum(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::netpol::{Direction, Directions};
+
+    #[test]
+    fn views_carry_facts_of_special_policies_only() {
+        let mut m = Manifests::default();
+        manifest::read_text(
+            Path::new("state.yaml"),
+            "apiVersion: v1\nkind: Namespace\nmetadata: {name: shop, labels: {environment: prod}}\n---\n\
+             apiVersion: networking.k8s.io/v1\nkind: NetworkPolicy\nmetadata: {name: deny, namespace: shop}\nspec: {podSelector: {}, policyTypes: [Ingress, Egress]}\n---\n\
+             apiVersion: networking.k8s.io/v1\nkind: NetworkPolicy\nmetadata: {name: web, namespace: shop}\nspec: {podSelector: {matchLabels: {app: web}}, ingress: [{ports: [{port: 80}]}]}\n---\n\
+             apiVersion: networking.k8s.io/v1\nkind: NetworkPolicy\nmetadata: {name: loose}\nspec: {podSelector: {}, ingress: [{}]}\n",
+            &mut m,
+        );
+        let mut c = StaticCluster::new();
+        c.apply_all(&m).unwrap();
+        let v = c.namespace("shop");
+        let info = v.namespace.as_ref().unwrap();
+        assert_eq!(info.labels["kubernetes.io/metadata.name"], "shop");
+        assert_eq!(info.labels["environment"], "prod");
+        assert_eq!(v.policies.len(), 1);
+        assert_eq!(v.policies[0].default_deny, Directions::BOTH);
+        let d = c.namespace(DEFAULT_NAMESPACE);
+        assert!(d.namespace.is_none());
+        assert_eq!(
+            d.policies[0].allow_all,
+            Directions::only(Direction::Ingress)
+        );
+        assert_eq!(
+            c.stats(),
+            ViewStats {
+                namespaces: 1,
+                policies: 3
+            }
+        );
+        assert!(c.remove_policy("shop", "deny"));
+        assert!(c.namespace("shop").policies.is_empty());
+    }
+
+    #[test]
+    fn bad_policies_name_their_origin() {
+        let mut m = Manifests::default();
+        manifest::read_text(
+            Path::new("bad.yaml"),
+            "apiVersion: networking.k8s.io/v1\nkind: NetworkPolicy\nmetadata: {name: x}\nspec: {podSelector: {}, ingress: [{from: [{ipBlock: {cidr: nope}}]}]}\n",
+            &mut m,
+        );
+        let e = StaticCluster::new().apply_all(&m).unwrap_err().to_string();
+        assert!(
+            e.starts_with("bad.yaml#0: NetworkPolicy default/x: spec.ingress[0].from[0]"),
+            "{e}"
+        );
+    }
+}

@@ -1,0 +1,13 @@
+//! Admission decisions: a request, the config and a view of one namespace
+//! in; a [`Verdict`] out. Pure functions, no I/O: every caller (`serve`,
+//! `check`, `audit`) goes through here.
+
+pub mod mutate;
+pub mod request;
+pub mod validate;
+pub mod verdict;
+
+pub use mutate::mutate;
+pub use request::{Gvk, Object, Operation, Request, User, Workload, WorkloadKind};
+pub use validate::{request_namespace, validate};
+pub use verdict::{Decision, RuleId, Skip, Verdict, Violation};

@@ -1,0 +1,316 @@
+//! A namespace's standing: is it exempt, is it dev, which mode governs it,
+//! does it deny by default, and which of its labels weaken protection.
+
+use std::fmt;
+
+use crate::config::{Config, MODE_LABEL};
+use crate::mode::Mode;
+use crate::netpol::{Directions, PolicyFacts};
+use crate::selector::Labels;
+
+/// What palisade knows of a namespace object.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct NamespaceInfo {
+    /// Its labels.
+    pub labels: Labels,
+    /// Being deleted (`deletionTimestamp` set or phase `Terminating`).
+    pub terminating: bool,
+}
+
+impl NamespaceInfo {
+    /// From a Namespace object. The `kubernetes.io/metadata.name` label is
+    /// filled in when absent (manifests read offline), since the API server
+    /// always sets it and selectors rely on it.
+    pub fn from_k8s(ns: &k8s_openapi::api::core::v1::Namespace) -> (String, NamespaceInfo) {
+        let name = ns.metadata.name.clone().unwrap_or_default();
+        let mut labels = ns.metadata.labels.clone().unwrap_or_default();
+        labels
+            .entry(crate::selector::NAMESPACE_NAME_LABEL.to_owned())
+            .or_insert_with(|| name.clone());
+        let terminating = ns.metadata.deletion_timestamp.is_some()
+            || ns.status.as_ref().and_then(|s| s.phase.as_deref()) == Some("Terminating");
+        (
+            name,
+            NamespaceInfo {
+                labels,
+                terminating,
+            },
+        )
+    }
+}
+
+/// Where the governing mode came from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ModeSource {
+    /// The config's default.
+    Default,
+    /// The namespace label `palisade.io/mode`.
+    Label,
+    /// The label holds no mode; the default applies.
+    InvalidLabel(String),
+}
+
+/// A namespace's standing under the config.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Posture {
+    /// Nothing is checked or mutated here.
+    pub exempt: bool,
+    /// A dev namespace: allow-all policies are permitted.
+    pub dev: bool,
+    /// The mode that governs requests here.
+    pub mode: Mode,
+    /// Where `mode` came from.
+    pub mode_source: ModeSource,
+}
+
+impl Posture {
+    /// The standing of namespace `name` with `labels`.
+    pub fn of(cfg: &Config, name: &str, labels: &Labels) -> Posture {
+        let (mode, mode_source) = match labels.get(MODE_LABEL) {
+            None => (cfg.mode, ModeSource::Default),
+            Some(v) => match v.parse::<Mode>() {
+                Ok(m) => (m, ModeSource::Label),
+                Err(_) => (cfg.mode, ModeSource::InvalidLabel(v.clone())),
+            },
+        };
+        Posture {
+            exempt: cfg.is_exempt(name),
+            dev: is_dev(cfg, labels),
+            mode,
+            mode_source,
+        }
+    }
+}
+
+/// Does the environment label name a dev environment? No label: not dev.
+pub fn is_dev(cfg: &Config, labels: &Labels) -> bool {
+    labels
+        .get(&cfg.environment.label)
+        .is_some_and(|v| cfg.is_dev_value(v))
+}
+
+/// The directions for which some policy is default-deny.
+pub fn default_deny(policies: &[PolicyFacts]) -> Directions {
+    policies
+        .iter()
+        .fold(Directions::NONE, |acc, p| acc.union(p.default_deny))
+}
+
+/// The required default-deny directions that none of `policies` provides.
+pub fn missing_default_deny(cfg: &Config, policies: &[PolicyFacts]) -> Directions {
+    cfg.require_default_deny.minus(default_deny(policies))
+}
+
+/// A namespace label change that lowers protection.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Weakening {
+    /// `palisade.io/mode` set to a mode weaker than the config default.
+    Mode {
+        /// The new value.
+        to: Mode,
+    },
+    /// The environment label set to a dev value.
+    Dev {
+        /// The label key.
+        label: String,
+        /// The new value.
+        to: String,
+    },
+}
+
+impl fmt::Display for Weakening {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Weakening::Mode { to } => write!(f, "{MODE_LABEL}={to}"),
+            Weakening::Dev { label, to } => write!(f, "{label}={to}"),
+        }
+    }
+}
+
+/// Labels of `new` that weaken protection and were not already in effect
+/// in `old` (`None` for a namespace being created). Keeping an existing
+/// weakening label is not a new weakening: a namespace can be edited
+/// without re-proving a decision made by someone trusted before.
+pub fn weakenings(cfg: &Config, old: Option<&Labels>, new: &Labels) -> Vec<Weakening> {
+    let mut out = Vec::new();
+    let weak_mode = |labels: &Labels| {
+        labels
+            .get(MODE_LABEL)
+            .and_then(|v| v.parse::<Mode>().ok())
+            .filter(|m| m.is_weaker_than(cfg.mode))
+    };
+    if let Some(to) = weak_mode(new) {
+        let before = old.and_then(weak_mode);
+        if before.is_none_or(|b| to.is_weaker_than(b)) {
+            out.push(Weakening::Mode { to });
+        }
+    }
+    if is_dev(cfg, new) && !old.is_some_and(|o| is_dev(cfg, o)) {
+        out.push(Weakening::Dev {
+            label: cfg.environment.label.clone(),
+            to: new.get(&cfg.environment.label).cloned().unwrap_or_default(),
+        });
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::netpol::Direction;
+
+    fn cfg() -> Config {
+        Config::embedded().unwrap()
+    }
+
+    fn labels(pairs: &[(&str, &str)]) -> Labels {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    #[test]
+    fn posture_truth_table() {
+        let c = cfg();
+        let cases = [
+            (
+                "apps",
+                labels(&[]),
+                false,
+                false,
+                Mode::Enforce,
+                ModeSource::Default,
+            ),
+            (
+                "kube-system",
+                labels(&[]),
+                true,
+                false,
+                Mode::Enforce,
+                ModeSource::Default,
+            ),
+            (
+                "apps",
+                labels(&[("environment", "dev")]),
+                false,
+                true,
+                Mode::Enforce,
+                ModeSource::Default,
+            ),
+            (
+                "apps",
+                labels(&[("environment", "development")]),
+                false,
+                true,
+                Mode::Enforce,
+                ModeSource::Default,
+            ),
+            (
+                "apps",
+                labels(&[("environment", "prod")]),
+                false,
+                false,
+                Mode::Enforce,
+                ModeSource::Default,
+            ),
+            (
+                "apps",
+                labels(&[("palisade.io/mode", "warn")]),
+                false,
+                false,
+                Mode::Warn,
+                ModeSource::Label,
+            ),
+            (
+                "apps",
+                labels(&[("palisade.io/mode", "dry-run")]),
+                false,
+                false,
+                Mode::DryRun,
+                ModeSource::Label,
+            ),
+            (
+                "apps",
+                labels(&[("palisade.io/mode", "off")]),
+                false,
+                false,
+                Mode::Enforce,
+                ModeSource::InvalidLabel("off".into()),
+            ),
+        ];
+        for (name, l, exempt, dev, mode, source) in cases {
+            let p = Posture::of(&c, name, &l);
+            assert_eq!(
+                (p.exempt, p.dev, p.mode, p.mode_source),
+                (exempt, dev, mode, source),
+                "{name} {l:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn default_deny_needs_every_required_direction() {
+        let c = cfg();
+        let facts = |name: &str, dd: &[Direction]| PolicyFacts {
+            name: name.into(),
+            default_deny: dd.iter().copied().collect(),
+            allow_all: Directions::NONE,
+        };
+        assert_eq!(missing_default_deny(&c, &[]), Directions::BOTH);
+        assert_eq!(
+            missing_default_deny(&c, &[facts("a", &[Direction::Ingress])]),
+            Directions::only(Direction::Egress)
+        );
+        assert!(
+            missing_default_deny(
+                &c,
+                &[
+                    facts("a", &[Direction::Ingress]),
+                    facts("b", &[Direction::Egress])
+                ]
+            )
+            .is_empty()
+        );
+        assert!(
+            missing_default_deny(&c, &[facts("a", &[Direction::Ingress, Direction::Egress])])
+                .is_empty()
+        );
+    }
+
+    #[test]
+    fn weakenings_truth_table() {
+        let c = cfg();
+        let m = |v: &str| labels(&[("palisade.io/mode", v)]);
+        let env = |v: &str| labels(&[("environment", v)]);
+        let cases: Vec<(Option<Labels>, Labels, Vec<&str>)> = vec![
+            (None, labels(&[]), vec![]),
+            (None, m("enforce"), vec![]),
+            (None, m("warn"), vec!["palisade.io/mode=warn"]),
+            (None, m("dry-run"), vec!["palisade.io/mode=dry-run"]),
+            (Some(m("warn")), m("warn"), vec![]),
+            (
+                Some(m("warn")),
+                m("dry-run"),
+                vec!["palisade.io/mode=dry-run"],
+            ),
+            (Some(m("dry-run")), m("warn"), vec![]),
+            (
+                Some(m("off")),
+                m("dry-run"),
+                vec!["palisade.io/mode=dry-run"],
+            ),
+            (None, env("dev"), vec!["environment=dev"]),
+            (Some(env("prod")), env("dev"), vec!["environment=dev"]),
+            (Some(env("dev")), env("development"), vec![]),
+            (Some(env("dev")), env("prod"), vec![]),
+        ];
+        for (old, new, want) in cases {
+            let got: Vec<String> = weakenings(&c, old.as_ref(), &new)
+                .iter()
+                .map(ToString::to_string)
+                .collect();
+            assert_eq!(got, want, "{old:?} -> {new:?}");
+        }
+    }
+}

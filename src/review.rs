@@ -1,0 +1,317 @@
+//! The AdmissionReview wire format (`admission.k8s.io/v1`): bytes in, a
+//! [`Request`] out; a [`Verdict`] in, response bytes out.
+//!
+//! Written against the captured requests in `../shared/fixtures` rather
+//! than kube-core's types for three reasons: the object is parsed once,
+//! straight into its typed form (`RawValue`, no intermediate tree); the
+//! patch goes out base64-encoded as the API server expects (kube-core sends
+//! an array of numbers, kube-rs#1781); and the response carries exactly the
+//! fields the API server reads, `status.reason` included.
+
+use std::collections::BTreeMap;
+
+use base64::Engine;
+use serde::{Deserialize, Serialize};
+use serde_json::value::RawValue;
+use thiserror::Error;
+
+use crate::decide::{Gvk, Object, Operation, Request, User, Verdict};
+
+/// `apiVersion` of the reviews palisade speaks.
+pub const API_VERSION: &str = "admission.k8s.io/v1";
+/// `kind` of the reviews.
+pub const KIND: &str = "AdmissionReview";
+
+/// Why a body is not an AdmissionReview palisade can decide; answered
+/// with HTTP 400 and this text.
+#[derive(Debug, Error)]
+pub enum ReviewError {
+    /// Not JSON, or not of the AdmissionReview shape.
+    #[error("body is not an AdmissionReview: {0}")]
+    Malformed(String),
+    /// Another apiVersion or kind.
+    #[error(
+        "expected apiVersion {API_VERSION} kind {KIND}, got apiVersion {api_version:?} kind {kind:?}"
+    )]
+    WrongKind {
+        /// The body's apiVersion.
+        api_version: String,
+        /// The body's kind.
+        kind: String,
+    },
+    /// No `request`.
+    #[error("AdmissionReview has no request")]
+    MissingRequest,
+    /// No `request.uid`.
+    #[error("AdmissionReview request has no uid")]
+    MissingUid,
+    /// The object does not parse as its declared kind.
+    #[error("request.{field} is not a valid {kind}: {message}")]
+    BadObject {
+        /// `object` or `oldObject`.
+        field: &'static str,
+        /// The declared kind.
+        kind: String,
+        /// The parser's message.
+        message: String,
+    },
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct WireReview<'a> {
+    #[serde(default)]
+    api_version: String,
+    #[serde(default)]
+    kind: String,
+    #[serde(borrow, default)]
+    request: Option<WireRequest<'a>>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct WireRequest<'a> {
+    #[serde(default)]
+    uid: String,
+    kind: Gvk,
+    #[serde(default)]
+    sub_resource: Option<String>,
+    #[serde(default)]
+    name: Option<String>,
+    #[serde(default)]
+    namespace: Option<String>,
+    operation: Operation,
+    #[serde(default)]
+    user_info: User,
+    #[serde(default)]
+    dry_run: Option<bool>,
+    #[serde(borrow, default)]
+    object: Option<&'a RawValue>,
+    #[serde(borrow, default)]
+    old_object: Option<&'a RawValue>,
+}
+
+/// Reads an AdmissionReview request body.
+pub fn parse(body: &[u8]) -> Result<Request, ReviewError> {
+    let review: WireReview<'_> =
+        serde_json::from_slice(body).map_err(|e| ReviewError::Malformed(e.to_string()))?;
+    if review.api_version != API_VERSION || review.kind != KIND {
+        return Err(ReviewError::WrongKind {
+            api_version: review.api_version,
+            kind: review.kind,
+        });
+    }
+    let r = review.request.ok_or(ReviewError::MissingRequest)?;
+    if r.uid.is_empty() {
+        return Err(ReviewError::MissingUid);
+    }
+    let object =
+        |field: &'static str, raw: Option<&RawValue>| -> Result<Option<Object>, ReviewError> {
+            match raw {
+                None => Ok(None),
+                Some(raw) if raw.get() == "null" => Ok(None),
+                Some(raw) => Object::from_json(&r.kind, raw.get())
+                    .map(Some)
+                    .map_err(|e| ReviewError::BadObject {
+                        field,
+                        kind: r.kind.to_string(),
+                        message: e.to_string(),
+                    }),
+            }
+        };
+    Ok(Request {
+        object: object("object", r.object)?,
+        old_object: object("oldObject", r.old_object)?,
+        uid: r.uid,
+        kind: r.kind,
+        sub_resource: r.sub_resource.filter(|s| !s.is_empty()),
+        operation: r.operation,
+        namespace: r.namespace.filter(|s| !s.is_empty()),
+        name: r.name.filter(|s| !s.is_empty()),
+        user: r.user_info,
+        dry_run: r.dry_run.unwrap_or(false),
+    })
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct WireResponseReview {
+    api_version: &'static str,
+    kind: &'static str,
+    response: WireResponse,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct WireResponse {
+    uid: String,
+    allowed: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    status: Option<WireStatus>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    patch: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    patch_type: Option<&'static str>,
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    audit_annotations: BTreeMap<String, String>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    warnings: Vec<String>,
+}
+
+#[derive(Serialize)]
+struct WireStatus {
+    code: u16,
+    reason: &'static str,
+    message: String,
+}
+
+/// The response AdmissionReview for a verdict, as JSON bytes. A validating
+/// webhook must never return a patch (the API server rejects the whole
+/// response), so patches go out only when `patches_allowed`.
+pub fn respond(uid: &str, verdict: &Verdict, patches_allowed: bool) -> Vec<u8> {
+    let allowed = verdict.allowed();
+    let patch = verdict.effective_patch();
+    let patch = (patches_allowed && !patch.is_empty())
+        .then(|| serde_json::to_vec(patch).ok())
+        .flatten()
+        .map(|bytes| base64::engine::general_purpose::STANDARD.encode(bytes));
+    let review = WireResponseReview {
+        api_version: API_VERSION,
+        kind: KIND,
+        response: WireResponse {
+            uid: uid.to_owned(),
+            allowed,
+            status: verdict.denial_message().map(|message| WireStatus {
+                code: 403,
+                reason: "Forbidden",
+                message,
+            }),
+            patch_type: patch.as_ref().map(|_| "JSONPatch"),
+            patch,
+            audit_annotations: verdict.audit_annotations(),
+            warnings: verdict
+                .client_warnings()
+                .into_iter()
+                .map(|w| header_safe(&w))
+                .collect(),
+        },
+    };
+    // Serializing plain strings, bools and maps of strings cannot fail; the
+    // fallback is still a valid answer, never a panic.
+    serde_json::to_vec(&review).unwrap_or_else(|_| {
+        format!(r#"{{"apiVersion":"{API_VERSION}","kind":"{KIND}","response":{{"uid":{},"allowed":{allowed}}}}}"#, serde_json::Value::String(uid.to_owned())).into_bytes()
+    })
+}
+
+/// Warnings travel as HTTP `Warning` headers: no control characters, and
+/// short enough not to be cut by the API server.
+fn header_safe(text: &str) -> String {
+    let clean: String = text
+        .chars()
+        .map(|c| if c.is_control() { ' ' } else { c })
+        .collect();
+    if clean.len() <= 1024 {
+        return clean;
+    }
+    let mut end = 1021;
+    while !clean.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}...", &clean[..end])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::decide::RuleId;
+    use crate::mode::Mode;
+
+    const POD: &str = r#"{"apiVersion":"admission.k8s.io/v1","kind":"AdmissionReview","request":{"uid":"u-1","kind":{"group":"","version":"v1","kind":"Pod"},"resource":{"group":"","version":"v1","resource":"pods"},"namespace":"ns","operation":"CREATE","userInfo":{"username":"me","groups":["g"]},"object":{"metadata":{"name":"p"},"spec":{"containers":[]}},"oldObject":null,"dryRun":true}}"#;
+
+    #[test]
+    fn reads_a_request() {
+        let r = parse(POD.as_bytes()).unwrap();
+        assert_eq!(r.uid, "u-1");
+        assert_eq!(r.operation, Operation::Create);
+        assert!(r.dry_run);
+        assert!(matches!(r.object, Some(Object::Pod(_))));
+        assert!(r.old_object.is_none());
+        assert_eq!(r.user.groups, vec!["g"]);
+    }
+
+    #[test]
+    fn rejects_what_is_not_a_review() {
+        let cases: [(&[u8], &str); 6] = [
+            (b"", "not an AdmissionReview"),
+            (b"{\"apiVersion\":", "not an AdmissionReview"),
+            (br#"{"apiVersion":"v1","kind":"Pod"}"#, "expected apiVersion"),
+            (br#"{"apiVersion":"admission.k8s.io/v1","kind":"AdmissionReview"}"#, "no request"),
+            (
+                br#"{"apiVersion":"admission.k8s.io/v1","kind":"AdmissionReview","request":{"kind":{"kind":"Pod","version":"v1"},"operation":"CREATE"}}"#,
+                "no uid",
+            ),
+            (
+                br#"{"apiVersion":"admission.k8s.io/v1","kind":"AdmissionReview","request":{"uid":"x","kind":{"kind":"Pod","version":"v1"},"operation":"CREATE","object":{"spec":7}}}"#,
+                "request.object is not a valid v1/Pod",
+            ),
+        ];
+        for (body, needle) in cases {
+            let e = parse(body).unwrap_err().to_string();
+            assert!(e.contains(needle), "{}: {e}", String::from_utf8_lossy(body));
+        }
+    }
+
+    #[test]
+    fn denial_on_the_wire() {
+        let mut v = Verdict::new(Mode::Enforce);
+        v.violate(
+            RuleId::NoAllowAll,
+            "policy x is allow-all\nwhy\nFix: narrow it",
+            true,
+        );
+        let out: serde_json::Value = serde_json::from_slice(&respond("u-1", &v, false)).unwrap();
+        assert_eq!(out["apiVersion"], API_VERSION);
+        assert_eq!(out["kind"], KIND);
+        let r = &out["response"];
+        assert_eq!(r["uid"], "u-1");
+        assert_eq!(r["allowed"], false);
+        assert_eq!(r["status"]["code"], 403);
+        assert_eq!(r["status"]["reason"], "Forbidden");
+        assert!(
+            r["status"]["message"]
+                .as_str()
+                .unwrap()
+                .starts_with("[no-allow-all] policy x is allow-all")
+        );
+        assert_eq!(r["auditAnnotations"]["decision"], "deny");
+        assert!(r.get("patch").is_none() && r.get("warnings").is_none());
+    }
+
+    #[test]
+    fn patch_is_base64_json_and_only_where_allowed() {
+        let mut v = Verdict::new(Mode::Enforce);
+        v.patch.push(
+            serde_json::from_value(
+                serde_json::json!({"op":"add","path":"/metadata/labels","value":{"a":"b"}}),
+            )
+            .unwrap(),
+        );
+        let out: serde_json::Value = serde_json::from_slice(&respond("u", &v, true)).unwrap();
+        assert_eq!(out["response"]["patchType"], "JSONPatch");
+        let bytes = base64::engine::general_purpose::STANDARD
+            .decode(out["response"]["patch"].as_str().unwrap())
+            .unwrap();
+        let ops: serde_json::Value = serde_json::from_slice(&bytes).unwrap();
+        assert_eq!(ops[0]["path"], "/metadata/labels");
+        let out: serde_json::Value = serde_json::from_slice(&respond("u", &v, false)).unwrap();
+        assert!(
+            out["response"].get("patch").is_none() && out["response"].get("patchType").is_none()
+        );
+    }
+
+    #[test]
+    fn warnings_are_header_safe() {
+        assert_eq!(header_safe("a\nb\tc"), "a b c");
+        assert!(header_safe(&"x".repeat(5000)).len() <= 1024);
+    }
+}

@@ -1,0 +1,69 @@
+//! Logging: JSON when stdout is not a terminal (in a cluster), readable
+//! text on one; `RUST_LOG` sets the level. One line per decision.
+
+use std::io::IsTerminal;
+use std::time::Duration;
+
+use tracing_subscriber::EnvFilter;
+
+use crate::admit::{Confirmation, Webhook};
+use crate::decide::{Decision, Request, Verdict};
+
+/// Installs the global subscriber (once; later calls are no-ops).
+pub fn init() {
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    let result = if std::io::stderr().is_terminal() {
+        builder.try_init()
+    } else {
+        builder
+            .json()
+            .flatten_event(true)
+            .with_current_span(false)
+            .try_init()
+    };
+    // Already installed (tests start several servers in one process).
+    let _ = result;
+}
+
+/// Logs one decision: uid, user, object, verdict, and the reason.
+pub fn decision(
+    webhook: Webhook,
+    req: &Request,
+    verdict: &Verdict,
+    confirmation: Confirmation,
+    elapsed: Duration,
+) {
+    let decision = verdict.decision();
+    let rules: Vec<&str> = verdict.violations.iter().map(|v| v.rule.as_str()).collect();
+    let reason: Vec<String> = verdict.violations.iter().map(|v| v.summary()).collect();
+    let changes = verdict.changes.join("; ");
+    macro_rules! emit {
+        ($level:ident) => {
+            tracing::$level!(
+                webhook = webhook.as_str(),
+                uid = %req.uid,
+                user = %req.user.username,
+                kind = %req.kind.kind,
+                operation = req.operation.as_str(),
+                object = %req.subject(),
+                dry_run = req.dry_run,
+                mode = verdict.mode.as_str(),
+                decision = decision.as_str(),
+                rules = %rules.join(","),
+                reason = %reason.join(" | "),
+                changes = %changes,
+                confirmation = ?confirmation,
+                micros = elapsed.as_micros() as u64,
+                "admission decision"
+            )
+        };
+    }
+    match decision {
+        Decision::Deny | Decision::WouldDeny => emit!(warn),
+        Decision::Skip => emit!(debug),
+        _ => emit!(info),
+    }
+}

@@ -1,0 +1,225 @@
+//! Prometheus metrics: what was decided, how fast, and whether palisade can
+//! see the cluster and prove who it is.
+
+use std::sync::atomic::{AtomicI64, Ordering};
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+use prometheus_client::registry::Registry;
+
+use crate::admit::{Confirmation, Webhook};
+use crate::cluster::ViewStats;
+use crate::decide::{Request, Verdict};
+
+/// Labels of `palisade_decisions_total`.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct DecisionLabels {
+    /// `validate` or `mutate`.
+    pub webhook: &'static str,
+    /// The object's kind.
+    pub kind: String,
+    /// CREATE, UPDATE, DELETE, CONNECT.
+    pub operation: &'static str,
+    /// allow, deny, would-deny, patch, would-patch, skip.
+    pub decision: &'static str,
+    /// enforce, warn, dry-run.
+    pub mode: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct WebhookLabel {
+    webhook: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct RuleLabels {
+    rule: &'static str,
+    mode: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ResultLabel {
+    result: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ResourceLabel {
+    resource: &'static str,
+}
+
+/// Every metric palisade exports.
+#[derive(Debug)]
+pub struct Metrics {
+    registry: Registry,
+    decisions: Family<DecisionLabels, Counter>,
+    violations: Family<RuleLabels, Counter>,
+    duration: Family<WebhookLabel, Histogram, fn() -> Histogram>,
+    bad_requests: Family<WebhookLabel, Counter>,
+    confirmations: Family<ResultLabel, Counter>,
+    cache_synced: Gauge,
+    cache_objects: Family<ResourceLabel, Gauge>,
+    cert_expiry: Gauge,
+    cert_expiry_seconds: AtomicI64,
+}
+
+fn latency_histogram() -> Histogram {
+    // 50 µs to ~1.6 s: admission answers live in the low milliseconds, and
+    // anything near the API server's timeout must still land in a bucket.
+    Histogram::new(exponential_buckets(0.00005, 2.0, 16))
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Metrics {
+    /// A fresh set of metrics, registered.
+    pub fn new() -> Self {
+        let mut registry = Registry::with_prefix("palisade");
+        let decisions = Family::<DecisionLabels, Counter>::default();
+        let violations = Family::<RuleLabels, Counter>::default();
+        let duration = Family::<WebhookLabel, Histogram, fn() -> Histogram>::new_with_constructor(
+            latency_histogram as fn() -> Histogram,
+        );
+        let bad_requests = Family::<WebhookLabel, Counter>::default();
+        let confirmations = Family::<ResultLabel, Counter>::default();
+        let cache_synced = Gauge::default();
+        let cache_objects = Family::<ResourceLabel, Gauge>::default();
+        let cert_expiry = Gauge::default();
+        registry.register(
+            "decisions",
+            "Admission requests decided, by webhook, kind, operation, decision and mode",
+            decisions.clone(),
+        );
+        registry.register(
+            "violations",
+            "Rules broken, by rule and mode (in warn and dry-run these are would-be denials)",
+            violations.clone(),
+        );
+        registry.register(
+            "admission_duration_seconds",
+            "Time from a parsed AdmissionReview to its answer, by webhook",
+            duration.clone(),
+        );
+        registry.register(
+            "bad_requests",
+            "Bodies that were not an AdmissionReview (answered 400), by webhook",
+            bad_requests.clone(),
+        );
+        registry.register(
+            "confirmations",
+            "Fresh reads of a namespace before a denial, by result (confirmed, overturned, failed)",
+            confirmations.clone(),
+        );
+        registry.register(
+            "cache_synced",
+            "1 when the cluster view has caught up with its source (readiness)",
+            cache_synced.clone(),
+        );
+        registry.register(
+            "cache_objects",
+            "Objects held by the cluster view, by resource",
+            cache_objects.clone(),
+        );
+        registry.register(
+            "certificate_expiry_timestamp_seconds",
+            "notAfter of the serving certificate, as a Unix time",
+            cert_expiry.clone(),
+        );
+        Metrics {
+            registry,
+            decisions,
+            violations,
+            duration,
+            bad_requests,
+            confirmations,
+            cache_synced,
+            cache_objects,
+            cert_expiry,
+            cert_expiry_seconds: AtomicI64::new(0),
+        }
+    }
+
+    /// Counts one decided request.
+    pub fn record(
+        &self,
+        webhook: Webhook,
+        req: &Request,
+        verdict: &Verdict,
+        confirmation: Confirmation,
+        seconds: f64,
+    ) {
+        let mode = verdict.mode.as_str();
+        self.decisions
+            .get_or_create(&DecisionLabels {
+                webhook: webhook.as_str(),
+                kind: req.kind.kind.clone(),
+                operation: req.operation.as_str(),
+                decision: verdict.decision().as_str(),
+                mode,
+            })
+            .inc();
+        for v in &verdict.violations {
+            self.violations
+                .get_or_create(&RuleLabels {
+                    rule: v.rule.as_str(),
+                    mode,
+                })
+                .inc();
+        }
+        let result = match confirmation {
+            Confirmation::NotNeeded => None,
+            Confirmation::Confirmed => Some("confirmed"),
+            Confirmation::Overturned => Some("overturned"),
+            Confirmation::Failed => Some("failed"),
+        };
+        if let Some(result) = result {
+            self.confirmations
+                .get_or_create(&ResultLabel { result })
+                .inc();
+        }
+        self.duration
+            .get_or_create(&WebhookLabel {
+                webhook: webhook.as_str(),
+            })
+            .observe(seconds);
+    }
+
+    /// Counts a body that was not an AdmissionReview.
+    pub fn bad_request(&self, webhook: Webhook) {
+        self.bad_requests
+            .get_or_create(&WebhookLabel {
+                webhook: webhook.as_str(),
+            })
+            .inc();
+    }
+
+    /// Sets the serving certificate's expiry.
+    pub fn set_certificate_expiry(&self, unix_seconds: i64) {
+        self.cert_expiry_seconds
+            .store(unix_seconds, Ordering::Relaxed);
+        self.cert_expiry.set(unix_seconds);
+    }
+
+    /// The text exposition, with the cluster view's state read now.
+    pub fn encode(&self, synced: bool, stats: ViewStats) -> String {
+        self.cache_synced.set(i64::from(synced));
+        for (resource, n) in [
+            ("namespaces", stats.namespaces),
+            ("networkpolicies", stats.policies),
+        ] {
+            self.cache_objects
+                .get_or_create(&ResourceLabel { resource })
+                .set(i64::try_from(n).unwrap_or(i64::MAX));
+        }
+        let mut out = String::new();
+        // Writing to a String cannot fail.
+        let _ = prometheus_client::encoding::text::encode(&mut out, &self.registry);
+        out
+    }
+}

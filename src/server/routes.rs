@@ -1,0 +1,170 @@
+//! HTTP routes: the two webhooks on the TLS port, and health, readiness and
+//! metrics on the plain metrics port.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use axum::Router;
+use axum::body::Body;
+use axum::extract::State;
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+
+use super::metrics::Metrics;
+use crate::admit::{self, Webhook};
+use crate::cluster::ClusterView;
+use crate::config::Config;
+use crate::review;
+
+/// Path of the validating webhook.
+pub const VALIDATE_PATH: &str = "/validate";
+/// Path of the mutating webhook.
+pub const MUTATE_PATH: &str = "/mutate";
+/// Liveness.
+pub const HEALTHZ_PATH: &str = "/healthz";
+/// Readiness.
+pub const READYZ_PATH: &str = "/readyz";
+/// Prometheus metrics.
+pub const METRICS_PATH: &str = "/metrics";
+
+/// Limits on what a client may send.
+#[derive(Debug, Clone, Copy)]
+pub struct BodyLimits {
+    /// Largest body accepted. The API server caps objects near 3 MiB and an
+    /// UPDATE carries two of them.
+    pub max_bytes: usize,
+    /// Longest time to receive a body once headers are in.
+    pub read_timeout: Duration,
+}
+
+impl Default for BodyLimits {
+    fn default() -> Self {
+        BodyLimits {
+            max_bytes: 8 * 1024 * 1024,
+            read_timeout: Duration::from_secs(10),
+        }
+    }
+}
+
+/// What the handlers share.
+pub struct AppState {
+    /// The validated config.
+    pub config: Arc<Config>,
+    /// Where cluster state comes from.
+    pub cluster: Arc<dyn ClusterView>,
+    /// Counters and histograms.
+    pub metrics: Arc<Metrics>,
+    /// Set once a serving certificate is loaded.
+    pub certs_loaded: Arc<AtomicBool>,
+    /// Body limits.
+    pub limits: BodyLimits,
+}
+
+/// The HTTPS app: `POST /validate` and `POST /mutate`.
+pub fn webhook_router(state: Arc<AppState>) -> Router {
+    Router::new()
+        .route(VALIDATE_PATH, post(validate))
+        .route(MUTATE_PATH, post(mutate))
+        .with_state(state)
+}
+
+/// The plain-HTTP app: `/healthz`, `/readyz`, `/metrics`.
+pub fn ops_router(state: Arc<AppState>) -> Router {
+    Router::new()
+        .route(HEALTHZ_PATH, get(|| async { "ok" }))
+        .route(READYZ_PATH, get(readyz))
+        .route(METRICS_PATH, get(metrics))
+        .with_state(state)
+}
+
+async fn validate(State(s): State<Arc<AppState>>, body: Body) -> Response {
+    review_request(&s, Webhook::Validate, body).await
+}
+
+async fn mutate(State(s): State<Arc<AppState>>, body: Body) -> Response {
+    review_request(&s, Webhook::Mutate, body).await
+}
+
+fn bad_request(s: &AppState, webhook: Webhook, reason: String) -> Response {
+    s.metrics.bad_request(webhook);
+    tracing::info!(webhook = webhook.as_str(), reason = %reason, "rejected a body that is not an AdmissionReview");
+    (
+        StatusCode::BAD_REQUEST,
+        [(header::CONTENT_TYPE, "text/plain; charset=utf-8")],
+        format!("{reason}\n"),
+    )
+        .into_response()
+}
+
+async fn review_request(s: &AppState, webhook: Webhook, body: Body) -> Response {
+    let limit = s.limits.max_bytes;
+    let bytes = match tokio::time::timeout(s.limits.read_timeout, axum::body::to_bytes(body, limit))
+        .await
+    {
+        Err(_) => return bad_request(s, webhook, "timed out reading the request body".into()),
+        Ok(Err(e)) => {
+            let too_big = std::error::Error::source(&e)
+                .is_some_and(|src| src.is::<http_body_util::LengthLimitError>());
+            let reason = if too_big {
+                format!("request body exceeds the limit of {limit} bytes")
+            } else {
+                format!("cannot read the request body: {e}")
+            };
+            return bad_request(s, webhook, reason);
+        }
+        Ok(Ok(b)) => b,
+    };
+    let req = match review::parse(&bytes) {
+        Ok(r) => r,
+        Err(e) => return bad_request(s, webhook, e.to_string()),
+    };
+    let started = Instant::now();
+    let (verdict, confirmation) = admit::admit(&s.config, s.cluster.as_ref(), webhook, &req).await;
+    let body = review::respond(&req.uid, &verdict, webhook == Webhook::Mutate);
+    let elapsed = started.elapsed();
+    s.metrics
+        .record(webhook, &req, &verdict, confirmation, elapsed.as_secs_f64());
+    super::log::decision(webhook, &req, &verdict, confirmation, elapsed);
+    (
+        StatusCode::OK,
+        [(header::CONTENT_TYPE, "application/json")],
+        body,
+    )
+        .into_response()
+}
+
+async fn readyz(State(s): State<Arc<AppState>>) -> Response {
+    let certs = s.certs_loaded.load(Ordering::Relaxed);
+    let synced = s.cluster.is_ready();
+    if certs && synced {
+        (StatusCode::OK, "ready\n").into_response()
+    } else {
+        let mut why = Vec::new();
+        if !certs {
+            why.push("serving certificate not loaded");
+        }
+        if !synced {
+            why.push("cluster watch caches not synced");
+        }
+        (
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!("not ready: {}\n", why.join("; ")),
+        )
+            .into_response()
+    }
+}
+
+async fn metrics(State(s): State<Arc<AppState>>) -> Response {
+    let text = s.metrics.encode(s.cluster.is_ready(), s.cluster.stats());
+    (
+        StatusCode::OK,
+        [(
+            header::CONTENT_TYPE,
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        )],
+        text,
+    )
+        .into_response()
+}
