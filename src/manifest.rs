@@ -99,6 +99,17 @@ pub struct Manifests {
 /// recursively in name order).
 pub fn read_paths<P: AsRef<Path>>(paths: &[P]) -> Result<Manifests, ReadError> {
     let mut out = Manifests::default();
+    for file in files(paths)? {
+        read_file_into(&file, &mut out)?;
+    }
+    Ok(out)
+}
+
+/// The files `read_paths` would read, in order: named files whatever
+/// their extension (as kubectl does), and `.yaml`, `.yml`, `.json` files
+/// found by walking named directories.
+pub fn files<P: AsRef<Path>>(paths: &[P]) -> Result<Vec<PathBuf>, ReadError> {
+    let mut out = Vec::new();
     for p in paths {
         let p = p.as_ref();
         let meta = std::fs::metadata(p).map_err(|source| ReadError {
@@ -106,15 +117,18 @@ pub fn read_paths<P: AsRef<Path>>(paths: &[P]) -> Result<Manifests, ReadError> {
             source,
         })?;
         if meta.is_dir() {
-            for file in walk(p)? {
-                read_file(&file, &mut out)?;
-            }
+            out.extend(walk(p)?);
         } else {
-            // A file named on the command line is read whatever its
-            // extension, as kubectl does.
-            read_file(p, &mut out)?;
+            out.push(p.to_owned());
         }
     }
+    Ok(out)
+}
+
+/// Reads the manifests of one file.
+pub fn read_file(path: &Path) -> Result<Manifests, ReadError> {
+    let mut out = Manifests::default();
+    read_file_into(path, &mut out)?;
     Ok(out)
 }
 
@@ -143,7 +157,7 @@ fn walk(dir: &Path) -> Result<Vec<PathBuf>, ReadError> {
     Ok(files)
 }
 
-fn read_file(path: &Path, out: &mut Manifests) -> Result<(), ReadError> {
+fn read_file_into(path: &Path, out: &mut Manifests) -> Result<(), ReadError> {
     let text = std::fs::read_to_string(path).map_err(|source| ReadError {
         path: path.to_owned(),
         source,

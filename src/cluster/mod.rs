@@ -12,6 +12,7 @@ use thiserror::Error;
 use crate::netpol::PolicyFacts;
 use crate::posture::NamespaceInfo;
 
+pub mod index;
 pub mod static_dir;
 
 /// A failed read of the live cluster.

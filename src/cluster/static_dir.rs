@@ -1,10 +1,10 @@
 //! A cluster made of manifests: `--state DIR`, `check`, tests and the demo.
 //!
-//! It holds whole [`Policy`] models (not only facts), because offline
-//! commands also simulate; it is built once and never changes under a
-//! running server.
+//! Files are read one at a time and folded into the same per-namespace
+//! [`Index`] the watch cache keeps, so a state of 100,000 policies never
+//! sits in memory as parsed documents. It never changes under a running
+//! server.
 
-use std::collections::BTreeMap;
 use std::path::Path;
 
 use futures::future::BoxFuture;
@@ -12,6 +12,7 @@ use k8s_openapi::api::core::v1::Namespace;
 use k8s_openapi::api::networking::v1::NetworkPolicy;
 use thiserror::Error;
 
+use super::index::Index;
 use super::{ClusterError, ClusterView, NamespaceView, ViewStats};
 use crate::manifest::{self, Document, Manifests, Skipped};
 use crate::netpol::{Policy, PolicyError};
@@ -48,10 +49,9 @@ pub enum StateError {
 }
 
 /// A cluster state read from manifests.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Default)]
 pub struct StaticCluster {
-    namespaces: BTreeMap<String, NamespaceInfo>,
-    policies: BTreeMap<String, BTreeMap<String, Policy>>,
+    index: Index,
 }
 
 impl StaticCluster {
@@ -60,13 +60,17 @@ impl StaticCluster {
         Self::default()
     }
 
-    /// Reads every manifest under `paths`; returns the cluster and the
-    /// files or documents that were not manifests.
+    /// Reads every manifest under `paths`, one file at a time; returns the
+    /// cluster and the files or documents that were not manifests.
     pub fn load<P: AsRef<Path>>(paths: &[P]) -> Result<(Self, Vec<Skipped>), StateError> {
-        let m = manifest::read_paths(paths)?;
         let mut c = StaticCluster::new();
-        c.apply_all(&m)?;
-        Ok((c, m.skipped))
+        let mut skipped = Vec::new();
+        for file in manifest::files(paths)? {
+            let m = manifest::read_file(&file)?;
+            c.apply_all(&m)?;
+            skipped.extend(m.skipped);
+        }
+        Ok((c, skipped))
     }
 
     /// Adds or replaces the Namespaces and NetworkPolicies of `m`, as
@@ -98,7 +102,7 @@ impl StaticCluster {
                         source: Box::new(source),
                     }
                 })?;
-                self.insert_policy(p);
+                self.insert_policy(&p);
             }
             _ => {}
         }
@@ -108,59 +112,33 @@ impl StaticCluster {
     /// Adds or replaces a namespace.
     pub fn insert_namespace(&mut self, ns: &Namespace) {
         let (name, info) = NamespaceInfo::from_k8s(ns);
-        self.namespaces.insert(name, info);
+        self.index.put_namespace(&name, info);
     }
 
     /// Adds or replaces a policy.
-    pub fn insert_policy(&mut self, p: Policy) {
-        self.policies
-            .entry(p.namespace.clone())
-            .or_default()
-            .insert(p.name.clone(), p);
+    pub fn insert_policy(&mut self, p: &Policy) {
+        self.index.put_policy(&p.namespace, &p.facts());
     }
 
-    /// Removes a policy; true when it was there.
-    pub fn remove_policy(&mut self, namespace: &str, name: &str) -> bool {
-        self.policies
-            .get_mut(namespace)
-            .is_some_and(|m| m.remove(name).is_some())
+    /// Removes a policy.
+    pub fn remove_policy(&mut self, namespace: &str, name: &str) {
+        self.index.remove_policy(namespace, name);
     }
 
-    /// The namespaces, by name.
-    pub fn namespaces(&self) -> &BTreeMap<String, NamespaceInfo> {
-        &self.namespaces
-    }
-
-    /// Every policy, by namespace then name.
-    pub fn policies(&self) -> impl Iterator<Item = &Policy> {
-        self.policies.values().flat_map(BTreeMap::values)
-    }
-
-    /// The policies of one namespace.
-    pub fn policies_in(&self, namespace: &str) -> impl Iterator<Item = &Policy> {
-        self.policies
-            .get(namespace)
-            .into_iter()
-            .flat_map(BTreeMap::values)
+    /// Every known namespace name, sorted.
+    pub fn namespace_names(&self) -> Vec<String> {
+        self.index.namespace_names()
     }
 }
 
 impl ClusterView for StaticCluster {
     fn namespace(&self, name: &str) -> NamespaceView {
-        NamespaceView {
-            name: name.to_owned(),
-            namespace: self.namespaces.get(name).cloned(),
-            policies: self
-                .policies_in(name)
-                .map(Policy::facts)
-                .filter(|f| !f.is_plain())
-                .collect(),
-        }
+        self.index.view(name)
     }
 
     fn confirm<'a>(&'a self, name: &'a str) -> BoxFuture<'a, Result<NamespaceView, ClusterError>> {
         // Files do not lag behind themselves: the view is the truth.
-        Box::pin(async move { Ok(self.namespace(name)) })
+        Box::pin(async move { Ok(self.index.view(name)) })
     }
 
     fn is_ready(&self) -> bool {
@@ -168,10 +146,7 @@ impl ClusterView for StaticCluster {
     }
 
     fn stats(&self) -> ViewStats {
-        ViewStats {
-            namespaces: self.namespaces.len(),
-            policies: self.policies.values().map(BTreeMap::len).sum(),
-        }
+        self.index.stats()
     }
 }
 
@@ -212,7 +187,7 @@ mod tests {
                 policies: 3
             }
         );
-        assert!(c.remove_policy("shop", "deny"));
+        c.remove_policy("shop", "deny");
         assert!(c.namespace("shop").policies.is_empty());
     }
 
