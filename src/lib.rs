@@ -3,3 +3,4 @@
 //! simulates what a policy change opens or closes.
 
 pub mod certs;
+pub mod server;
