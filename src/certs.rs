@@ -342,7 +342,12 @@ mod tests {
         let (_, leaf) = parse_x509_certificate(&leaf_der).unwrap();
 
         assert_eq!(
-            ca.subject().iter_common_name().next().unwrap().as_str().unwrap(),
+            ca.subject()
+                .iter_common_name()
+                .next()
+                .unwrap()
+                .as_str()
+                .unwrap(),
             CA_COMMON_NAME
         );
         assert!(ca.is_ca());
@@ -365,8 +370,7 @@ mod tests {
         assert_eq!(dns, spec().dns_names());
         assert_eq!(ips, vec![vec![127, 0, 0, 1]]);
 
-        let days = (leaf.validity().not_after.timestamp()
-            - leaf.validity().not_before.timestamp())
+        let days = (leaf.validity().not_after.timestamp() - leaf.validity().not_before.timestamp())
             / 86_400;
         assert_eq!(days, 30, "30 days plus the one-hour backdate");
     }
@@ -404,7 +408,10 @@ mod tests {
         #[cfg(unix)]
         {
             use std::os::unix::fs::PermissionsExt as _;
-            let mode = fs::metadata(dir.join(KEY_FILE)).unwrap().permissions().mode();
+            let mode = fs::metadata(dir.join(KEY_FILE))
+                .unwrap()
+                .permissions()
+                .mode();
             assert_eq!(mode & 0o777, 0o600);
         }
 
