@@ -218,25 +218,30 @@ impl CertReloader {
     /// some overlay setups) and a watch can be lost when its directory is
     /// replaced. Reads are cheap: an unchanged hash is a no-op.
     pub fn spawn_watcher(self: Arc<Self>, interval: Duration) -> tokio::task::JoinHandle<()> {
+        // Capacity 1: one pending "something changed" is as good as many.
+        let (tx, mut rx) = mpsc::channel::<()>(1);
+        // Registered before returning, not inside the task: a change made
+        // right after this call must not slip in before the watch exists.
+        let watcher = match self.watch_dirs(tx) {
+            Ok(w) => Some(w),
+            Err(e) => {
+                tracing::warn!(
+                    error = %e,
+                    interval_ms = interval.as_millis() as u64,
+                    "cannot watch the certificate directory; falling back to polling"
+                );
+                None
+            }
+        };
         tokio::spawn(async move {
-            // Capacity 1: one pending "something changed" is as good as many.
-            let (tx, mut rx) = mpsc::channel::<()>(1);
-            let watcher = match self.watch_dirs(tx) {
-                Ok(w) => Some(w),
-                Err(e) => {
-                    tracing::warn!(
-                        error = %e,
-                        interval_ms = interval.as_millis() as u64,
-                        "cannot watch the certificate directory; falling back to polling"
-                    );
-                    None
-                }
-            };
+            // Owned by the task: dropping it would end the watch.
+            let watcher = watcher;
             let mut events_open = watcher.is_some();
             let mut ticker = tokio::time::interval(interval);
             ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-            ticker.tick().await; // the first tick is immediate; we just loaded
             let mut last_error: Option<String> = None;
+            // The first tick is immediate, so the loop starts with a reload:
+            // it catches a change made between `load` and the watch above.
             loop {
                 tokio::select! {
                     _ = ticker.tick() => {}
@@ -284,17 +289,19 @@ impl CertReloader {
     }
 
     fn watch_dirs(&self, tx: mpsc::Sender<()>) -> notify::Result<notify::RecommendedWatcher> {
-        let mut watcher = notify::recommended_watcher(move |res: notify::Result<notify::Event>| {
-            match res {
-                Ok(event) if is_change(&event.kind) => {
-                    // Full means a reload is already pending; closed means the
-                    // task is gone. Neither needs handling.
-                    let _ = tx.try_send(());
+        let mut watcher =
+            notify::recommended_watcher(move |res: notify::Result<notify::Event>| {
+                match res {
+                    Ok(event) if is_change(&event.kind) => {
+                        tracing::trace!(?event, "certificate directory changed");
+                        // Full means a reload is already pending; closed means the
+                        // task is gone. Neither needs handling.
+                        let _ = tx.try_send(());
+                    }
+                    Ok(_) => {}
+                    Err(e) => tracing::debug!(error = %e, "certificate directory watch error"),
                 }
-                Ok(_) => {}
-                Err(e) => tracing::debug!(error = %e, "certificate directory watch error"),
-            }
-        })?;
+            })?;
         let mut dirs: Vec<PathBuf> = [&self.cert_path, &self.key_path]
             .into_iter()
             .map(|p| parent_dir(p))
@@ -390,12 +397,13 @@ fn parse_pair(
             source,
         },
     })?;
-    let signing_key = rustls::crypto::ring::sign::any_supported_type(&key_der).map_err(|source| {
-        TlsError::UnsupportedKey {
-            path: key_path.to_path_buf(),
-            source,
-        }
-    })?;
+    let signing_key =
+        rustls::crypto::ring::sign::any_supported_type(&key_der).map_err(|source| {
+            TlsError::UnsupportedKey {
+                path: key_path.to_path_buf(),
+                source,
+            }
+        })?;
 
     let certified = CertifiedKey::new(chain, signing_key);
     match certified.keys_match() {
