@@ -211,7 +211,6 @@ where
     // Owning the connection tasks lets us abort the stragglers when the
     // drain timeout expires instead of leaving them running detached.
     let mut tasks = JoinSet::new();
-    let shutdown = shutdown;
     tokio::pin!(shutdown);
     tracing::info!(%local, scheme, "listening");
 

@@ -30,6 +30,10 @@ pub const ALPN_PROTOCOLS: [&[u8]; 2] = [b"h2", b"http/1.1"];
 /// swap); wait this long after the first one so we read the finished state.
 const DEBOUNCE: Duration = Duration::from_millis(100);
 
+/// Floor for the poll interval: a zero interval would make tokio panic, and
+/// anything shorter only burns CPU re-reading unchanged files.
+const MIN_POLL_INTERVAL: Duration = Duration::from_millis(100);
+
 /// Why the certificate or key could not be loaded.
 #[derive(Debug, thiserror::Error)]
 pub enum TlsError {
@@ -216,8 +220,10 @@ impl CertReloader {
     /// the file itself would miss), and also re-reads every `interval`
     /// because change events are not delivered on every file system (NFS,
     /// some overlay setups) and a watch can be lost when its directory is
-    /// replaced. Reads are cheap: an unchanged hash is a no-op.
+    /// replaced. Reads are cheap: an unchanged hash is a no-op. `interval`
+    /// is raised to 100 ms if shorter.
     pub fn spawn_watcher(self: Arc<Self>, interval: Duration) -> tokio::task::JoinHandle<()> {
+        let interval = interval.max(MIN_POLL_INTERVAL);
         // Capacity 1: one pending "something changed" is as good as many.
         let (tx, mut rx) = mpsc::channel::<()>(1);
         // Registered before returning, not inside the task: a change made
@@ -254,13 +260,19 @@ impl CertReloader {
                         while rx.try_recv().is_ok() {}
                     }
                 }
-                self.reload_and_log(&mut last_error);
+                // File reads block; keep them off the runtime's few worker
+                // threads in case the volume is slow (a network file system).
+                let this = Arc::clone(&self);
+                match tokio::task::spawn_blocking(move || this.reload()).await {
+                    Ok(outcome) => self.log_reload(outcome, &mut last_error),
+                    Err(e) => tracing::error!(error = %e, "certificate reload task failed"),
+                }
             }
         })
     }
 
-    fn reload_and_log(&self, last_error: &mut Option<String>) {
-        match self.reload() {
+    fn log_reload(&self, outcome: Result<bool, TlsError>, last_error: &mut Option<String>) {
+        match outcome {
             Ok(true) => {
                 *last_error = None;
                 tracing::info!(
