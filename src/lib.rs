@@ -4,6 +4,7 @@
 
 pub mod addresses;
 pub mod admit;
+pub mod certs;
 pub mod cluster;
 pub mod config;
 pub mod decide;

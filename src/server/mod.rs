@@ -1,5 +1,8 @@
-//! The thin shell around the decisions: HTTP routes, metrics and logs.
+//! The thin shell around the decisions: TLS with hot-reloaded certificates,
+//! accept loops, HTTP routes, metrics and logs.
 
+pub mod listen;
 pub mod log;
 pub mod metrics;
 pub mod routes;
+pub mod tls;
