@@ -17,5 +17,6 @@ pub mod posture;
 pub mod review;
 pub mod roles;
 pub mod selector;
+pub mod serve;
 pub mod server;
 pub mod sidecar;

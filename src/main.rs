@@ -1,1 +1,326 @@
-fn main() {}
+//! The `palisade` command line: serve | certs | check | audit | simulate.
+
+use std::net::{IpAddr, SocketAddr};
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use clap::{Args, Parser, Subcommand};
+
+use palisade::certs::{self, CertSpec};
+use palisade::cluster::ClusterView;
+use palisade::cluster::kube::KubeCluster;
+use palisade::cluster::static_dir::StaticCluster;
+use palisade::config::Config;
+use palisade::mode::Mode;
+use palisade::serve::{self, Settings};
+use palisade::server::listen::ListenLimits;
+use palisade::server::routes::BodyLimits;
+
+/// Exit code for usage and configuration errors.
+const EXIT_USAGE: u8 = 2;
+
+#[derive(Parser)]
+#[command(name = "palisade", version, about = "Kubernetes admission webhook for NetworkPolicy hygiene, role labels and access-proxy sidecars", long_about = None)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Serve the validating and mutating webhooks over TLS.
+    Serve(ServeArgs),
+    /// Write a CA and a serving certificate for the webhook Service.
+    Certs(CertsArgs),
+}
+
+#[derive(Args)]
+struct ServeArgs {
+    /// The policy file [default: policies/palisade.yaml; with --demo: the embedded one].
+    #[arg(long, env = "PALISADE_CONFIG")]
+    config: Option<PathBuf>,
+    /// Override the config's default mode.
+    #[arg(long, env = "PALISADE_MODE", value_parser = parse_mode)]
+    mode: Option<Mode>,
+    /// HTTPS address for /validate and /mutate [default: 0.0.0.0:8443; with --demo: 127.0.0.1:8443].
+    #[arg(long)]
+    listen: Option<SocketAddr>,
+    /// Plain-HTTP address for /healthz, /readyz and /metrics [default: 0.0.0.0:9090; with --demo: 127.0.0.1:9090].
+    #[arg(long)]
+    metrics_listen: Option<SocketAddr>,
+    /// PEM certificate chain.
+    #[arg(long, default_value = "certs/tls.crt")]
+    tls_cert: PathBuf,
+    /// PEM private key.
+    #[arg(long, default_value = "certs/tls.key")]
+    tls_key: PathBuf,
+    /// Read the cluster from manifests under DIR instead of the API server.
+    #[arg(long, value_name = "DIR")]
+    state: Option<PathBuf>,
+    /// Serve on 127.0.0.1 with an example cluster and a self-signed
+    /// certificate made at start, and print how to call it.
+    #[arg(long)]
+    demo: bool,
+    /// Largest request body accepted, in bytes.
+    #[arg(long, default_value_t = BodyLimits::default().max_bytes)]
+    max_body_bytes: usize,
+    /// Connections served at once.
+    #[arg(long, default_value_t = ListenLimits::default().max_connections)]
+    max_connections: usize,
+}
+
+#[derive(Args)]
+struct CertsArgs {
+    /// Directory to write ca.crt, tls.crt and tls.key into.
+    #[arg(long, default_value = "certs")]
+    out: PathBuf,
+    /// The webhook Service's name.
+    #[arg(long, default_value = "palisade")]
+    service: String,
+    /// The webhook Service's namespace.
+    #[arg(long, default_value = "palisade-system")]
+    namespace: String,
+    /// Extra DNS names for the serving certificate.
+    #[arg(long)]
+    dns: Vec<String>,
+    /// IP addresses for the serving certificate.
+    #[arg(long)]
+    ip: Vec<IpAddr>,
+    /// Validity of both certificates, in days.
+    #[arg(long, default_value_t = 365)]
+    days: u32,
+}
+
+fn parse_mode(s: &str) -> Result<Mode, String> {
+    s.parse::<Mode>().map_err(|e| e.to_string())
+}
+
+fn main() -> ExitCode {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Serve(args) => run_async(serve_command(args)),
+        Command::Certs(args) => certs_command(args),
+    }
+}
+
+fn run_async(f: impl std::future::Future<Output = ExitCode>) -> ExitCode {
+    match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt.block_on(f),
+        Err(e) => {
+            eprintln!("palisade: cannot start the async runtime: {e}");
+            ExitCode::from(EXIT_USAGE)
+        }
+    }
+}
+
+fn fail(msg: impl std::fmt::Display) -> ExitCode {
+    eprintln!("palisade: {msg}");
+    ExitCode::from(EXIT_USAGE)
+}
+
+fn certs_command(a: CertsArgs) -> ExitCode {
+    let spec = CertSpec {
+        service: a.service,
+        namespace: a.namespace,
+        dns: a.dns,
+        ips: a.ip,
+        validity_days: a.days,
+    };
+    let bundle = match certs::generate(&spec).and_then(|b| b.write_to(&a.out).map(|()| b)) {
+        Ok(b) => b,
+        Err(e) => return fail(e),
+    };
+    println!(
+        "wrote {dir}/ca.crt, {dir}/tls.crt, {dir}/tls.key for {names}",
+        dir = a.out.display(),
+        names = spec.dns_names().join(", ")
+    );
+    println!("caBundle (base64 of ca.crt, for both webhook configurations):");
+    println!("{}", bundle.ca_bundle_base64());
+    ExitCode::SUCCESS
+}
+
+const DEMO_CLUSTER: &str = include_str!("../policies/examples/demo-cluster.yaml");
+const DEMO_REVIEWS: [(&str, &str, &str, &str); 3] = [
+    (
+        "validate-pod.json",
+        include_str!("../policies/examples/reviews/validate-pod.json"),
+        "/validate",
+        "a pod in fx-apps, which has no default-deny NetworkPolicy: denied, with the policy to apply",
+    ),
+    (
+        "validate-allow-all-policy.json",
+        include_str!("../policies/examples/reviews/validate-allow-all-policy.json"),
+        "/validate",
+        "an allow-all NetworkPolicy in fx-apps (environment=prod): denied",
+    ),
+    (
+        "mutate-pod.json",
+        include_str!("../policies/examples/reviews/mutate-pod.json"),
+        "/mutate",
+        "the same pod at the mutating webhook: a base64 JSON Patch with its role label and sidecar",
+    ),
+];
+
+async fn serve_command(a: ServeArgs) -> ExitCode {
+    palisade::server::log::init();
+    let mut config = match (&a.config, a.demo) {
+        (Some(path), _) => Config::load(path),
+        (None, true) => Config::embedded(),
+        (None, false) => Config::load(Path::new("policies/palisade.yaml")),
+    }
+    .map_err(|e| e.to_string());
+    if let (Ok(c), Some(m)) = (&mut config, a.mode) {
+        c.mode = m;
+    }
+    let config = match config {
+        Ok(c) => Arc::new(c),
+        Err(e) => return fail(e),
+    };
+    let local = |port: u16| SocketAddr::from(([127, 0, 0, 1], port));
+    let any = |port: u16| SocketAddr::from(([0, 0, 0, 0], port));
+    let (listen, metrics_listen) = if a.demo {
+        (
+            a.listen.unwrap_or(local(8443)),
+            a.metrics_listen.unwrap_or(local(9090)),
+        )
+    } else {
+        (
+            a.listen.unwrap_or(any(8443)),
+            a.metrics_listen.unwrap_or(any(9090)),
+        )
+    };
+
+    let mut demo_dir = None;
+    let (tls_cert, tls_key) = if a.demo {
+        match prepare_demo(listen) {
+            Ok(dir) => {
+                let paths = (dir.join(certs::CERT_FILE), dir.join(certs::KEY_FILE));
+                demo_dir = Some(dir);
+                paths
+            }
+            Err(e) => return fail(e),
+        }
+    } else {
+        (a.tls_cert.clone(), a.tls_key.clone())
+    };
+
+    let cluster: Arc<dyn ClusterView> = if a.demo && a.state.is_none() {
+        let mut c = StaticCluster::new();
+        let mut m = palisade::manifest::Manifests::default();
+        palisade::manifest::read_text(Path::new("<demo-cluster.yaml>"), DEMO_CLUSTER, &mut m);
+        if let Err(e) = c.apply_all(&m) {
+            return fail(e);
+        }
+        Arc::new(c)
+    } else if let Some(dir) = &a.state {
+        match StaticCluster::load(&[dir]) {
+            Ok((c, skipped)) => {
+                for s in skipped {
+                    tracing::warn!(file = %s, "skipped a file in --state that is not a manifest");
+                }
+                Arc::new(c)
+            }
+            Err(e) => return fail(e),
+        }
+    } else {
+        let client = match kube::Client::try_default().await {
+            Ok(c) => c,
+            Err(e) => {
+                return fail(format!(
+                    "cannot reach the cluster (in-cluster config or KUBECONFIG): {e}; use --state DIR or --demo to run without one"
+                ));
+            }
+        };
+        let (view, _tasks) = KubeCluster::start(client);
+        view
+    };
+
+    let settings = Settings {
+        config: Arc::clone(&config),
+        cluster,
+        listen,
+        metrics_listen,
+        tls_cert,
+        tls_key,
+        limits: ListenLimits {
+            max_connections: a.max_connections,
+            ..ListenLimits::default()
+        },
+        body: BodyLimits {
+            max_bytes: a.max_body_bytes,
+            ..BodyLimits::default()
+        },
+    };
+    let server = match serve::start(settings).await {
+        Ok(s) => s,
+        Err(e) => return fail(e),
+    };
+    tracing::info!(mode = %config.mode, "decisions default to this mode");
+    if let Some(dir) = demo_dir {
+        print_demo(&dir, server.https_addr, server.metrics_addr);
+    }
+    serve::termination().await;
+    tracing::info!("shutting down: finishing in-flight reviews");
+    server.shutdown();
+    match server.wait().await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("palisade: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Writes a self-signed certificate for 127.0.0.1/localhost and the sample
+/// reviews into a directory under the system temp dir.
+fn prepare_demo(listen: SocketAddr) -> Result<PathBuf, String> {
+    let dir = std::env::temp_dir().join("palisade-demo");
+    let spec = CertSpec {
+        service: "palisade".into(),
+        namespace: "palisade-system".into(),
+        dns: vec!["localhost".into()],
+        ips: vec![listen.ip(), IpAddr::from([127, 0, 0, 1])],
+        validity_days: 7,
+    };
+    let bundle = certs::generate(&spec).map_err(|e| e.to_string())?;
+    bundle.write_to(&dir).map_err(|e| e.to_string())?;
+    let reviews = dir.join("reviews");
+    std::fs::create_dir_all(&reviews)
+        .map_err(|e| format!("cannot create {}: {e}", reviews.display()))?;
+    for (name, body, _, _) in DEMO_REVIEWS {
+        let path = reviews.join(name);
+        std::fs::write(&path, body).map_err(|e| format!("cannot write {}: {e}", path.display()))?;
+    }
+    Ok(dir)
+}
+
+fn print_demo(dir: &Path, https: SocketAddr, metrics: SocketAddr) {
+    let host = if https.ip().is_unspecified() {
+        SocketAddr::from(([127, 0, 0, 1], https.port()))
+    } else {
+        https
+    };
+    println!("palisade demo: webhooks on https://{host}, metrics on http://{metrics}/metrics");
+    println!(
+        "cluster: namespaces fx-apps (no default-deny, proxy enabled) and payments (fenced); config: the embedded policies/palisade.yaml"
+    );
+    println!("Try it; each command works as printed (Ctrl-C stops the demo):");
+    for (name, _, path, what) in DEMO_REVIEWS {
+        println!();
+        println!("  # {what}");
+        println!(
+            "  curl -sS --cacert {ca} -H 'Content-Type: application/json' --data-binary @{body} https://{host}{path}",
+            ca = dir.join(certs::CA_FILE).display(),
+            body = dir.join("reviews").join(name).display(),
+        );
+    }
+    println!();
+    println!("  # decisions counted");
+    println!("  curl -sS http://{metrics}/metrics | grep palisade_decisions_total");
+}

@@ -13,6 +13,7 @@ use crate::netpol::PolicyFacts;
 use crate::posture::NamespaceInfo;
 
 pub mod index;
+pub mod kube;
 pub mod static_dir;
 
 /// A failed read of the live cluster.

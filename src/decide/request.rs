@@ -317,9 +317,9 @@ impl Request {
         }
     }
 
-    /// `kind namespace/name` for messages, e.g. `pod fx-apps/web`.
+    /// `Kind namespace/name` for messages, e.g. `Pod fx-apps/web`.
     pub fn subject(&self) -> String {
-        let kind = self.kind.kind.to_lowercase();
+        let kind = &self.kind.kind;
         match self.namespace.as_deref() {
             Some(ns) if self.kind.kind != "Namespace" => {
                 format!("{kind} {ns}/{}", self.display_name())

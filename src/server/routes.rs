@@ -58,6 +58,8 @@ pub struct AppState {
     pub metrics: Arc<Metrics>,
     /// Set once a serving certificate is loaded.
     pub certs_loaded: Arc<AtomicBool>,
+    /// Set when shutdown has begun: readiness turns false at once.
+    pub shutting_down: Arc<AtomicBool>,
     /// Body limits.
     pub limits: BodyLimits,
 }
@@ -138,7 +140,8 @@ async fn review_request(s: &AppState, webhook: Webhook, body: Body) -> Response 
 async fn readyz(State(s): State<Arc<AppState>>) -> Response {
     let certs = s.certs_loaded.load(Ordering::Relaxed);
     let synced = s.cluster.is_ready();
-    if certs && synced {
+    let stopping = s.shutting_down.load(Ordering::Relaxed);
+    if certs && synced && !stopping {
         (StatusCode::OK, "ready\n").into_response()
     } else {
         let mut why = Vec::new();
@@ -147,6 +150,9 @@ async fn readyz(State(s): State<Arc<AppState>>) -> Response {
         }
         if !synced {
             why.push("cluster watch caches not synced");
+        }
+        if stopping {
+            why.push("shutting down");
         }
         (
             StatusCode::SERVICE_UNAVAILABLE,

@@ -1,0 +1,238 @@
+//! The live cluster: cluster-wide watches on Namespaces (metadata only) and
+//! NetworkPolicies, folded into the per-namespace [`Index`]; never Pods.
+//!
+//! Whole objects are dropped as soon as their facts are taken, so memory
+//! follows the number of policies times a few dozen bytes. A denial that
+//! rests on this cache is confirmed by one live read ([`ClusterView::confirm`]).
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, RwLock};
+
+use futures::future::BoxFuture;
+use futures::{StreamExt, TryStreamExt};
+use k8s_openapi::api::core::v1::Namespace;
+use k8s_openapi::api::networking::v1::NetworkPolicy;
+use kube::api::{Api, ListParams};
+use kube::core::PartialObjectMeta;
+use kube::runtime::WatchStreamExt;
+use kube::runtime::watcher::{self, Event};
+use tokio::task::JoinHandle;
+
+use super::index::Index;
+use super::{ClusterError, ClusterView, NamespaceView, ViewStats};
+use crate::netpol::{Policy, PolicyFacts};
+use crate::posture::NamespaceInfo;
+use crate::selector::NAMESPACE_NAME_LABEL;
+
+/// A cluster view backed by kube-runtime watches.
+pub struct KubeCluster {
+    client: kube::Client,
+    index: Arc<RwLock<Index>>,
+    namespaces_synced: Arc<AtomicBool>,
+    policies_synced: Arc<AtomicBool>,
+}
+
+impl KubeCluster {
+    /// Starts the watches on `client`; the view is ready once both have
+    /// listed everything once.
+    pub fn start(client: kube::Client) -> (Arc<Self>, Vec<JoinHandle<()>>) {
+        let me = Arc::new(KubeCluster {
+            client,
+            index: Arc::new(RwLock::new(Index::new())),
+            namespaces_synced: Arc::new(AtomicBool::new(false)),
+            policies_synced: Arc::new(AtomicBool::new(false)),
+        });
+        let tasks = vec![
+            tokio::spawn(watch_namespaces(
+                // Labels and deletionTimestamp are all that is needed:
+                // a metadata-only watch moves a fraction of the bytes.
+                Api::all(me.client.clone()),
+                Arc::clone(&me.index),
+                Arc::clone(&me.namespaces_synced),
+            )),
+            tokio::spawn(watch_policies(
+                Api::all(me.client.clone()),
+                Arc::clone(&me.index),
+                Arc::clone(&me.policies_synced),
+            )),
+        ];
+        (me, tasks)
+    }
+
+    fn read_index(&self) -> std::sync::RwLockReadGuard<'_, Index> {
+        // A panic while holding the lock cannot leave the index half
+        // written (every update is one map operation), so a poisoned lock
+        // is still a usable one.
+        self.index.read().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+fn write(index: &RwLock<Index>) -> std::sync::RwLockWriteGuard<'_, Index> {
+    index.write().unwrap_or_else(|e| e.into_inner())
+}
+
+fn namespace_info(meta: &kube::core::ObjectMeta) -> (String, NamespaceInfo) {
+    let name = meta.name.clone().unwrap_or_default();
+    let mut labels = meta.labels.clone().unwrap_or_default();
+    labels
+        .entry(NAMESPACE_NAME_LABEL.to_owned())
+        .or_insert_with(|| name.clone());
+    let info = NamespaceInfo {
+        labels,
+        terminating: meta.deletion_timestamp.is_some(),
+    };
+    (name, info)
+}
+
+fn policy_facts(np: &NetworkPolicy) -> Option<(String, PolicyFacts)> {
+    let ns = np.metadata.namespace.clone()?;
+    match Policy::from_k8s(np, &ns) {
+        Ok(p) => Some((ns, p.facts())),
+        Err(e) => {
+            // The API server validated it; a policy palisade cannot read
+            // is a palisade bug worth a loud log, and is counted as plain.
+            tracing::error!(error = %e, "cannot read a NetworkPolicy from the cluster");
+            let name = np.metadata.name.clone().unwrap_or_default();
+            Some((
+                ns,
+                PolicyFacts {
+                    name,
+                    default_deny: Default::default(),
+                    allow_all: Default::default(),
+                },
+            ))
+        }
+    }
+}
+
+async fn watch_namespaces(
+    api: Api<PartialObjectMeta<Namespace>>,
+    index: Arc<RwLock<Index>>,
+    synced: Arc<AtomicBool>,
+) {
+    let mut buffer: HashMap<String, NamespaceInfo> = HashMap::new();
+    let stream = watcher::watcher(api, watcher::Config::default()).default_backoff();
+    futures::pin_mut!(stream);
+    loop {
+        match stream.next().await {
+            None => return,
+            Some(Err(e)) => {
+                tracing::warn!(error = %e, "namespace watch error; retrying with backoff")
+            }
+            Some(Ok(ev)) => match ev {
+                Event::Init => buffer.clear(),
+                Event::InitApply(o) => {
+                    let (n, i) = namespace_info(&meta_of(&o));
+                    buffer.insert(n, i);
+                }
+                Event::InitDone => {
+                    write(&index).replace_namespaces(buffer.drain());
+                    if !synced.swap(true, Ordering::Relaxed) {
+                        tracing::info!("namespace watch synced");
+                    }
+                }
+                Event::Apply(o) => {
+                    let (n, i) = namespace_info(&meta_of(&o));
+                    write(&index).put_namespace(&n, i);
+                }
+                Event::Delete(o) => {
+                    let (n, _) = namespace_info(&meta_of(&o));
+                    write(&index).remove_namespace(&n);
+                }
+            },
+        }
+    }
+}
+
+fn meta_of(o: &PartialObjectMeta<Namespace>) -> kube::core::ObjectMeta {
+    o.metadata.clone()
+}
+
+async fn watch_policies(
+    api: Api<NetworkPolicy>,
+    index: Arc<RwLock<Index>>,
+    synced: Arc<AtomicBool>,
+) {
+    let mut buffer: Vec<(String, PolicyFacts)> = Vec::new();
+    let stream = watcher::watcher(api, watcher::Config::default()).default_backoff();
+    futures::pin_mut!(stream);
+    loop {
+        match stream.try_next().await {
+            Ok(None) => return,
+            Err(e) => {
+                tracing::warn!(error = %e, "NetworkPolicy watch error; retrying with backoff")
+            }
+            Ok(Some(ev)) => match ev {
+                Event::Init => buffer.clear(),
+                Event::InitApply(np) => buffer.extend(policy_facts(&np)),
+                Event::InitDone => {
+                    write(&index).replace_policies(buffer.drain(..));
+                    buffer.shrink_to_fit();
+                    if !synced.swap(true, Ordering::Relaxed) {
+                        tracing::info!("NetworkPolicy watch synced");
+                    }
+                }
+                Event::Apply(np) => {
+                    if let Some((ns, f)) = policy_facts(&np) {
+                        write(&index).put_policy(&ns, &f);
+                    }
+                }
+                Event::Delete(np) => {
+                    if let (Some(ns), Some(name)) = (&np.metadata.namespace, &np.metadata.name) {
+                        write(&index).remove_policy(ns, name);
+                    }
+                }
+            },
+        }
+    }
+}
+
+impl ClusterView for KubeCluster {
+    fn namespace(&self, name: &str) -> NamespaceView {
+        self.read_index().view(name)
+    }
+
+    fn confirm<'a>(&'a self, name: &'a str) -> BoxFuture<'a, Result<NamespaceView, ClusterError>> {
+        Box::pin(async move {
+            let err = |what: &str, e: kube::Error| ClusterError {
+                what: format!("{what} {name}"),
+                message: e.to_string(),
+            };
+            let ns = Api::<Namespace>::all(self.client.clone())
+                .get_opt(name)
+                .await
+                .map_err(|e| err("namespace", e))?;
+            let list = Api::<NetworkPolicy>::namespaced(self.client.clone(), name)
+                .list(&ListParams::default())
+                .await
+                .map_err(|e| err("NetworkPolicies of namespace", e))?;
+            let facts: Vec<PolicyFacts> = list
+                .items
+                .iter()
+                .filter_map(policy_facts)
+                .map(|(_, f)| f)
+                .collect();
+            // What was read fresh is better than what the cache has: keep it.
+            let mut index = write(&self.index);
+            match &ns {
+                Some(n) => {
+                    let (n, info) = namespace_info(&n.metadata);
+                    index.put_namespace(&n, info);
+                }
+                None => index.remove_namespace(name),
+            }
+            index.replace_namespace_policies(name, &facts);
+            Ok(index.view(name))
+        })
+    }
+
+    fn is_ready(&self) -> bool {
+        self.namespaces_synced.load(Ordering::Relaxed)
+            && self.policies_synced.load(Ordering::Relaxed)
+    }
+
+    fn stats(&self) -> ViewStats {
+        self.read_index().stats()
+    }
+}
