@@ -1,0 +1,198 @@
+//! The binary as a user runs it: `palisade certs`, then `palisade serve
+//! --state DIR ...` answered with `curl --cacert`, and `/metrics` counting.
+
+use std::net::TcpListener;
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+const BIN: &str = env!("CARGO_BIN_EXE_palisade");
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+struct Running(Child);
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn curl(args: &[&str]) -> String {
+    let out = Command::new("curl")
+        .args(["-sS", "--max-time", "5"])
+        .args(args)
+        .output()
+        .expect("curl is installed (see .ci/run)");
+    assert!(
+        out.status.success(),
+        "curl {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap()
+}
+
+fn wait_ready(metrics: &str) {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let ok = Command::new("curl")
+            .args([
+                "-sf",
+                "--max-time",
+                "1",
+                &format!("http://{metrics}/readyz"),
+            ])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .map(|s| s.success())
+            .unwrap_or(false);
+        if ok {
+            return;
+        }
+        assert!(Instant::now() < deadline, "server did not become ready");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+#[test]
+fn serve_with_state_answers_curl_and_counts_decisions() {
+    let tmp = tempfile::tempdir().unwrap();
+    let certs = tmp.path().join("certs");
+    let out = Command::new(BIN)
+        .args(["certs", "--out"])
+        .arg(&certs)
+        .args([
+            "--service",
+            "palisade",
+            "--namespace",
+            "palisade-system",
+            "--dns",
+            "localhost",
+            "--ip",
+            "127.0.0.1",
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let printed = String::from_utf8(out.stdout).unwrap();
+    let ca = std::fs::read(certs.join("ca.crt")).unwrap();
+    use base64::Engine;
+    let bundle = base64::engine::general_purpose::STANDARD.encode(&ca);
+    assert!(
+        printed.lines().any(|l| l == bundle),
+        "certs prints the caBundle:\n{printed}"
+    );
+
+    let state = tmp.path().join("state");
+    std::fs::create_dir_all(&state).unwrap();
+    std::fs::write(
+        state.join("cluster.yaml"),
+        "apiVersion: v1\nkind: Namespace\nmetadata: {name: fx-apps, labels: {environment: prod}}\n",
+    )
+    .unwrap();
+
+    let (https, metrics) = (
+        format!("127.0.0.1:{}", free_port()),
+        format!("127.0.0.1:{}", free_port()),
+    );
+    let config = Path::new(env!("CARGO_MANIFEST_DIR")).join("policies/palisade.yaml");
+    let _server = Running(
+        Command::new(BIN)
+            .arg("serve")
+            .arg("--state")
+            .arg(&state)
+            .arg("--config")
+            .arg(&config)
+            .args(["--listen", &https, "--metrics-listen", &metrics])
+            .arg("--tls-cert")
+            .arg(certs.join("tls.crt"))
+            .arg("--tls-key")
+            .arg(certs.join("tls.key"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    wait_ready(&metrics);
+
+    let fixture = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../shared/fixtures/admission-reviews/validating-pod-create-with-labels.json");
+    let body = curl(&[
+        "--cacert",
+        certs.join("ca.crt").to_str().unwrap(),
+        "-H",
+        "Content-Type: application/json",
+        "--data-binary",
+        &format!("@{}", fixture.display()),
+        &format!("https://{https}/validate"),
+    ]);
+    let resp: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(resp["response"]["allowed"], false, "{body}");
+    assert_eq!(
+        resp["response"]["uid"],
+        "072c3eac-3a87-4a49-b092-f41bd9aa5474"
+    );
+    assert!(
+        resp["response"]["status"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("no default-deny")
+    );
+
+    let text = curl(&[&format!("http://{metrics}/metrics")]);
+    assert!(
+        text.contains(r#"palisade_decisions_total{webhook="validate",kind="Pod",operation="CREATE",decision="deny",mode="enforce"} 1"#),
+        "{text}"
+    );
+    assert!(
+        text.contains("palisade_cache_objects{resource=\"namespaces\"} 1"),
+        "{text}"
+    );
+    assert!(
+        text.contains("palisade_certificate_expiry_timestamp_seconds"),
+        "{text}"
+    );
+}
+
+#[test]
+fn bad_config_is_exit_2_naming_the_key() {
+    let tmp = tempfile::tempdir().unwrap();
+    let cfg = tmp.path().join("palisade.yaml");
+    std::fs::write(
+        &cfg,
+        "apiVersion: palisade.io/v1alpha1\nkind: PalisadeConfig\nmodee: warn\n",
+    )
+    .unwrap();
+    let out = Command::new(BIN)
+        .args(["serve", "--state"])
+        .arg(tmp.path())
+        .arg("--config")
+        .arg(&cfg)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("unknown field `modee`") && err.contains("line 3"),
+        "{err}"
+    );
+
+    let out = Command::new(BIN)
+        .args(["serve", "--config", "/nonexistent.yaml"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("/nonexistent.yaml"));
+}

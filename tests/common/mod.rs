@@ -1,0 +1,181 @@
+//! Shared by the end-to-end tests: a real `palisade serve` on 127.0.0.1:0
+//! with a certificate made by the `certs` code, a client that trusts only
+//! that CA and verifies the Service DNS name, the captured fixtures, and
+//! cluster states written as YAML.
+#![allow(dead_code)]
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use palisade::certs::{self, CertSpec};
+use palisade::cluster::static_dir::StaticCluster;
+use palisade::config::Config;
+use palisade::manifest::{self, Manifests};
+use palisade::serve::{self, Server, Settings};
+use palisade::server::listen::ListenLimits;
+use palisade::server::routes::BodyLimits;
+use tempfile::TempDir;
+
+/// The name the client verifies the server's certificate against.
+pub const SERVICE_HOST: &str = "palisade.palisade-system.svc";
+
+/// Installs ring as the process's crypto provider (CRATES.md pitfall 1).
+pub fn init() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+}
+
+/// The captured AdmissionReview fixtures.
+pub fn fixtures_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/fixtures/admission-reviews")
+}
+
+/// One captured fixture, parsed.
+pub fn fixture(name: &str) -> serde_json::Value {
+    let path = fixtures_dir().join(name);
+    let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    serde_json::from_str(&text).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+}
+
+/// Names of every fixture starting with `prefix`, sorted.
+pub fn fixture_names(prefix: &str) -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir(fixtures_dir())
+        .unwrap_or_else(|e| panic!("{}: {e}", fixtures_dir().display()))
+        .filter_map(|e| e.ok())
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|n| n.starts_with(prefix) && n.ends_with(".json"))
+        .collect();
+    names.sort();
+    names
+}
+
+/// A cluster state from YAML manifests.
+pub fn state(yaml: &str) -> StaticCluster {
+    let mut m = Manifests::default();
+    manifest::read_text(Path::new("state.yaml"), yaml, &mut m);
+    assert!(m.skipped.is_empty(), "bad test state: {:?}", m.skipped);
+    let mut c = StaticCluster::new();
+    c.apply_all(&m).expect("test state applies");
+    c
+}
+
+/// A running server and a client for it.
+pub struct TestServer {
+    /// The server.
+    pub server: Server,
+    /// Trusts only the test CA, resolves [`SERVICE_HOST`] to the server.
+    pub client: reqwest::Client,
+    /// The certificate directory (kept alive with the server).
+    pub dir: TempDir,
+    /// The test CA.
+    pub ca_pem: String,
+}
+
+impl TestServer {
+    /// Starts a server on `cluster` with `config`.
+    pub async fn start(config: Config, cluster: StaticCluster) -> Self {
+        Self::start_with(config, cluster, BodyLimits::default()).await
+    }
+
+    /// Starts a server with explicit body limits.
+    pub async fn start_with(config: Config, cluster: StaticCluster, body: BodyLimits) -> Self {
+        init();
+        let dir = tempfile::tempdir().expect("tempdir");
+        let bundle = certs::generate(&CertSpec {
+            service: "palisade".into(),
+            namespace: "palisade-system".into(),
+            dns: vec![],
+            ips: vec![],
+            validity_days: 1,
+        })
+        .expect("certs");
+        bundle.write_to(dir.path()).expect("write certs");
+        let local: SocketAddr = "127.0.0.1:0".parse().expect("addr");
+        let server = serve::start(Settings {
+            config: Arc::new(config),
+            cluster: Arc::new(cluster),
+            listen: local,
+            metrics_listen: local,
+            tls_cert: dir.path().join(certs::CERT_FILE),
+            tls_key: dir.path().join(certs::KEY_FILE),
+            limits: ListenLimits::default(),
+            body,
+        })
+        .await
+        .expect("server starts");
+        let ca = reqwest::Certificate::from_pem(bundle.ca_pem.as_bytes()).expect("CA pem");
+        let client = reqwest::Client::builder()
+            .tls_certs_only([ca])
+            .resolve(SERVICE_HOST, server.https_addr)
+            .no_proxy()
+            .timeout(Duration::from_secs(10))
+            .build()
+            .expect("client");
+        TestServer {
+            server,
+            client,
+            dir,
+            ca_pem: bundle.ca_pem,
+        }
+    }
+
+    /// `https://palisade.palisade-system.svc:<port><path>`.
+    pub fn url(&self, path: &str) -> String {
+        format!(
+            "https://{SERVICE_HOST}:{}{path}",
+            self.server.https_addr.port()
+        )
+    }
+
+    /// POSTs raw bytes; returns status and body text.
+    pub async fn post(&self, path: &str, body: Vec<u8>) -> (u16, String) {
+        let resp = self
+            .client
+            .post(self.url(path))
+            .header("content-type", "application/json")
+            .body(body)
+            .send()
+            .await
+            .expect("request");
+        let status = resp.status().as_u16();
+        (status, resp.text().await.expect("body"))
+    }
+
+    /// POSTs an AdmissionReview, asserts HTTP 200 and a well-formed
+    /// response review with the request's uid, and returns `response`.
+    pub async fn review(&self, path: &str, review: &serde_json::Value) -> serde_json::Value {
+        let body = serde_json::to_vec(review).expect("serialize");
+        let (status, text) = self.post(path, body).await;
+        assert_eq!(status, 200, "{text}");
+        let out: serde_json::Value = serde_json::from_str(&text).expect("response is JSON");
+        assert_eq!(out["apiVersion"], "admission.k8s.io/v1");
+        assert_eq!(out["kind"], "AdmissionReview");
+        assert_eq!(
+            out["response"]["uid"], review["request"]["uid"],
+            "the response must echo the request uid"
+        );
+        out["response"].clone()
+    }
+
+    /// The metrics page.
+    pub async fn metrics(&self) -> String {
+        let url = format!("http://{}/metrics", self.server.metrics_addr);
+        reqwest::Client::builder()
+            .no_proxy()
+            .build()
+            .expect("client")
+            .get(url)
+            .send()
+            .await
+            .expect("metrics")
+            .text()
+            .await
+            .expect("metrics body")
+    }
+}
+
+/// The embedded default config.
+pub fn default_config() -> Config {
+    Config::embedded().expect("embedded config")
+}
