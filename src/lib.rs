@@ -5,6 +5,7 @@
 pub mod addresses;
 pub mod admit;
 pub mod certs;
+pub mod check;
 pub mod cluster;
 pub mod config;
 pub mod decide;

@@ -33,6 +33,46 @@ enum Command {
     Serve(ServeArgs),
     /// Write a CA and a serving certificate for the webhook Service.
     Certs(CertsArgs),
+    /// Decide manifest files as the webhooks would (for CI): exit 1 on a denial.
+    Check(CheckArgs),
+}
+
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum CheckOutput {
+    Text,
+    Json,
+}
+
+#[derive(Args)]
+struct CheckArgs {
+    /// The policy file.
+    #[arg(
+        long,
+        env = "PALISADE_CONFIG",
+        default_value = "policies/palisade.yaml"
+    )]
+    config: PathBuf,
+    /// Override the config's default mode.
+    #[arg(long, env = "PALISADE_MODE", value_parser = parse_mode)]
+    mode: Option<Mode>,
+    /// The cluster before the files are applied: manifests under DIR.
+    #[arg(long, value_name = "DIR")]
+    state: Option<PathBuf>,
+    /// Namespace for namespaced objects that name none (as kubectl apply -n).
+    #[arg(short = 'n', long, default_value = "default")]
+    namespace: String,
+    /// The user the requests come from.
+    #[arg(long = "as", value_name = "USER", default_value = "palisade-check")]
+    as_user: String,
+    /// A group of that user (repeatable); members of trustedGroups may set weakening namespace labels.
+    #[arg(long = "as-group", value_name = "GROUP")]
+    as_group: Vec<String>,
+    /// Output format.
+    #[arg(long, value_enum, default_value = "text")]
+    output: CheckOutput,
+    /// Files and directories of manifests (YAML, multi-document, JSON, List).
+    #[arg(required = true)]
+    paths: Vec<PathBuf>,
 }
 
 #[derive(Args)]
@@ -102,6 +142,7 @@ fn main() -> ExitCode {
     match cli.command {
         Command::Serve(args) => run_async(serve_command(args)),
         Command::Certs(args) => certs_command(args),
+        Command::Check(args) => check_command(args),
     }
 }
 
@@ -143,6 +184,42 @@ fn certs_command(a: CertsArgs) -> ExitCode {
     println!("caBundle (base64 of ca.crt, for both webhook configurations):");
     println!("{}", bundle.ca_bundle_base64());
     ExitCode::SUCCESS
+}
+
+fn load_config(path: &Path, mode: Option<Mode>) -> Result<Config, String> {
+    let mut c = Config::load(path).map_err(|e| e.to_string())?;
+    if let Some(m) = mode {
+        c.mode = m;
+    }
+    Ok(c)
+}
+
+fn check_command(a: CheckArgs) -> ExitCode {
+    let config = match load_config(&a.config, a.mode) {
+        Ok(c) => c,
+        Err(e) => return fail(e),
+    };
+    let opts = palisade::check::Options {
+        paths: a.paths,
+        state: a.state,
+        namespace: a.namespace,
+        user: palisade::decide::User {
+            username: a.as_user,
+            groups: a.as_group,
+        },
+    };
+    let report = match palisade::check::run(&config, &opts) {
+        Ok(r) => r,
+        Err(e) => return fail(e),
+    };
+    match a.output {
+        CheckOutput::Text => print!("{}", palisade::check::render_text(&report)),
+        CheckOutput::Json => match serde_json::to_string_pretty(&report) {
+            Ok(s) => println!("{s}"),
+            Err(e) => return fail(e),
+        },
+    }
+    ExitCode::from(report.exit_code())
 }
 
 const DEMO_CLUSTER: &str = include_str!("../policies/examples/demo-cluster.yaml");

@@ -95,12 +95,26 @@ pub struct Manifests {
     pub skipped: Vec<Skipped>,
 }
 
+/// The path that means standard input, as with `kubectl apply -f -`.
+pub const STDIN: &str = "-";
+
 /// Reads every manifest under `paths` (files, or directories walked
-/// recursively in name order).
+/// recursively in name order; `-` reads standard input).
 pub fn read_paths<P: AsRef<Path>>(paths: &[P]) -> Result<Manifests, ReadError> {
     let mut out = Manifests::default();
     for file in files(paths)? {
-        read_file_into(&file, &mut out)?;
+        if file.as_os_str() == STDIN {
+            let mut text = String::new();
+            std::io::Read::read_to_string(&mut std::io::stdin(), &mut text).map_err(|source| {
+                ReadError {
+                    path: file.clone(),
+                    source,
+                }
+            })?;
+            read_text(Path::new("<stdin>"), &text, &mut out);
+        } else {
+            read_file_into(&file, &mut out)?;
+        }
     }
     Ok(out)
 }
@@ -112,6 +126,10 @@ pub fn files<P: AsRef<Path>>(paths: &[P]) -> Result<Vec<PathBuf>, ReadError> {
     let mut out = Vec::new();
     for p in paths {
         let p = p.as_ref();
+        if p.as_os_str() == STDIN {
+            out.push(p.to_owned());
+            continue;
+        }
         let meta = std::fs::metadata(p).map_err(|source| ReadError {
             path: p.to_owned(),
             source,

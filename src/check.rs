@@ -1,0 +1,471 @@
+//! `palisade check`: the webhook's decisions over manifest files, for CI.
+//!
+//! Every object is decided as an admission CREATE by the same functions
+//! `serve` calls ([`admit::decide_with`]), against a cluster made of
+//! `--state` plus the Namespaces and NetworkPolicies of the files
+//! themselves, as they would be after `kubectl apply`. Workloads also show
+//! what their pods would get from the mutating webhook.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::path::PathBuf;
+
+use k8s_openapi::api::core::v1::Pod;
+use serde::Serialize;
+use thiserror::Error;
+
+use crate::admit::{self, Webhook};
+use crate::cluster::ClusterView;
+use crate::cluster::static_dir::{StateError, StaticCluster};
+use crate::config::Config;
+use crate::decide::{Decision, Gvk, Object, Operation, Request, RuleId, User, Verdict};
+use crate::manifest::{self, Document};
+use crate::mode::Mode;
+
+/// Why `check` could not run (exit code 2).
+#[derive(Debug, Error)]
+pub enum CheckError {
+    /// A path could not be read.
+    #[error(transparent)]
+    Read(#[from] manifest::ReadError),
+    /// A file or document is not a manifest.
+    #[error("{0}")]
+    NotManifest(String),
+    /// A document does not parse as its kind.
+    #[error("{origin}: not a valid {kind}: {message}")]
+    BadObject {
+        /// `file#document`.
+        origin: String,
+        /// Its kind.
+        kind: String,
+        /// The parser's message.
+        message: String,
+    },
+    /// The state or a policy in the set is invalid.
+    #[error(transparent)]
+    State(#[from] StateError),
+}
+
+/// One violated rule, as reported.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct ReportedViolation {
+    /// The rule's name.
+    pub rule: RuleId,
+    /// What, where, why and how to fix it.
+    pub message: String,
+}
+
+/// What the mutating webhook would do to the object's pods.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct Mutation {
+    /// In words.
+    pub changes: Vec<String>,
+    /// The JSON Patch (for a workload: against a pod of its template).
+    pub patch: Vec<json_patch::PatchOperation>,
+    /// Sent to the API server (false in dry-run mode).
+    pub applied: bool,
+}
+
+/// The decision for one object.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct ObjectResult {
+    /// `file#document`.
+    pub source: String,
+    /// The namespace (a Namespace's own name; empty for other cluster-scoped kinds).
+    pub namespace: String,
+    /// The kind.
+    pub kind: String,
+    /// The name.
+    pub name: String,
+    /// The governing mode.
+    pub mode: Mode,
+    /// Would the API server admit it?
+    pub allowed: bool,
+    /// allow, deny, would-deny, skip.
+    pub decision: Decision,
+    /// Rules broken.
+    pub violations: Vec<ReportedViolation>,
+    /// Warnings the client would see.
+    pub warnings: Vec<String>,
+    /// What the mutating webhook would change, if anything.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub mutation: Option<Mutation>,
+}
+
+/// The whole report.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct Report {
+    /// Counts.
+    pub summary: Summary,
+    /// One entry per object, in file order.
+    pub results: Vec<ObjectResult>,
+}
+
+/// Counts over the report.
+#[derive(Debug, Clone, Default, Serialize, PartialEq, Eq)]
+pub struct Summary {
+    /// Objects read.
+    pub objects: usize,
+    /// Denied (enforce).
+    pub denied: usize,
+    /// Allowed only because of warn or dry-run mode.
+    pub would_deny: usize,
+    /// Allowed with warnings.
+    pub warned: usize,
+    /// With a mutation.
+    pub mutated: usize,
+    /// Kinds or operations palisade has no rule for.
+    pub not_decided: usize,
+}
+
+impl Report {
+    /// Exit code: 1 when something would be denied, else 0.
+    pub fn exit_code(&self) -> u8 {
+        u8::from(self.summary.denied > 0)
+    }
+}
+
+/// Options of `check`.
+#[derive(Debug, Clone)]
+pub struct Options {
+    /// Files and directories to check.
+    pub paths: Vec<PathBuf>,
+    /// The cluster before the files are applied.
+    pub state: Option<PathBuf>,
+    /// Namespace for namespaced objects that name none.
+    pub namespace: String,
+    /// Who the requests come from (trusted groups matter for namespace labels).
+    pub user: User,
+}
+
+/// Reads the files, builds the cluster, decides every object.
+pub fn run(cfg: &Config, opts: &Options) -> Result<Report, CheckError> {
+    let m = manifest::read_paths(&opts.paths)?;
+    if let Some(s) = m.skipped.first() {
+        return Err(CheckError::NotManifest(s.to_string()));
+    }
+    let mut cluster = match &opts.state {
+        Some(dir) => {
+            let (c, skipped) = StaticCluster::load(&[dir])?;
+            if let Some(s) = skipped.first() {
+                return Err(CheckError::NotManifest(format!("--state {s}")));
+            }
+            c
+        }
+        None => StaticCluster::new(),
+    };
+    let docs: Vec<Document> = m
+        .documents
+        .into_iter()
+        .map(|d| with_namespace(d, &opts.namespace))
+        .collect();
+    for d in &docs {
+        cluster.apply(d)?;
+    }
+    let results = docs
+        .iter()
+        .map(|d| decide_document(cfg, &cluster, d, &opts.user))
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(report(results))
+}
+
+/// Puts namespaced objects without a namespace into `ns`, as
+/// `kubectl apply -n ns` would.
+fn with_namespace(mut d: Document, ns: &str) -> Document {
+    let cluster_scoped = is_cluster_scoped(&d.gvk);
+    if !cluster_scoped
+        && d.namespace().is_none()
+        && let Some(meta) = d.value.get_mut("metadata").and_then(|m| m.as_object_mut())
+    {
+        meta.insert("namespace".into(), serde_json::Value::String(ns.to_owned()));
+    }
+    d
+}
+
+/// Kinds that live outside namespaces (the common ones; anything else is
+/// treated as namespaced, as most custom resources are).
+fn is_cluster_scoped(gvk: &Gvk) -> bool {
+    matches!(
+        gvk.kind.as_str(),
+        "Namespace"
+            | "Node"
+            | "PersistentVolume"
+            | "StorageClass"
+            | "CustomResourceDefinition"
+            | "ClusterRole"
+            | "ClusterRoleBinding"
+            | "PriorityClass"
+            | "IngressClass"
+            | "RuntimeClass"
+            | "ValidatingWebhookConfiguration"
+            | "MutatingWebhookConfiguration"
+            | "ValidatingAdmissionPolicy"
+            | "ValidatingAdmissionPolicyBinding"
+            | "APIService"
+            | "CSIDriver"
+            | "VolumeAttachment"
+    )
+}
+
+/// Decides one manifest as an admission CREATE.
+pub fn decide_document(
+    cfg: &Config,
+    cluster: &dyn ClusterView,
+    d: &Document,
+    user: &User,
+) -> Result<ObjectResult, CheckError> {
+    let object =
+        Object::from_value(&d.gvk, d.value.clone()).map_err(|e| CheckError::BadObject {
+            origin: d.origin(),
+            kind: d.gvk.kind.clone(),
+            message: e.to_string(),
+        })?;
+    let req = create_request(
+        &d.gvk,
+        d.namespace(),
+        d.name(),
+        user,
+        object,
+        format!("check-{}", d.origin()),
+    );
+    Ok(decide_request(cfg, cluster, &req, d.origin()))
+}
+
+/// The CREATE request `kubectl apply` would send for `object`.
+pub fn create_request(
+    gvk: &Gvk,
+    namespace: Option<&str>,
+    name: &str,
+    user: &User,
+    object: Object,
+    uid: String,
+) -> Request {
+    let is_namespace = gvk.group.is_empty() && gvk.kind == "Namespace";
+    Request {
+        uid,
+        kind: gvk.clone(),
+        sub_resource: None,
+        operation: Operation::Create,
+        namespace: if is_namespace {
+            Some(name.to_owned())
+        } else {
+            namespace.map(str::to_owned)
+        },
+        name: (!name.is_empty()).then(|| name.to_owned()),
+        user: user.clone(),
+        dry_run: false,
+        object: Some(object),
+        old_object: None,
+    }
+}
+
+/// Decides one request with both webhooks, the way the API server would
+/// call them: mutating first, validating on the mutated object.
+pub fn decide_request(
+    cfg: &Config,
+    cluster: &dyn ClusterView,
+    req: &Request,
+    source: String,
+) -> ObjectResult {
+    let ns = crate::decide::request_namespace(req).unwrap_or_default();
+    let view = cluster.namespace(&ns);
+    let mutation = mutation_of(cfg, req, &view);
+    let mutated = match (&mutation, &req.object) {
+        (Some(m), Some(Object::Pod(pod))) if m.applied => {
+            patched_pod(pod, &m.patch).map(|p| Request {
+                object: Some(Object::Pod(Box::new(p))),
+                ..req.clone()
+            })
+        }
+        _ => None,
+    };
+    let validated = admit::decide_with(
+        cfg,
+        Webhook::Validate,
+        mutated.as_ref().unwrap_or(req),
+        &view,
+    );
+    ObjectResult {
+        source,
+        namespace: ns,
+        kind: req.kind.kind.clone(),
+        name: req.display_name(),
+        mode: validated.mode,
+        allowed: validated.allowed(),
+        decision: validated.decision(),
+        violations: validated
+            .violations
+            .iter()
+            .map(|v| ReportedViolation {
+                rule: v.rule,
+                message: v.message.clone(),
+            })
+            .collect(),
+        warnings: validated.client_warnings(),
+        mutation,
+    }
+}
+
+/// What the mutating webhook does to the object, or to a pod of a
+/// workload's template.
+fn mutation_of(
+    cfg: &Config,
+    req: &Request,
+    view: &crate::cluster::NamespaceView,
+) -> Option<Mutation> {
+    let pod_req = match &req.object {
+        Some(Object::Pod(_)) => req.clone(),
+        Some(Object::Workload(w)) => {
+            let pod = Pod {
+                metadata: k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta {
+                    namespace: req.namespace.clone(),
+                    generate_name: Some(format!("{}-", req.display_name())),
+                    labels: w.template.metadata.as_ref().and_then(|m| m.labels.clone()),
+                    annotations: w
+                        .template
+                        .metadata
+                        .as_ref()
+                        .and_then(|m| m.annotations.clone()),
+                    ..Default::default()
+                },
+                spec: w.template.spec.clone(),
+                status: None,
+            };
+            Request {
+                kind: Gvk::new("", "v1", "Pod"),
+                name: None,
+                object: Some(Object::Pod(Box::new(pod))),
+                ..req.clone()
+            }
+        }
+        _ => return None,
+    };
+    let v: Verdict = admit::decide_with(cfg, Webhook::Mutate, &pod_req, view);
+    if v.patch.is_empty() && v.changes.is_empty() && v.violations.is_empty() {
+        return None;
+    }
+    let mut changes = v.changes.clone();
+    changes.extend(
+        v.violations
+            .iter()
+            .map(|x| format!("[{}] {}", x.rule, x.summary())),
+    );
+    Some(Mutation {
+        changes,
+        applied: !v.effective_patch().is_empty(),
+        patch: v.patch,
+    })
+}
+
+/// The pod after the mutating webhook's patch. `None` if the patch does
+/// not apply, which the mutating tests rule out; validation then sees the
+/// pod as written.
+fn patched_pod(pod: &Pod, patch: &[json_patch::PatchOperation]) -> Option<Pod> {
+    let mut doc = serde_json::to_value(pod).ok()?;
+    json_patch::patch(&mut doc, patch).ok()?;
+    serde_json::from_value(doc).ok()
+}
+
+fn report(results: Vec<ObjectResult>) -> Report {
+    let mut s = Summary {
+        objects: results.len(),
+        ..Summary::default()
+    };
+    for r in &results {
+        match r.decision {
+            Decision::Deny => s.denied += 1,
+            Decision::WouldDeny => s.would_deny += 1,
+            Decision::Skip => s.not_decided += 1,
+            _ => {}
+        }
+        if !r.warnings.is_empty() {
+            s.warned += 1;
+        }
+        if r.mutation.as_ref().is_some_and(|m| !m.patch.is_empty()) {
+            s.mutated += 1;
+        }
+    }
+    Report {
+        summary: s,
+        results,
+    }
+}
+
+/// The report as text: grouped by namespace, namespaces with denials first,
+/// and within each, denials first, each with its fix.
+pub fn render_text(r: &Report) -> String {
+    let mut out = String::new();
+    let s = &r.summary;
+    let _ = writeln!(
+        out,
+        "palisade check: {} objects, {} denied, {} would be denied in enforce mode, {} with warnings, {} mutated, {} of kinds palisade does not decide",
+        s.objects, s.denied, s.would_deny, s.warned, s.mutated, s.not_decided
+    );
+    let mut groups: BTreeMap<&str, Vec<&ObjectResult>> = BTreeMap::new();
+    for res in r
+        .results
+        .iter()
+        .filter(|x| x.decision != Decision::Skip || x.mutation.is_some())
+    {
+        groups.entry(res.namespace.as_str()).or_default().push(res);
+    }
+    let rank = |x: &ObjectResult| match x.decision {
+        Decision::Deny => 0,
+        Decision::WouldDeny => 1,
+        _ if !x.warnings.is_empty() => 2,
+        _ if x.mutation.is_some() => 3,
+        Decision::Skip => 5,
+        _ => 4,
+    };
+    let mut ordered: Vec<(&str, Vec<&ObjectResult>)> = groups.into_iter().collect();
+    ordered.sort_by_key(|(ns, items)| {
+        (
+            items.iter().map(|x| rank(x)).min().unwrap_or(5),
+            ns.to_string(),
+        )
+    });
+    for (ns, mut items) in ordered {
+        items.sort_by_key(|x| rank(x));
+        let _ = writeln!(out);
+        let label = if ns.is_empty() {
+            "(cluster-scoped)"
+        } else {
+            ns
+        };
+        let _ = writeln!(out, "namespace {label}");
+        for x in items {
+            let tag = match x.decision {
+                Decision::Deny => "DENY ",
+                Decision::WouldDeny if x.mode == Mode::Warn => "WARN ",
+                Decision::WouldDeny => "DRY  ",
+                Decision::Skip => "skip ",
+                _ if !x.warnings.is_empty() => "WARN ",
+                _ => "ok   ",
+            };
+            let _ = writeln!(out, "  {tag} {} {} ({})", x.kind, x.name, x.source);
+            for v in &x.violations {
+                for line in v.message.lines() {
+                    let _ = writeln!(out, "          {line}");
+                }
+            }
+            if x.violations.is_empty() {
+                for w in &x.warnings {
+                    let _ = writeln!(out, "          warning: {w}");
+                }
+            }
+            if let Some(m) = &x.mutation {
+                let how = if m.applied {
+                    "injects"
+                } else {
+                    "would inject (dry-run)"
+                };
+                let _ = writeln!(
+                    out,
+                    "          mutating webhook {how}: {}",
+                    m.changes.join("; ")
+                );
+            }
+        }
+    }
+    out
+}
