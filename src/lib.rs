@@ -4,6 +4,7 @@
 
 pub mod addresses;
 pub mod admit;
+pub mod audit;
 pub mod certs;
 pub mod check;
 pub mod cluster;

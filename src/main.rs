@@ -35,6 +35,33 @@ enum Command {
     Certs(CertsArgs),
     /// Decide manifest files as the webhooks would (for CI): exit 1 on a denial.
     Check(CheckArgs),
+    /// Report what in a running cluster palisade would not admit today (read-only): exit 1 on findings.
+    Audit(AuditArgs),
+}
+
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum AuditOutput {
+    Text,
+    Json,
+    /// wgpolicyk8s.io/v1alpha2 PolicyReport YAML on stdout.
+    Policyreport,
+}
+
+#[derive(Args)]
+struct AuditArgs {
+    /// The policy file.
+    #[arg(
+        long,
+        env = "PALISADE_CONFIG",
+        default_value = "policies/palisade.yaml"
+    )]
+    config: PathBuf,
+    /// Audit manifests under DIR instead of the live cluster.
+    #[arg(long, value_name = "DIR")]
+    state: Option<PathBuf>,
+    /// Output format.
+    #[arg(long, value_enum, default_value = "text")]
+    output: AuditOutput,
 }
 
 #[derive(Clone, Copy, clap::ValueEnum)]
@@ -143,6 +170,7 @@ fn main() -> ExitCode {
         Command::Serve(args) => run_async(serve_command(args)),
         Command::Certs(args) => certs_command(args),
         Command::Check(args) => check_command(args),
+        Command::Audit(args) => run_async(audit_command(args)),
     }
 }
 
@@ -218,6 +246,46 @@ fn check_command(a: CheckArgs) -> ExitCode {
             Ok(s) => println!("{s}"),
             Err(e) => return fail(e),
         },
+    }
+    ExitCode::from(report.exit_code())
+}
+
+async fn audit_command(a: AuditArgs) -> ExitCode {
+    let config = match load_config(&a.config, None) {
+        Ok(c) => c,
+        Err(e) => return fail(e),
+    };
+    let inventory = match &a.state {
+        Some(dir) => palisade::manifest::read_paths(&[dir])
+            .map_err(|e| e.to_string())
+            .and_then(|m| palisade::audit::inventory_from_manifests(&m)),
+        None => match kube::Client::try_default().await {
+            Ok(client) => palisade::audit::inventory(client)
+                .await
+                .map_err(|e| format!("cannot list from the cluster: {e}")),
+            Err(e) => Err(format!(
+                "cannot reach the cluster (in-cluster config or KUBECONFIG): {e}; use --state DIR to audit manifests"
+            )),
+        },
+    };
+    let inventory = match inventory {
+        Ok(i) => i,
+        Err(e) => return fail(e),
+    };
+    let report = palisade::audit::audit(&config, &inventory);
+    match a.output {
+        AuditOutput::Text => print!("{}", palisade::audit::render_text(&report)),
+        AuditOutput::Json => match serde_json::to_string_pretty(&report) {
+            Ok(s) => println!("{s}"),
+            Err(e) => return fail(e),
+        },
+        AuditOutput::Policyreport => {
+            let now = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map(|d| d.as_secs() as i64)
+                .unwrap_or(0);
+            print!("{}", palisade::audit::render_policy_reports(&report, now));
+        }
     }
     ExitCode::from(report.exit_code())
 }

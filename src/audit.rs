@@ -1,0 +1,409 @@
+//! `palisade audit`: what in a running cluster palisade would not admit
+//! today, and what its mutating webhook has not done to running pods.
+//!
+//! The findings come from the same functions the webhooks call: namespace
+//! standing from `posture`, allow-all from a NetworkPolicy CREATE decided by
+//! `validate`, role labels from `roles::derive`, sidecars from `mutate`.
+//! The live part (`kube` lists) only gathers the objects.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+
+use k8s_openapi::api::core::v1::{Namespace, Pod, PodSpec};
+use k8s_openapi::api::networking::v1::NetworkPolicy;
+use serde::Serialize;
+
+use crate::admit::{self, Webhook};
+use crate::check;
+use crate::cluster::ClusterView;
+use crate::cluster::static_dir::{DEFAULT_NAMESPACE, StaticCluster};
+use crate::config::Config;
+use crate::decide::{Gvk, Object, RuleId, User};
+use crate::netpol::{self, Policy};
+use crate::posture;
+use crate::roles::{self, PodFacts};
+
+/// The objects an audit looks at.
+#[derive(Debug, Clone, Default)]
+pub struct Inventory {
+    /// Every namespace.
+    pub namespaces: Vec<Namespace>,
+    /// Every NetworkPolicy.
+    pub policies: Vec<NetworkPolicy>,
+    /// Every pod.
+    pub pods: Vec<Pod>,
+}
+
+/// What kind of problem a finding is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum FindingKind {
+    /// A namespace without default-deny for a required direction.
+    MissingDefaultDeny,
+    /// An allow-all NetworkPolicy outside a dev namespace.
+    AllowAllOutsideDev,
+    /// A pod without the role label a rule gives it.
+    MissingRoleLabel,
+    /// A pod whose role label no rule derives for it.
+    UnderivedRoleLabel,
+    /// A pod without the sidecar it should have.
+    MissingSidecar,
+}
+
+impl FindingKind {
+    /// The palisade rule behind the finding.
+    pub fn rule(self) -> RuleId {
+        match self {
+            FindingKind::MissingDefaultDeny => RuleId::RequireDefaultDeny,
+            FindingKind::AllowAllOutsideDev => RuleId::NoAllowAll,
+            FindingKind::MissingRoleLabel | FindingKind::UnderivedRoleLabel => {
+                RuleId::OwnedRoleLabel
+            }
+            FindingKind::MissingSidecar => RuleId::SidecarConflict,
+        }
+    }
+
+    /// How serious it is, in PolicyReport terms.
+    pub fn severity(self) -> &'static str {
+        match self {
+            FindingKind::MissingDefaultDeny | FindingKind::AllowAllOutsideDev => "high",
+            FindingKind::UnderivedRoleLabel => "high",
+            FindingKind::MissingRoleLabel | FindingKind::MissingSidecar => "medium",
+        }
+    }
+}
+
+/// One finding.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Finding {
+    /// What kind.
+    pub kind: FindingKind,
+    /// The namespace.
+    pub namespace: String,
+    /// `v1`, `networking.k8s.io/v1`.
+    pub api_version: String,
+    /// `Namespace`, `NetworkPolicy`, `Pod`.
+    pub object_kind: String,
+    /// The object's name.
+    pub name: String,
+    /// What is wrong and how to fix it.
+    pub message: String,
+}
+
+/// The audit's result.
+#[derive(Debug, Clone, Default, Serialize, PartialEq, Eq)]
+pub struct AuditReport {
+    /// Findings, by namespace then kind then name.
+    pub findings: Vec<Finding>,
+    /// Namespaces, policies and pods looked at.
+    pub scanned: Scanned,
+}
+
+/// What was looked at.
+#[derive(Debug, Clone, Default, Serialize, PartialEq, Eq)]
+pub struct Scanned {
+    /// Namespaces (exempt ones included).
+    pub namespaces: usize,
+    /// NetworkPolicies.
+    pub policies: usize,
+    /// Pods.
+    pub pods: usize,
+}
+
+impl AuditReport {
+    /// Exit code: 1 when anything was found.
+    pub fn exit_code(&self) -> u8 {
+        u8::from(!self.findings.is_empty())
+    }
+}
+
+/// Audits an inventory.
+pub fn audit(cfg: &Config, inv: &Inventory) -> AuditReport {
+    let mut cluster = StaticCluster::new();
+    for ns in &inv.namespaces {
+        cluster.insert_namespace(ns);
+    }
+    let mut findings = Vec::new();
+    let mut policies = Vec::new();
+    for np in &inv.policies {
+        let ns = np
+            .metadata
+            .namespace
+            .as_deref()
+            .unwrap_or(DEFAULT_NAMESPACE);
+        match Policy::from_k8s(np, ns) {
+            Ok(p) => {
+                cluster.insert_policy(&p);
+                policies.push((np, p));
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot read a NetworkPolicy; it is left out of the audit")
+            }
+        }
+    }
+    for ns in &inv.namespaces {
+        let name = ns.metadata.name.clone().unwrap_or_default();
+        if cfg.is_exempt(&name) {
+            continue;
+        }
+        let view = cluster.namespace(&name);
+        let missing = posture::missing_default_deny(cfg, &view.policies);
+        if !missing.is_empty() {
+            findings.push(Finding {
+                kind: FindingKind::MissingDefaultDeny,
+                namespace: name.clone(),
+                api_version: "v1".into(),
+                object_kind: "Namespace".into(),
+                name: name.clone(),
+                message: format!(
+                    "namespace {name} has no default-deny NetworkPolicy for {missing}; new workloads there are denied.\nFix: apply\n\n{}",
+                    netpol::default_deny_manifest(&name, missing)
+                ),
+            });
+        }
+    }
+    let auditor = User {
+        username: "palisade-audit".into(),
+        groups: Vec::new(),
+    };
+    for (np, p) in &policies {
+        if cfg.is_exempt(&p.namespace) {
+            continue;
+        }
+        let req = check::create_request(
+            &Gvk::new("networking.k8s.io", "v1", "NetworkPolicy"),
+            Some(&p.namespace),
+            &p.name,
+            &auditor,
+            Object::NetworkPolicy(Box::new((*np).clone())),
+            format!("audit-{}", p.id()),
+        );
+        let v = admit::decide_with(
+            cfg,
+            Webhook::Validate,
+            &req,
+            &cluster.namespace(&p.namespace),
+        );
+        for violation in v.violations.iter().filter(|x| x.rule == RuleId::NoAllowAll) {
+            findings.push(Finding {
+                kind: FindingKind::AllowAllOutsideDev,
+                namespace: p.namespace.clone(),
+                api_version: "networking.k8s.io/v1".into(),
+                object_kind: "NetworkPolicy".into(),
+                name: p.name.clone(),
+                message: violation.message.clone(),
+            });
+        }
+    }
+    for pod in &inv.pods {
+        findings.extend(audit_pod(cfg, &cluster, pod, &auditor));
+    }
+    findings.sort_by(|a, b| (&a.namespace, a.kind, &a.name).cmp(&(&b.namespace, b.kind, &b.name)));
+    AuditReport {
+        findings,
+        scanned: Scanned {
+            namespaces: inv.namespaces.len(),
+            policies: inv.policies.len(),
+            pods: inv.pods.len(),
+        },
+    }
+}
+
+fn audit_pod(cfg: &Config, cluster: &StaticCluster, pod: &Pod, auditor: &User) -> Vec<Finding> {
+    let ns = pod
+        .metadata
+        .namespace
+        .clone()
+        .unwrap_or_else(|| DEFAULT_NAMESPACE.to_owned());
+    let name = pod.metadata.name.clone().unwrap_or_default();
+    if cfg.is_exempt(&ns) {
+        return Vec::new();
+    }
+    let finding = |kind, message: String| Finding {
+        kind,
+        namespace: ns.clone(),
+        api_version: "v1".into(),
+        object_kind: "Pod".into(),
+        name: name.clone(),
+        message,
+    };
+    let mut out = Vec::new();
+    let labels = pod.metadata.labels.clone().unwrap_or_default();
+    let empty = PodSpec::default();
+    let spec = pod.spec.as_ref().unwrap_or(&empty);
+    let key = &cfg.roles.label;
+    let derived = roles::derive(
+        cfg,
+        &PodFacts {
+            namespace: &ns,
+            labels: &labels,
+            spec,
+        },
+    );
+    match (labels.get(key), &derived) {
+        (None, Some(d)) => out.push(finding(
+            FindingKind::MissingRoleLabel,
+            format!(
+                "pod {ns}/{name} has no {key} label; roles.rules[{}] gives it {key}={}. Policies that select the role do not apply to it.\nFix: recreate the pod (its controller's next rollout) so the mutating webhook labels it.",
+                d.rule, d.role
+            ),
+        )),
+        (Some(have), want) if Some(have.as_str()) != want.as_ref().map(|d| d.role) => {
+            let (should, fix) = match want {
+                Some(d) => (
+                    format!("{key}={} (roles.rules[{}])", d.role, d.rule),
+                    format!("kubectl -n {ns} label pod {name} {key}={} --overwrite", d.role),
+                ),
+                None => (
+                    format!("no {key} label (no rule matches)"),
+                    format!("kubectl -n {ns} label pod {name} {key}-"),
+                ),
+            };
+            out.push(finding(
+                FindingKind::UnderivedRoleLabel,
+                format!(
+                    "pod {ns}/{name} carries {key}={have}, which no rule derives for it; it should have {should}. It may be reached by traffic meant for that role.\nFix: {fix} (palisade admits exactly that change), or recreate the pod."
+                ),
+            ));
+        }
+        _ => {}
+    }
+    // Would the mutating webhook inject a sidecar into this pod today?
+    let req = check::create_request(
+        &Gvk::new("", "v1", "Pod"),
+        Some(&ns),
+        &name,
+        auditor,
+        Object::Pod(Box::new(pod.clone())),
+        format!("audit-{ns}-{name}"),
+    );
+    let v = admit::decide_with(cfg, Webhook::Mutate, &req, &cluster.namespace(&ns));
+    if v.changes.iter().any(|c| c.contains("sidecar")) {
+        out.push(finding(
+            FindingKind::MissingSidecar,
+            format!(
+                "pod {ns}/{name} should carry the {} sidecar (proxying is enabled for it) but does not.\nFix: recreate the pod so the mutating webhook injects it; check that the webhook was up and not in dry-run when it was created.",
+                cfg.proxy.template.proxy_name()
+            ),
+        ));
+    }
+    out
+}
+
+/// The report as text, grouped by namespace.
+pub fn render_text(r: &AuditReport) -> String {
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "palisade audit: {} findings in {} namespaces, {} NetworkPolicies, {} pods",
+        r.findings.len(),
+        r.scanned.namespaces,
+        r.scanned.policies,
+        r.scanned.pods
+    );
+    let mut by_ns: BTreeMap<&str, Vec<&Finding>> = BTreeMap::new();
+    for f in &r.findings {
+        by_ns.entry(&f.namespace).or_default().push(f);
+    }
+    for (ns, fs) in by_ns {
+        let _ = writeln!(out, "\nnamespace {ns}");
+        for f in fs {
+            let _ = writeln!(
+                out,
+                "  [{}] {} {}",
+                serde_kind(f.kind),
+                f.object_kind,
+                f.name
+            );
+            for line in f.message.lines() {
+                let _ = writeln!(out, "      {line}");
+            }
+        }
+    }
+    out
+}
+
+fn serde_kind(k: FindingKind) -> String {
+    serde_json::to_value(k)
+        .ok()
+        .and_then(|v| v.as_str().map(str::to_owned))
+        .unwrap_or_default()
+}
+
+/// The report as `wgpolicyk8s.io/v1alpha2` PolicyReports, one per
+/// namespace with findings, as multi-document YAML.
+pub fn render_policy_reports(r: &AuditReport, now_unix: i64) -> String {
+    let mut by_ns: BTreeMap<&str, Vec<&Finding>> = BTreeMap::new();
+    for f in &r.findings {
+        by_ns.entry(&f.namespace).or_default().push(f);
+    }
+    let mut docs = Vec::new();
+    for (ns, fs) in by_ns {
+        let results: Vec<serde_json::Value> = fs
+            .iter()
+            .map(|f| {
+                serde_json::json!({
+                    "source": "palisade",
+                    "policy": "palisade",
+                    "rule": f.kind.rule().as_str(),
+                    "category": serde_kind(f.kind),
+                    "result": "fail",
+                    "severity": f.kind.severity(),
+                    "scored": true,
+                    "message": f.message,
+                    "resources": [{"apiVersion": f.api_version, "kind": f.object_kind, "name": f.name, "namespace": f.namespace}],
+                    "timestamp": {"seconds": now_unix, "nanos": 0},
+                })
+            })
+            .collect();
+        docs.push(serde_json::json!({
+            "apiVersion": "wgpolicyk8s.io/v1alpha2",
+            "kind": "PolicyReport",
+            "metadata": {"name": "palisade", "namespace": ns, "labels": {"app.kubernetes.io/managed-by": "palisade"}},
+            "summary": {"pass": 0, "fail": results.len(), "warn": 0, "error": 0, "skip": 0},
+            "results": results,
+        }));
+    }
+    docs.iter()
+        .map(|d| serde_saphyr::to_string(d).unwrap_or_default())
+        .collect::<Vec<_>>()
+        .join("---\n")
+}
+
+/// Lists namespaces, NetworkPolicies and pods from the live cluster
+/// (read-only: three `list` calls).
+pub async fn inventory(client: kube::Client) -> Result<Inventory, kube::Error> {
+    use kube::api::{Api, ListParams};
+    let lp = ListParams::default();
+    Ok(Inventory {
+        namespaces: Api::<Namespace>::all(client.clone()).list(&lp).await?.items,
+        policies: Api::<NetworkPolicy>::all(client.clone())
+            .list(&lp)
+            .await?
+            .items,
+        pods: Api::<Pod>::all(client).list(&lp).await?.items,
+    })
+}
+
+/// An inventory from manifests (`--state DIR`): the same objects a live
+/// list would return.
+pub fn inventory_from_manifests(m: &crate::manifest::Manifests) -> Result<Inventory, String> {
+    let mut inv = Inventory::default();
+    for d in &m.documents {
+        let parse_err =
+            |e: serde_json::Error| format!("{}: not a valid {}: {e}", d.origin(), d.gvk.kind);
+        match (d.gvk.group.as_str(), d.gvk.kind.as_str()) {
+            ("", "Namespace") => inv
+                .namespaces
+                .push(serde_json::from_value(d.value.clone()).map_err(parse_err)?),
+            ("networking.k8s.io", "NetworkPolicy") => inv
+                .policies
+                .push(serde_json::from_value(d.value.clone()).map_err(parse_err)?),
+            ("", "Pod") => inv
+                .pods
+                .push(serde_json::from_value(d.value.clone()).map_err(parse_err)?),
+            _ => {}
+        }
+    }
+    Ok(inv)
+}
