@@ -144,7 +144,7 @@ pub fn run(cfg: &Config, opts: &Options) -> Result<Report, CheckError> {
     if let Some(s) = m.skipped.first() {
         return Err(CheckError::NotManifest(s.to_string()));
     }
-    let mut cluster = match &opts.state {
+    let cluster = match &opts.state {
         Some(dir) => {
             let (c, skipped) = StaticCluster::load(&[dir])?;
             if let Some(s) = skipped.first() {
@@ -154,17 +154,28 @@ pub fn run(cfg: &Config, opts: &Options) -> Result<Report, CheckError> {
         }
         None => StaticCluster::new(),
     };
-    let docs: Vec<Document> = m
-        .documents
+    check_documents(cfg, cluster, m.documents, &opts.namespace, &opts.user)
+}
+
+/// Applies `docs` to `cluster` (namespaced objects without a namespace go
+/// to `namespace`), then decides each of them.
+pub fn check_documents(
+    cfg: &Config,
+    mut cluster: StaticCluster,
+    docs: Vec<Document>,
+    namespace: &str,
+    user: &User,
+) -> Result<Report, CheckError> {
+    let docs: Vec<Document> = docs
         .into_iter()
-        .map(|d| with_namespace(d, &opts.namespace))
+        .map(|d| with_namespace(d, namespace))
         .collect();
     for d in &docs {
         cluster.apply(d)?;
     }
     let results = docs
         .iter()
-        .map(|d| decide_document(cfg, &cluster, d, &opts.user))
+        .map(|d| decide_document(cfg, &cluster, d, user))
         .collect::<Result<Vec<_>, _>>()?;
     Ok(report(results))
 }

@@ -22,6 +22,11 @@ use crate::server::metrics::Metrics;
 use crate::server::routes::{self, AppState, BodyLimits};
 use crate::server::tls::{CertReloader, TlsError};
 
+/// The webhook port `--listen` defaults to.
+pub const DEFAULT_WEBHOOK_PORT: u16 = 8443;
+/// The metrics port `--metrics-listen` defaults to.
+pub const DEFAULT_METRICS_PORT: u16 = 9090;
+
 /// How often certificate files are re-checked even without a change event.
 const CERT_POLL: Duration = Duration::from_secs(10);
 

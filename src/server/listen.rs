@@ -60,14 +60,19 @@ pub struct ListenLimits {
     pub drain_timeout: Duration,
 }
 
+impl ListenLimits {
+    /// The default [`ListenLimits::drain_timeout`]: Kubernetes' default
+    /// grace period is 30 s; leave room to exit.
+    pub const DEFAULT_DRAIN_TIMEOUT: Duration = Duration::from_secs(25);
+}
+
 impl Default for ListenLimits {
     fn default() -> Self {
         Self {
             max_connections: 1024,
             tls_handshake_timeout: Duration::from_secs(5),
             header_read_timeout: Duration::from_secs(5),
-            // Kubernetes' default grace period is 30 s; leave room to exit.
-            drain_timeout: Duration::from_secs(25),
+            drain_timeout: Self::DEFAULT_DRAIN_TIMEOUT,
         }
     }
 }
