@@ -196,3 +196,62 @@ fn bad_config_is_exit_2_naming_the_key() {
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("/nonexistent.yaml"));
 }
+
+/// `palisade certs --out DIR --service palisade --namespace palisade-system`
+/// writes a CA and a serving certificate whose SANs cover the Service's DNS
+/// names: a TLS handshake by each name succeeds against a server using them.
+#[tokio::test]
+async fn certs_command_output_verifies_by_the_service_names() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let tmp = tempfile::tempdir().unwrap();
+    let out = Command::new(BIN)
+        .args(["certs", "--out"])
+        .arg(tmp.path())
+        .args(["--service", "palisade", "--namespace", "palisade-system"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let reloader = palisade::server::tls::CertReloader::load(
+        &tmp.path().join("tls.crt"),
+        &tmp.path().join("tls.key"),
+    )
+    .unwrap();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let app = axum::Router::new().route("/", axum::routing::get(|| async { "ok" }));
+    let server = tokio::spawn(palisade::server::listen::serve_https(
+        listener,
+        reloader.server_config().unwrap(),
+        app,
+        Default::default(),
+        async move {
+            let _ = stopped.await;
+        },
+    ));
+    let ca =
+        reqwest::Certificate::from_pem(&std::fs::read(tmp.path().join("ca.crt")).unwrap()).unwrap();
+    for (host, ok) in [
+        ("palisade.palisade-system.svc", true),
+        ("palisade.palisade-system.svc.cluster.local", true),
+        ("palisade.other-namespace.svc", false),
+    ] {
+        let client = reqwest::Client::builder()
+            .tls_certs_only([ca.clone()])
+            .resolve(host, addr)
+            .no_proxy()
+            .build()
+            .unwrap();
+        let got = client
+            .get(format!("https://{host}:{}/", addr.port()))
+            .send()
+            .await;
+        assert_eq!(got.is_ok(), ok, "{host}: {got:?}");
+    }
+    let _ = stop.send(());
+    server.await.unwrap().unwrap();
+}
