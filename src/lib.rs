@@ -11,6 +11,7 @@ pub mod glob;
 pub mod manifest;
 pub mod mode;
 pub mod netpol;
+pub mod patch;
 pub mod ports;
 pub mod posture;
 pub mod review;
