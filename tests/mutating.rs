@@ -691,3 +691,32 @@ fn exempt_namespaces_are_left_alone() {
         assert_eq!(resp["response"]["auditAnnotations"]["decision"], "skip");
     }
 }
+
+/// The webhook is registered for pods, but whatever else reaches
+/// `/mutate` (every other captured mutating request: namespaces,
+/// network policies, a deployment) is allowed untouched.
+#[test]
+fn other_kinds_are_never_patched() {
+    let dir = fixtures_dir();
+    let mut seen = 0;
+    for entry in std::fs::read_dir(&dir).unwrap() {
+        let path = entry.unwrap().path();
+        let name = path.file_name().unwrap().to_string_lossy().into_owned();
+        if !name.starts_with("mutating-") || name.starts_with("mutating-pod-") {
+            continue;
+        }
+        let body: Value = serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
+        for server in Server::ALL {
+            let resp = review(server, &bytes(&body));
+            assert_envelope(&resp, body["request"]["uid"].as_str().unwrap());
+            assert_eq!(resp["response"]["allowed"], true, "{name}: {resp}");
+            assert!(decoded_patch(&resp).is_none(), "{name}: {resp}");
+            assert_eq!(
+                resp["response"]["auditAnnotations"]["decision"], "skip",
+                "{name}"
+            );
+        }
+        seen += 1;
+    }
+    assert!(seen >= 10, "only {seen} non-pod mutating fixtures found");
+}

@@ -64,8 +64,8 @@ pub fn mutate(cfg: &Config, req: &Request, view: &NamespaceView) -> Verdict {
         InjectionPlan::HostNetwork => {
             v.warnings.push(format!(
                 "{}: hostNetwork pods get no access-proxy sidecar: NetworkPolicy does not apply \
-                 to them, so a proxy could not fence their traffic. Annotate the pod {}: {} to \
-                 say this is intended.",
+                 to them, so traffic could go around the proxy, and its ports would be taken on \
+                 the node itself. Annotate the pod {}: {} to say this is intended.",
                 req.subject(),
                 cfg.proxy.label,
                 sidecar::DISABLED,
