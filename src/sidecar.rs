@@ -779,20 +779,16 @@ volumes:
             .map(|p| p.name.as_deref().unwrap())
             .collect();
         assert_eq!(ports, ["proxy-tls", "proxy-health"]);
-        let probe = c
-            .readiness_probe
-            .as_ref()
-            .unwrap()
-            .http_get
-            .as_ref()
-            .unwrap();
-        assert_eq!(probe.path.as_deref(), Some("/ready"));
-        assert_eq!(
-            probe.port,
-            k8s_openapi::apimachinery::pkg::util::intstr::IntOrString::String(
-                "proxy-health".into()
-            )
-        );
+        for probe in [&c.startup_probe, &c.readiness_probe] {
+            let probe = probe.as_ref().unwrap().http_get.as_ref().unwrap();
+            assert_eq!(probe.path.as_deref(), Some("/ready"));
+            assert_eq!(
+                probe.port,
+                k8s_openapi::apimachinery::pkg::util::intstr::IntOrString::String(
+                    "proxy-health".into()
+                )
+            );
+        }
         assert!(t.volumes.iter().all(|v| v.name.starts_with("palisade-")));
         let config = t.volumes.iter().find(|v| v.config_map.is_some()).unwrap();
         let secret = t.volumes.iter().find(|v| v.secret.is_some()).unwrap();
