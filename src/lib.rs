@@ -14,6 +14,7 @@ pub mod glob;
 pub mod manifest;
 pub mod mode;
 pub mod netpol;
+pub mod patch;
 pub mod ports;
 pub mod posture;
 pub mod review;

@@ -64,6 +64,67 @@ pub fn derive<'c>(cfg: &'c Config, pod: &PodFacts<'_>) -> Option<Derived<'c>> {
         })
 }
 
+/// What the owned role label of a pod needs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum LabelPlan<'c> {
+    /// It is right as it is: the derived role, or absent when no rule
+    /// matches.
+    Keep,
+    /// Set it to `role` (from `roles.rules[rule]`), replacing the value the
+    /// pod brought, if any.
+    Set {
+        /// The derived role.
+        role: &'c str,
+        /// The rule that gave it.
+        rule: usize,
+        /// The value the pod brought instead, if any.
+        replacing: Option<String>,
+    },
+    /// Remove it: no rule gives the pod a role, whatever value it brought.
+    Remove {
+        /// The value the pod brought.
+        value: String,
+    },
+}
+
+impl LabelPlan<'_> {
+    /// What the plan does, in words; `None` for [`LabelPlan::Keep`].
+    pub fn describe(&self, key: &str) -> Option<String> {
+        match self {
+            LabelPlan::Keep => None,
+            LabelPlan::Set {
+                role,
+                replacing: None,
+                ..
+            } => Some(format!("set label {key}={role}")),
+            LabelPlan::Set {
+                role,
+                replacing: Some(old),
+                ..
+            } => Some(format!("set label {key}={role} (replacing {old})")),
+            LabelPlan::Remove { value } => {
+                Some(format!("remove label {key}={value} (no role rule matches)"))
+            }
+        }
+    }
+}
+
+/// Plans the role label for a pod that carries `current` as its value.
+pub fn plan_label<'c>(cfg: &'c Config, pod: &PodFacts<'_>, current: Option<&str>) -> LabelPlan<'c> {
+    match (derive(cfg, pod), current) {
+        (Some(d), Some(now)) if now == d.role => LabelPlan::Keep,
+        (Some(d), now) => LabelPlan::Set {
+            role: d.role,
+            rule: d.rule,
+            replacing: now.map(str::to_owned),
+        },
+        (None, Some(now)) => LabelPlan::Remove {
+            value: now.to_owned(),
+        },
+        (None, None) => LabelPlan::Keep,
+    }
+}
+
 fn rule_matches(cfg: &Config, rule: &RoleRule, pod: &PodFacts<'_>) -> bool {
     let m = &rule.matcher;
     let images = m
@@ -196,6 +257,62 @@ roles:
             .map(|d| (d.role, d.rule));
             assert_eq!(got, want, "{ns} {labels:?} {:?}", spec.containers);
         }
+    }
+
+    #[test]
+    fn label_plan_truth_table() {
+        let c = cfg();
+        let none = Labels::new();
+        let db = spec(&["postgres:16"], &[], None);
+        let web = spec(&["nginx:1"], &[], None);
+        let facts = |spec| PodFacts {
+            namespace: "shop",
+            labels: &none,
+            spec,
+        };
+        let set = |role, replacing: Option<&str>| LabelPlan::Set {
+            role,
+            rule: 1,
+            replacing: replacing.map(str::to_owned),
+        };
+        let cases = [
+            (&db, None, set("database", None)),
+            (&db, Some("database"), LabelPlan::Keep),
+            (&db, Some("admin"), set("database", Some("admin"))),
+            (&db, Some(""), set("database", Some(""))),
+            (&web, None, LabelPlan::Keep),
+            (
+                &web,
+                Some("database"),
+                LabelPlan::Remove {
+                    value: "database".into(),
+                },
+            ),
+        ];
+        for (spec, current, want) in cases {
+            assert_eq!(
+                plan_label(&c, &facts(spec), current),
+                want,
+                "{current:?} {:?}",
+                spec.containers
+            );
+        }
+        let key = "palisade.io/role";
+        assert_eq!(
+            set("database", None).describe(key).as_deref(),
+            Some("set label palisade.io/role=database")
+        );
+        assert_eq!(
+            set("database", Some("admin")).describe(key).as_deref(),
+            Some("set label palisade.io/role=database (replacing admin)")
+        );
+        assert_eq!(
+            LabelPlan::Remove { value: "x".into() }
+                .describe(key)
+                .as_deref(),
+            Some("remove label palisade.io/role=x (no role rule matches)")
+        );
+        assert_eq!(LabelPlan::Keep.describe(key), None);
     }
 
     #[test]
