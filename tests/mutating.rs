@@ -19,12 +19,11 @@ use base64::Engine;
 use k8s_openapi::api::core::v1::{Container, Pod};
 use serde_json::{Value, json};
 
-use palisade::admit::{self, Webhook};
-use palisade::cluster::ClusterView;
+mod common;
+
 use palisade::cluster::static_dir::StaticCluster;
 use palisade::config::Config;
 use palisade::decide::RuleId;
-use palisade::review;
 
 /// A palisade server as these tests need one: a config file from
 /// `tests/data/mutating/` and the cluster state in [`state_dir`].
@@ -52,38 +51,36 @@ impl Server {
 }
 
 /// The transport: one AdmissionReview body to `POST /mutate` of `server`,
-/// the response body as JSON.
-///
-/// In-process here (`review::parse` → `admit::admit` → `review::respond`).
-/// To test over HTTPS instead, start once per `server`
-/// `palisade serve --config <server.config_path()> --state <state_dir()>`
-/// and POST `body` to its `/mutate`: no assertion depends on which.
+/// the response body as JSON. Over real HTTPS: a `palisade serve` per
+/// config (started once, on 127.0.0.1:0, with the files a deployment would
+/// use), and a client that trusts only its CA.
 fn review(server: Server, body: &[u8]) -> Value {
     let world = world(server);
-    let req = review::parse(body).unwrap_or_else(|e| panic!("not a review palisade reads: {e}"));
-    let (verdict, _) = futures::executor::block_on(admit::admit(
-        &world.cfg,
-        &world.cluster,
-        Webhook::Mutate,
-        &req,
-    ));
-    serde_json::from_slice(&review::respond(&req.uid, &verdict, true))
-        .unwrap_or_else(|e| panic!("the response is not JSON: {e}"))
+    let (status, text) = runtime().block_on(world.post("/mutate", body.to_vec()));
+    assert_eq!(status, 200, "{text}");
+    serde_json::from_str(&text).unwrap_or_else(|e| panic!("the response is not JSON: {e}"))
 }
 
-struct World {
-    cfg: Config,
-    cluster: StaticCluster,
+/// One runtime for every test thread: the servers live on it.
+fn runtime() -> &'static tokio::runtime::Runtime {
+    static RT: OnceLock<tokio::runtime::Runtime> = OnceLock::new();
+    RT.get_or_init(|| {
+        tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .expect("runtime")
+    })
 }
 
-/// The config and cluster of `server`, loaded once from the files a real
-/// server would be started with.
-fn world(server: Server) -> &'static World {
-    static WORLDS: [OnceLock<World>; 2] = [OnceLock::new(), OnceLock::new()];
+/// The server for `config`, loaded once from the files a real server would
+/// be started with.
+fn world(server: Server) -> &'static common::TestServer {
+    static WORLDS: [OnceLock<common::TestServer>; 2] = [OnceLock::new(), OnceLock::new()];
     WORLDS[server as usize].get_or_init(|| {
         let cfg = Config::load(&server.config_path()).unwrap_or_else(|e| panic!("{e}"));
         let (cluster, _) = StaticCluster::load(&[state_dir()]).unwrap_or_else(|e| panic!("{e}"));
-        World { cfg, cluster }
+        runtime().block_on(common::TestServer::start(cfg, cluster))
     })
 }
 
@@ -497,17 +494,17 @@ fn check_case(
 
 fn validating_webhook_accepts_the_label(server: Server, body: &Value, ctx: &str) {
     let w = world(server);
-    let req = review::parse(&bytes(body)).unwrap();
-    let ns = req.namespace.clone().unwrap();
-    let v = palisade::decide::validate(&w.cfg, &req, &w.cluster.namespace(&ns));
-    let spoof: Vec<_> = v
-        .violations
-        .iter()
-        .filter(|x| x.rule == RuleId::OwnedRoleLabel)
-        .collect();
+    let (status, text) = runtime().block_on(w.post("/validate", bytes(body)));
+    assert_eq!(status, 200, "{ctx}: {text}");
+    let resp: Value = serde_json::from_str(&text).unwrap();
+    let rules = resp["response"]["auditAnnotations"]["rules"]
+        .as_str()
+        .unwrap_or("");
     assert!(
-        spoof.is_empty(),
-        "{ctx}: the validating webhook rejects the label: {spoof:?}"
+        !rules
+            .split(',')
+            .any(|r| r == RuleId::OwnedRoleLabel.as_str()),
+        "{ctx}: the validating webhook rejects the label: {resp}"
     );
 }
 
@@ -644,7 +641,7 @@ fn a_clash_is_denied_with_the_names_and_the_fix() {
         assert!(decoded_patch(&resp).is_none());
         let msg = r["status"]["message"].as_str().unwrap();
         for needle in [
-            "[sidecar-conflict] pod fx-apps-proxy-on/web: cannot inject the access-proxy sidecar \"access-proxy\"",
+            "[sidecar-conflict] Pod fx-apps-proxy-on/web: cannot inject the access-proxy sidecar \"access-proxy\"",
             "the pod already has volume \"palisade-proxy-tls\", which the sidecar template also defines",
             "container \"web\" already uses port 15443/TCP, which sidecar container \"access-proxy\" listens on",
             "Fix: rename volume \"palisade-proxy-tls\", move container \"web\" off port 15443/TCP in the pod, \

@@ -399,7 +399,7 @@ roles:
         assert!(v.patch.is_empty() && v.changes.is_empty());
         let msg = v.denial_message().unwrap();
         for needle in [
-            "[sidecar-conflict] pod shop/p: cannot inject the access-proxy sidecar \"access-proxy\"",
+            "[sidecar-conflict] Pod shop/p: cannot inject the access-proxy sidecar \"access-proxy\"",
             "volume \"palisade-proxy-tls\", which the sidecar template also defines",
             "container \"db\" already uses port 15443/TCP, which sidecar container \"access-proxy\" listens on",
             "Fix: rename volume \"palisade-proxy-tls\", move container \"db\" off port 15443/TCP in the pod, \
@@ -462,7 +462,7 @@ roles:
         assert_eq!(v.changes, ["set label palisade.io/role=database"]);
         assert_eq!(v.warnings.len(), 1);
         assert!(
-            v.warnings[0].starts_with("pod shop/p: hostNetwork pods get no access-proxy sidecar")
+            v.warnings[0].starts_with("Pod shop/p: hostNetwork pods get no access-proxy sidecar")
         );
         let out = apply(&pod, &v);
         assert_eq!(out["spec"]["containers"].as_array().unwrap().len(), 1);
@@ -478,7 +478,7 @@ roles:
         assert_eq!(
             v.warnings,
             [
-                "pod shop/p: annotation palisade.io/proxy=yes is neither enabled nor disabled and is ignored; the namespace enables the proxy"
+                "Pod shop/p: annotation palisade.io/proxy=yes is neither enabled nor disabled and is ignored; the namespace enables the proxy"
             ]
         );
         assert!(
