@@ -3,7 +3,8 @@
 //!
 //! The findings come from the same functions the webhooks call: namespace
 //! standing from `posture`, allow-all from a NetworkPolicy CREATE decided by
-//! `validate`, role labels from `roles::derive`, sidecars from `mutate`.
+//! `validate`, role labels from `roles::derive`, sidecars from the mutating
+//! webhook's injection plan (`sidecar::plan`).
 //! The live part (`kube` lists) only gathers the objects.
 
 use std::collections::BTreeMap;
@@ -22,6 +23,7 @@ use crate::decide::{Gvk, Object, RuleId, User};
 use crate::netpol::{self, Policy};
 use crate::posture;
 use crate::roles::{self, PodFacts};
+use crate::sidecar;
 
 /// The objects an audit looks at.
 #[derive(Debug, Clone, Default)]
@@ -196,7 +198,7 @@ pub fn audit(cfg: &Config, inv: &Inventory) -> AuditReport {
         }
     }
     for pod in &inv.pods {
-        findings.extend(audit_pod(cfg, &cluster, pod, &auditor));
+        findings.extend(audit_pod(cfg, &cluster, pod));
     }
     findings.sort_by(|a, b| (&a.namespace, a.kind, &a.name).cmp(&(&b.namespace, b.kind, &b.name)));
     AuditReport {
@@ -209,7 +211,7 @@ pub fn audit(cfg: &Config, inv: &Inventory) -> AuditReport {
     }
 }
 
-fn audit_pod(cfg: &Config, cluster: &StaticCluster, pod: &Pod, auditor: &User) -> Vec<Finding> {
+fn audit_pod(cfg: &Config, cluster: &StaticCluster, pod: &Pod) -> Vec<Finding> {
     let ns = pod
         .metadata
         .namespace
@@ -268,17 +270,18 @@ fn audit_pod(cfg: &Config, cluster: &StaticCluster, pod: &Pod, auditor: &User) -
         }
         _ => {}
     }
-    // Would the mutating webhook inject a sidecar into this pod today?
-    let req = check::create_request(
-        &Gvk::new("", "v1", "Pod"),
-        Some(&ns),
-        &name,
-        auditor,
-        Object::Pod(Box::new(pod.clone())),
-        format!("audit-{ns}-{name}"),
+    // The mutating webhook's own plan: would it inject into this pod today?
+    let ns_labels = cluster
+        .namespace(&ns)
+        .namespace
+        .map(|n| n.labels)
+        .unwrap_or_default();
+    let switch = sidecar::switch(
+        &cfg.proxy.label,
+        &ns_labels,
+        pod.metadata.annotations.as_ref(),
     );
-    let v = admit::decide_with(cfg, Webhook::Mutate, &req, &cluster.namespace(&ns));
-    if v.changes.iter().any(|c| c.contains("sidecar")) {
+    if let sidecar::InjectionPlan::Inject(_) = sidecar::plan(&cfg.proxy, &switch, pod) {
         out.push(finding(
             FindingKind::MissingSidecar,
             format!(

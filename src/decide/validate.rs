@@ -403,14 +403,18 @@ fn namespace_labels(
         v.violate(
             RuleId::TrustedLabels,
             format!(
-                "{subject}: only members of {trusted} may set {labels}; user {user} (groups: {groups}) is not.\n\
+                "{subject}: only members of {trusted} may set {labels}; user {user} ({groups}) is not.\n\
                  Why: {why}.\n\
                  Fix: leave the label out, or ask a platform administrator to set it.",
                 subject = req.subject(),
                 trusted = cfg.trusted_groups.join(", "),
                 labels = list.join(", "),
                 user = req.user.username,
-                groups = req.user.groups.join(", "),
+                groups = if req.user.groups.is_empty() {
+                    "no groups".to_owned()
+                } else {
+                    format!("groups: {}", req.user.groups.join(", "))
+                },
                 why = why.join("; "),
             ),
             false,
