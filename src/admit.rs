@@ -81,3 +81,116 @@ pub fn decide_with(cfg: &Config, webhook: Webhook, req: &Request, view: &Namespa
         Webhook::Mutate => decide::mutate(cfg, req, view),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cluster::{ClusterError, ViewStats};
+    use crate::decide::{Gvk, Object, Operation, User};
+    use crate::netpol::{Directions, PolicyFacts};
+    use futures::future::BoxFuture;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    /// A watch cache that has not yet seen a policy the API server has:
+    /// the cached view lacks default-deny, a fresh read has it (or fails).
+    struct Lagging {
+        fresh: Option<NamespaceView>,
+        reads: AtomicUsize,
+    }
+
+    impl ClusterView for Lagging {
+        fn namespace(&self, name: &str) -> NamespaceView {
+            NamespaceView::unknown(name)
+        }
+        fn confirm<'a>(
+            &'a self,
+            name: &'a str,
+        ) -> BoxFuture<'a, Result<NamespaceView, ClusterError>> {
+            self.reads.fetch_add(1, Ordering::SeqCst);
+            let out = self.fresh.clone().ok_or(ClusterError {
+                what: format!("namespace {name}"),
+                message: "connection refused".into(),
+            });
+            Box::pin(async move { out })
+        }
+        fn is_ready(&self) -> bool {
+            true
+        }
+        fn stats(&self) -> ViewStats {
+            ViewStats::default()
+        }
+    }
+
+    fn pod_create() -> Request {
+        Request {
+            uid: "u".into(),
+            kind: Gvk::new("", "v1", "Pod"),
+            sub_resource: None,
+            operation: Operation::Create,
+            namespace: Some("shop".into()),
+            name: Some("p".into()),
+            user: User::default(),
+            dry_run: false,
+            object: Some(Object::Pod(Box::default())),
+            old_object: None,
+        }
+    }
+
+    fn fenced() -> NamespaceView {
+        NamespaceView {
+            name: "shop".into(),
+            namespace: None,
+            policies: vec![PolicyFacts {
+                name: "default-deny".into(),
+                default_deny: Directions::BOTH,
+                allow_all: Directions::NONE,
+            }],
+        }
+    }
+
+    #[tokio::test]
+    async fn a_denial_from_a_lagging_cache_is_overturned_by_a_fresh_read() {
+        let cfg = Config::embedded().unwrap();
+        let view = Lagging {
+            fresh: Some(fenced()),
+            reads: AtomicUsize::new(0),
+        };
+        let (v, how) = admit(&cfg, &view, Webhook::Validate, &pod_create()).await;
+        assert!(v.allowed(), "{v:?}");
+        assert_eq!(how, Confirmation::Overturned);
+        assert_eq!(view.reads.load(Ordering::SeqCst), 1);
+    }
+
+    #[tokio::test]
+    async fn a_confirmed_or_unconfirmable_denial_stands() {
+        let cfg = Config::embedded().unwrap();
+        let confirmed = Lagging {
+            fresh: Some(NamespaceView::unknown("shop")),
+            reads: AtomicUsize::new(0),
+        };
+        let (v, how) = admit(&cfg, &confirmed, Webhook::Validate, &pod_create()).await;
+        assert!(!v.allowed());
+        assert_eq!(how, Confirmation::Confirmed);
+        let down = Lagging {
+            fresh: None,
+            reads: AtomicUsize::new(0),
+        };
+        let (v, how) = admit(&cfg, &down, Webhook::Validate, &pod_create()).await;
+        assert!(!v.allowed(), "fails closed");
+        assert_eq!(how, Confirmation::Failed);
+    }
+
+    #[tokio::test]
+    async fn only_denials_cost_a_read() {
+        let mut cfg = Config::embedded().unwrap();
+        cfg.mode = crate::mode::Mode::Warn;
+        let view = Lagging {
+            fresh: Some(fenced()),
+            reads: AtomicUsize::new(0),
+        };
+        let (v, how) = admit(&cfg, &view, Webhook::Validate, &pod_create()).await;
+        assert!(v.allowed());
+        assert_eq!(how, Confirmation::NotNeeded);
+        assert_eq!(view.reads.load(Ordering::SeqCst), 0);
+    }
+}
