@@ -13,6 +13,7 @@ pub mod mode;
 pub mod netpol;
 pub mod ports;
 pub mod posture;
+pub mod reach;
 pub mod review;
 pub mod roles;
 pub mod selector;
