@@ -284,6 +284,9 @@ fn dot<'a>(
     }
     writeln!(out, "digraph connectivity {{")?;
     writeln!(out, "  rankdir=LR;")?;
+    // The classic ranker fails ("trouble in init_rank") on some graphs of
+    // clusters with many cross-cluster edges; newrank handles them.
+    writeln!(out, "  newrank=true;")?;
     writeln!(out, "  node [shape=box, style=rounded, fontsize=10];")?;
     writeln!(out, "  edge [fontsize=9];")?;
     for (i, (ns, nodes)) in by_ns.iter().enumerate() {
