@@ -285,4 +285,37 @@ fn main() {
         sizes[sizes.len() / 2],
         sizes.last().copied().unwrap_or(0)
     );
+
+    // The heavy end: changes that open or close a namespace to the whole
+    // cluster (an allow-all ingress created; the default-deny deleted).
+    let mut times = Vec::new();
+    let mut sizes = Vec::new();
+    for ns in (0..NAMESPACES).step_by(25) {
+        let open = to_policy(json!({
+            "apiVersion": "networking.k8s.io/v1", "kind": "NetworkPolicy",
+            "metadata": {"name": "allow-all-ingress", "namespace": ns_name(ns)},
+            "spec": {"podSelector": {}, "ingress": [{}]}
+        }));
+        let mut changes = vec![PolicyChange::create(open)];
+        if let Some(p) = model.policy(&ns_name(ns), "p-0") {
+            changes.push(PolicyChange::delete(p.clone()));
+        }
+        for change in changes {
+            let t = Instant::now();
+            let p = black_box(preview(&model, &change));
+            let w = black_box(p.warnings(10));
+            times.push(t.elapsed());
+            sizes.push(p.opened.len() + p.closed.len());
+            drop(w);
+        }
+    }
+    times.sort();
+    println!(
+        "preview, namespace opened to the cluster: {} changes: p50 {:.2?}, max {:.2?}; \
+         connections opened+closed per change: up to {}",
+        times.len(),
+        percentile(&times, 0.5),
+        times.last().copied().unwrap_or_default(),
+        sizes.iter().max().copied().unwrap_or(0)
+    );
 }

@@ -52,6 +52,9 @@ pub(crate) fn changes(
     after: &Reach,
     after_ids: &[WorkloadId],
 ) -> Vec<Change> {
+    if std::ptr::eq(before_ids, after_ids) {
+        return changes_same_ids(before, after, before_ids);
+    }
     let keyed = |r: &Reach, ids: &[WorkloadId]| -> BTreeMap<(WorkloadId, WorkloadId), PortSet> {
         r.pairs
             .iter()
@@ -85,6 +88,64 @@ pub(crate) fn changes(
             after: None,
         });
     }
+    external_changes(before, before_ids, after, after_ids, &mut out);
+    out.sort_by(|x, y| (&x.src, &x.dst).cmp(&(&y.src, &y.dst)));
+    out
+}
+
+/// Both sides index one workload table (a preview): pairs are compared by
+/// index, and ids cloned only for what differs. Workloads are sorted, so
+/// index order is id order.
+fn changes_same_ids(before: &Reach, after: &Reach, ids: &[WorkloadId]) -> Vec<Change> {
+    let mut keys: Vec<(u32, u32)> = before
+        .pairs
+        .keys()
+        .chain(after.pairs.keys())
+        .copied()
+        .collect();
+    keys.sort_unstable();
+    keys.dedup();
+    let wl = |i: u32| Endpoint::Workload(ids[i as usize].clone());
+    let out: Vec<Change> = keys
+        .into_iter()
+        .filter_map(|k| {
+            let (b, a) = (before.pairs.get(&k), after.pairs.get(&k));
+            (b != a).then(|| Change {
+                src: wl(k.0),
+                dst: wl(k.1),
+                before: b.cloned(),
+                after: a.cloned(),
+            })
+        })
+        .collect();
+    let mut ext = Vec::new();
+    external_changes(before, ids, after, ids, &mut ext);
+    if ext.is_empty() {
+        return out;
+    }
+    // Few external changes against possibly many pair changes: merge the
+    // two sorted lists rather than sort them all again.
+    ext.sort_by(|x, y| (&x.src, &x.dst).cmp(&(&y.src, &y.dst)));
+    let mut merged = Vec::with_capacity(out.len() + ext.len());
+    let mut ext = ext.into_iter().peekable();
+    for c in out {
+        while let Some(e) = ext.next_if(|e| (&e.src, &e.dst) < (&c.src, &c.dst)) {
+            merged.push(e);
+        }
+        merged.push(c);
+    }
+    merged.extend(ext);
+    merged
+}
+
+/// The changes of external connectivity, per workload and direction.
+fn external_changes(
+    before: &Reach,
+    before_ids: &[WorkloadId],
+    after: &Reach,
+    after_ids: &[WorkloadId],
+    out: &mut Vec<Change>,
+) {
     for dir in Direction::ALL {
         let keyed = |r: &Reach, ids: &[WorkloadId]| -> BTreeMap<WorkloadId, ExtMap> {
             r.external[dir_index(dir)]
@@ -115,6 +176,4 @@ pub(crate) fn changes(
             }
         }
     }
-    out.sort_by(|x, y| (&x.src, &x.dst).cmp(&(&y.src, &y.dst)));
-    out
 }
