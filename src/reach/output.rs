@@ -6,7 +6,8 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::{self, Write};
 
-use serde_json::{Value, json};
+use serde::Serialize;
+use serde::ser::{SerializeMap, Serializer};
 
 use super::conn::{Change, Conn, Endpoint};
 use super::diff::Diff;
@@ -26,66 +27,101 @@ pub enum Format {
     Dot,
 }
 
-/// `"all"`, or `{"TCP": ["80", "8080-8090"], "UDP": ["53"]}`.
-pub fn ports_json(p: &PortSet) -> Value {
-    if p.is_all() {
-        return Value::String("all".into());
-    }
-    let mut m = serde_json::Map::new();
-    for (proto, ranges) in p.by_protocol() {
-        let list = ranges
-            .ranges()
-            .iter()
-            .map(|&(s, e)| {
-                Value::String(if s == e {
-                    s.to_string()
-                } else {
-                    format!("{s}-{e}")
+/// Ports as the JSON contract writes them: `"all"`, or
+/// `{"TCP": ["80", "8080-8090"], "UDP": ["53"]}` (protocols in the order
+/// TCP, UDP, SCTP; protocols without ports left out).
+pub struct PortsJson<'a>(pub &'a PortSet);
+
+impl Serialize for PortsJson<'_> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        if self.0.is_all() {
+            return s.serialize_str("all");
+        }
+        s.collect_map(self.0.by_protocol().map(|(proto, ranges)| {
+            let list: Vec<String> = ranges
+                .ranges()
+                .iter()
+                .map(|&(a, b)| {
+                    if a == b {
+                        a.to_string()
+                    } else {
+                        format!("{a}-{b}")
+                    }
                 })
-            })
-            .collect();
-        m.insert(proto.as_str().to_owned(), Value::Array(list));
-    }
-    Value::Object(m)
-}
-
-/// `{"namespace", "name", "kind"}` or `{"external": [...]}`.
-pub fn endpoint_json(e: &Endpoint) -> Value {
-    match e {
-        Endpoint::Workload(w) => json!({
-            "namespace": &*w.namespace,
-            "name": &*w.name,
-            "kind": &*w.kind,
-        }),
-        Endpoint::External(a) => json!({ "external": Endpoint::external_ranges(a) }),
+                .collect();
+            (proto.as_str(), list)
+        }))
     }
 }
 
-/// One connection of `list --output json`.
-pub fn conn_json(c: &Conn) -> Value {
-    json!({
-        "src": endpoint_json(&c.src),
-        "dst": endpoint_json(&c.dst),
-        "ports": ports_json(&c.ports),
-    })
+/// An endpoint as the JSON contract writes it: `{"namespace", "name",
+/// "kind"}` or `{"external": ["0.0.0.0/5", "10.0.0.0-10.255.255.255"]}`.
+pub struct EndpointJson<'a>(pub &'a Endpoint);
+
+impl Serialize for EndpointJson<'_> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        match self.0 {
+            Endpoint::Workload(w) => {
+                let mut m = s.serialize_map(Some(3))?;
+                m.serialize_entry("namespace", &*w.namespace)?;
+                m.serialize_entry("name", &*w.name)?;
+                m.serialize_entry("kind", &*w.kind)?;
+                m.end()
+            }
+            Endpoint::External(a) => {
+                let mut m = s.serialize_map(Some(1))?;
+                m.serialize_entry("external", &Endpoint::external_ranges(a))?;
+                m.end()
+            }
+        }
+    }
 }
 
-/// One change of `diff --output json`.
-pub fn change_json(c: &Change) -> Value {
-    json!({
-        "src": endpoint_json(&c.src),
-        "dst": endpoint_json(&c.dst),
-        "before": c.before.as_ref().map(ports_json),
-        "after": c.after.as_ref().map(ports_json),
-    })
+/// One connection of `list --output json`: `{"src", "dst", "ports"}`.
+#[derive(Serialize)]
+pub struct ConnJson<'a> {
+    src: EndpointJson<'a>,
+    dst: EndpointJson<'a>,
+    ports: PortsJson<'a>,
+}
+
+impl<'a> From<&'a Conn> for ConnJson<'a> {
+    fn from(c: &'a Conn) -> Self {
+        ConnJson {
+            src: EndpointJson(&c.src),
+            dst: EndpointJson(&c.dst),
+            ports: PortsJson(&c.ports),
+        }
+    }
+}
+
+/// One change of `diff --output json`: `{"src", "dst", "before",
+/// "after"}`, `null` for no connection.
+#[derive(Serialize)]
+pub struct ChangeJson<'a> {
+    src: EndpointJson<'a>,
+    dst: EndpointJson<'a>,
+    before: Option<PortsJson<'a>>,
+    after: Option<PortsJson<'a>>,
+}
+
+impl<'a> From<&'a Change> for ChangeJson<'a> {
+    fn from(c: &'a Change) -> Self {
+        ChangeJson {
+            src: EndpointJson(&c.src),
+            dst: EndpointJson(&c.dst),
+            before: c.before.as_ref().map(PortsJson),
+            after: c.after.as_ref().map(PortsJson),
+        }
+    }
 }
 
 /// Writes `{"<key>": [item, ...]}` with one item per line, so that large
 /// outputs stay greppable and diffable.
-fn write_json_lines(
+fn write_json_lines<T: Serialize>(
     out: &mut impl Write,
     key: &str,
-    items: impl Iterator<Item = Value>,
+    items: impl Iterator<Item = T>,
 ) -> io::Result<()> {
     write!(out, "{{\"{key}\": [")?;
     let mut first = true;
@@ -103,7 +139,7 @@ fn write_json_lines(
 /// Renders the connections of `list`.
 pub fn write_list(conns: &[Conn], format: Format, out: &mut impl Write) -> io::Result<()> {
     match format {
-        Format::Json => write_json_lines(out, "connections", conns.iter().map(conn_json)),
+        Format::Json => write_json_lines(out, "connections", conns.iter().map(ConnJson::from)),
         Format::Text => list_text(conns, out),
         Format::Md => {
             writeln!(out, "| Source | Destination | Ports |")?;
@@ -169,7 +205,7 @@ pub fn write_diff(d: &Diff, format: Format, out: &mut impl Write) -> io::Result<
         None => "none".to_owned(),
     };
     match format {
-        Format::Json => write_json_lines(out, "changes", d.changes.iter().map(change_json)),
+        Format::Json => write_json_lines(out, "changes", d.changes.iter().map(ChangeJson::from)),
         Format::Text => {
             if d.changes.is_empty()
                 && d.workloads_added.is_empty()
@@ -337,6 +373,7 @@ mod tests {
     use crate::addresses::AddrSet;
     use crate::ports::Protocol;
     use crate::reach::model::WorkloadId;
+    use serde_json::{Value, json};
 
     fn conn() -> Conn {
         let mut ports = PortSet::none();
@@ -354,6 +391,11 @@ mod tests {
     fn json_follows_the_contract() {
         let mut out = Vec::new();
         write_list(&[conn()], Format::Json, &mut out).unwrap();
+        let text = String::from_utf8(out.clone()).unwrap();
+        assert!(
+            text.contains(r#"{"src":{"namespace":"backend","name":"checkout","kind":"Deployment"},"dst":{"external":["0.0.0.0/5"]},"ports":{"TCP":["80","8080-8090"],"UDP":["53"]}}"#),
+            "keys in the contract's order: {text}"
+        );
         let v: Value = serde_json::from_slice(&out).unwrap();
         assert_eq!(
             v,
@@ -363,7 +405,10 @@ mod tests {
                 "ports": {"TCP": ["80", "8080-8090"], "UDP": ["53"]}
             }]})
         );
-        assert_eq!(ports_json(&PortSet::all()), json!("all"));
+        assert_eq!(
+            serde_json::to_value(PortsJson(&PortSet::all())).unwrap(),
+            json!("all")
+        );
         let mut out = Vec::new();
         write_list(&[], Format::Json, &mut out).unwrap();
         assert_eq!(String::from_utf8(out).unwrap(), "{\"connections\": []}\n");
