@@ -162,6 +162,20 @@ impl AddrSet {
         out
     }
 
+    /// The addresses from `start` to `end` inclusive; `None` when the two
+    /// are of different families or `start` is above `end`.
+    pub fn from_range(start: IpAddr, end: IpAddr) -> Option<Self> {
+        let mut out = AddrSet::none();
+        match (start, end) {
+            (IpAddr::V4(s), IpAddr::V4(e)) if s <= e => out
+                .v4
+                .insert(u128::from(u32::from(s)), u128::from(u32::from(e))),
+            (IpAddr::V6(s), IpAddr::V6(e)) if s <= e => out.v6.insert(u128::from(s), u128::from(e)),
+            _ => return None,
+        }
+        Some(out)
+    }
+
     /// No address at all.
     pub fn is_empty(&self) -> bool {
         self.v4.0.is_empty() && self.v6.0.is_empty()
@@ -378,6 +392,22 @@ mod tests {
         assert!(AddrSet::from_cidr("10.0.0.0/33").is_err());
         assert!(AddrSet::from_cidr("nope/8").is_err());
         assert!(AddrSet::from_cidr("::1/129").is_err());
+    }
+
+    #[test]
+    fn ranges_round_trip() {
+        let s = set("10.0.0.0/8").subtract(&set("10.1.0.0/16"));
+        let back = s
+            .ranges()
+            .into_iter()
+            .map(|(a, b)| AddrSet::from_range(a, b).unwrap())
+            .fold(AddrSet::none(), |acc, r| acc.union(&r));
+        assert_eq!(back, s);
+        let v4: IpAddr = "10.0.0.1".parse().unwrap();
+        let v6: IpAddr = "::1".parse().unwrap();
+        assert_eq!(AddrSet::from_range(v4, v6), None);
+        assert_eq!(AddrSet::from_range(v4, "10.0.0.0".parse().unwrap()), None);
+        assert_eq!(AddrSet::from_range(v6, v6), Some(AddrSet::from_ip(v6)));
     }
 
     #[test]

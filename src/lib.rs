@@ -17,6 +17,7 @@ pub mod netpol;
 pub mod patch;
 pub mod ports;
 pub mod posture;
+pub mod reach;
 pub mod review;
 pub mod roles;
 pub mod selector;

@@ -307,7 +307,7 @@ impl fmt::Display for PortSet {
 }
 
 /// A container port a named port may refer to.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct ContainerPort {
     /// `ports[].name`, if any.
     pub name: Option<String>,

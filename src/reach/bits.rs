@@ -1,0 +1,167 @@
+//! A fixed-size bit set over pod indexes: which pods a peer admits, which
+//! destinations a pod's egress may reach. Rows of 5,000 pods are 79 words,
+//! so whole rows are combined with a few dozen word operations.
+
+/// A set of indexes below a fixed length.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Hash)]
+pub(crate) struct BitSet {
+    words: Vec<u64>,
+    len: usize,
+}
+
+impl BitSet {
+    /// No index set.
+    pub(crate) fn empty(len: usize) -> Self {
+        BitSet {
+            words: vec![0; len.div_ceil(64)],
+            len,
+        }
+    }
+
+    /// Every index below `len`.
+    pub(crate) fn full(len: usize) -> Self {
+        let mut s = BitSet {
+            words: vec![u64::MAX; len.div_ceil(64)],
+            len,
+        };
+        s.clear_tail();
+        s
+    }
+
+    // Bits past `len` stay zero, so that counts and equality mean what
+    // they say.
+    fn clear_tail(&mut self) {
+        let extra = self.words.len() * 64 - self.len;
+        if extra > 0
+            && let Some(last) = self.words.last_mut()
+        {
+            *last &= u64::MAX >> extra;
+        }
+    }
+
+    /// Adds `i`.
+    pub(crate) fn insert(&mut self, i: usize) {
+        if i < self.len {
+            self.words[i / 64] |= 1 << (i % 64);
+        }
+    }
+
+    /// Sets `i` to `on`.
+    pub(crate) fn set(&mut self, i: usize, on: bool) {
+        if i < self.len {
+            if on {
+                self.words[i / 64] |= 1 << (i % 64);
+            } else {
+                self.words[i / 64] &= !(1 << (i % 64));
+            }
+        }
+    }
+
+    /// Holds `i`?
+    pub(crate) fn contains(&self, i: usize) -> bool {
+        i < self.len && self.words[i / 64] & (1 << (i % 64)) != 0
+    }
+
+    /// Adds every index of `other`.
+    pub(crate) fn union_with(&mut self, other: &BitSet) {
+        for (a, b) in self.words.iter_mut().zip(&other.words) {
+            *a |= b;
+        }
+    }
+
+    /// Every index set in both, in increasing order.
+    pub(crate) fn iter_and<'a>(&'a self, other: &'a BitSet) -> impl Iterator<Item = usize> + 'a {
+        self.words
+            .iter()
+            .zip(&other.words)
+            .enumerate()
+            .flat_map(|(w, (a, b))| Ones(a & b).map(move |bit| w * 64 + bit))
+    }
+
+    /// Every index set, in increasing order.
+    pub(crate) fn iter(&self) -> impl Iterator<Item = usize> + '_ {
+        self.words
+            .iter()
+            .enumerate()
+            .flat_map(|(w, a)| Ones(*a).map(move |bit| w * 64 + bit))
+    }
+
+    /// How many indexes are set.
+    #[cfg(test)]
+    pub(crate) fn count(&self) -> usize {
+        self.words.iter().map(|w| w.count_ones() as usize).sum()
+    }
+}
+
+/// The set bits of one word, lowest first.
+struct Ones(u64);
+
+impl Iterator for Ones {
+    type Item = usize;
+    fn next(&mut self) -> Option<usize> {
+        if self.0 == 0 {
+            return None;
+        }
+        let bit = self.0.trailing_zeros() as usize;
+        self.0 &= self.0 - 1;
+        Some(bit)
+    }
+}
+
+/// `rows[i]` holds `j` iff the transpose holds `i` in row `j`.
+pub(crate) fn transpose(rows: &[BitSet], width: usize) -> Vec<BitSet> {
+    let mut out = vec![BitSet::empty(rows.len()); width];
+    for (i, row) in rows.iter().enumerate() {
+        for j in row.iter() {
+            out[j].insert(i);
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn full_empty_and_tail() {
+        for len in [0, 1, 63, 64, 65, 130] {
+            let f = BitSet::full(len);
+            assert_eq!(f.count(), len);
+            assert!(!f.contains(len));
+            assert_eq!(BitSet::empty(len).count(), 0);
+            assert_eq!(f.iter().count(), len);
+        }
+    }
+
+    #[test]
+    fn set_union_and_intersection() {
+        let mut a = BitSet::empty(130);
+        let mut b = BitSet::empty(130);
+        for i in [0, 5, 64, 129] {
+            a.insert(i);
+        }
+        for i in [5, 64, 100] {
+            b.insert(i);
+        }
+        assert_eq!(a.iter_and(&b).collect::<Vec<_>>(), vec![5, 64]);
+        a.union_with(&b);
+        assert_eq!(a.iter().collect::<Vec<_>>(), vec![0, 5, 64, 100, 129]);
+        a.set(64, false);
+        assert!(!a.contains(64));
+        a.insert(500);
+        assert_eq!(a.count(), 4);
+    }
+
+    #[test]
+    fn transpose_swaps_rows_and_columns() {
+        let mut rows = vec![BitSet::empty(3); 2];
+        rows[0].insert(2);
+        rows[1].insert(0);
+        rows[1].insert(2);
+        let t = transpose(&rows, 3);
+        assert_eq!(t[0].iter().collect::<Vec<_>>(), vec![1]);
+        assert!(t[1].iter().next().is_none());
+        assert_eq!(t[2].iter().collect::<Vec<_>>(), vec![0, 1]);
+    }
+}

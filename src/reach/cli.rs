@@ -1,0 +1,296 @@
+//! `palisade simulate list | eval | diff`: the thin shell over the pure
+//! core. Reads manifests like `kubectl apply -f PATH -R`, notes files that
+//! are not manifests on stderr (an error with `--strict`), and renders.
+//!
+//! Exit codes: 0 fine (eval: allowed); 1 eval denied, or `diff --fail-on
+//! open` found something opened; 2 (as `Err`) usage, read or parse errors.
+
+use std::io::{self, Write};
+use std::net::IpAddr;
+use std::path::PathBuf;
+
+use thiserror::Error;
+
+use super::compute::connections;
+use super::diff::diff;
+use super::explain::{ExplainError, Query, Target, explain};
+use super::model::{Model, ModelBuilder, ModelError, WorkloadId};
+use super::output::{Format, write_diff, write_list};
+use crate::manifest::{self, ReadError};
+use crate::ports::Protocol;
+
+/// `palisade simulate ...`.
+#[derive(Debug, Clone, PartialEq, Eq, clap::Subcommand)]
+pub enum SimulateCommand {
+    /// Every allowed connection between workloads, and between workloads
+    /// and addresses outside the cluster.
+    List {
+        /// Manifests of the cluster as it is; PATHs are applied on top.
+        #[arg(long, value_name = "DIR")]
+        state: Option<PathBuf>,
+        /// Keep only the connections of this workload (`name`, `ns/name`
+        /// or `ns/name[Kind]`).
+        #[arg(long, value_name = "WORKLOAD")]
+        focus: Option<String>,
+        /// Output format.
+        #[arg(long, value_enum, default_value_t = Format::Text)]
+        output: Format,
+        /// A file that is not a manifest is an error (exit 2), not a note.
+        #[arg(long)]
+        strict: bool,
+        /// Manifest files or directories, read like `kubectl apply -f PATH -R`.
+        #[arg(value_name = "PATH")]
+        paths: Vec<PathBuf>,
+    },
+    /// Is one connection allowed, and which policy and rule decide.
+    /// Exit 0 allowed, 1 denied.
+    Eval {
+        /// The source: a workload (`name`, `ns/name`, `ns/name[Kind]`) or
+        /// an IP address outside the cluster.
+        #[arg(long, value_name = "A")]
+        from: String,
+        /// The destination, as for --from.
+        #[arg(long, value_name = "B")]
+        to: String,
+        /// `443`, `443/TCP`, `53/UDP`.
+        #[arg(long, value_name = "PORT[/PROTO]")]
+        port: String,
+        /// Manifests of the cluster as it is; PATHs are applied on top.
+        #[arg(long, value_name = "DIR")]
+        state: Option<PathBuf>,
+        /// A file that is not a manifest is an error (exit 2), not a note.
+        #[arg(long)]
+        strict: bool,
+        /// Manifest files or directories.
+        #[arg(value_name = "PATH")]
+        paths: Vec<PathBuf>,
+    },
+    /// How connectivity changes from OLD to NEW (e.g. the main branch's
+    /// manifests and a pull request's).
+    Diff {
+        /// Output format.
+        #[arg(long, value_enum, default_value_t = Format::Text)]
+        output: Format,
+        /// `open`: exit 1 when any connection is added or widened.
+        #[arg(long, value_enum, value_name = "WHAT")]
+        fail_on: Option<FailOn>,
+        /// A file that is not a manifest is an error (exit 2), not a note.
+        #[arg(long)]
+        strict: bool,
+        /// The state before: a manifest file or directory.
+        old: PathBuf,
+        /// The state after.
+        new: PathBuf,
+    },
+}
+
+/// What makes `diff` fail.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum FailOn {
+    /// A connection added, or ports added to one.
+    Open,
+}
+
+/// Why `simulate` cannot answer (exit code 2).
+#[derive(Debug, Error)]
+pub enum SimulateError {
+    /// Bad arguments.
+    #[error("{0}")]
+    Usage(String),
+    /// A path cannot be read.
+    #[error(transparent)]
+    Read(#[from] ReadError),
+    /// A document cannot enter the model.
+    #[error(transparent)]
+    Model(#[from] ModelError),
+    /// `--strict` and some files or documents are not manifests.
+    #[error("not Kubernetes manifests (--strict): {}", .0.join("; "))]
+    NotManifests(Vec<String>),
+    /// No workload matches a reference.
+    #[error("no workload matches {0:?}")]
+    UnknownWorkload(String),
+    /// A reference matches several workloads.
+    #[error("{reference:?} names several workloads: {}; say which with namespace/name[Kind]", .candidates.join(", "))]
+    Ambiguous {
+        /// As given.
+        reference: String,
+        /// What it matches.
+        candidates: Vec<String>,
+    },
+    /// eval cannot answer.
+    #[error(transparent)]
+    Explain(#[from] ExplainError),
+    /// Writing the output failed.
+    #[error("cannot write the output: {0}")]
+    Output(#[from] io::Error),
+}
+
+impl SimulateError {
+    /// The process exit code for this error.
+    pub fn exit_code(&self) -> i32 {
+        2
+    }
+}
+
+/// Runs one `simulate` command; returns the exit code (0 or 1), or the
+/// error to report with exit code 2. Notes go to `err`.
+pub fn run(
+    cmd: SimulateCommand,
+    out: &mut impl Write,
+    err: &mut impl Write,
+) -> Result<i32, SimulateError> {
+    match cmd {
+        SimulateCommand::List {
+            state,
+            focus,
+            output,
+            strict,
+            paths,
+        } => {
+            let model = load(state, &paths, strict, err)?;
+            let mut conns = connections(&model);
+            if let Some(f) = focus {
+                let keep = model.find(&f);
+                if keep.is_empty() {
+                    return Err(SimulateError::UnknownWorkload(f));
+                }
+                conns.retain(|c| {
+                    [&c.src, &c.dst]
+                        .iter()
+                        .any(|e| e.workload().is_some_and(|w| keep.contains(&w)))
+                });
+            }
+            write_list(&conns, output, out)?;
+            Ok(0)
+        }
+        SimulateCommand::Eval {
+            from,
+            to,
+            port,
+            state,
+            strict,
+            paths,
+        } => {
+            let (port, protocol) = parse_port(&port)?;
+            let model = load(state, &paths, strict, err)?;
+            let q = Query {
+                from: target(&model, &from)?,
+                to: target(&model, &to)?,
+                protocol,
+                port,
+            };
+            let e = explain(&model, &q)?;
+            write!(out, "{e}")?;
+            Ok(if e.allowed { 0 } else { 1 })
+        }
+        SimulateCommand::Diff {
+            output,
+            fail_on,
+            strict,
+            old,
+            new,
+        } => {
+            let before = load(None, &[old], strict, err)?;
+            let after = load(None, &[new], strict, err)?;
+            let d = diff(&before, &after);
+            write_diff(&d, output, out)?;
+            Ok(match fail_on {
+                Some(FailOn::Open) if d.opens() => 1,
+                _ => 0,
+            })
+        }
+    }
+}
+
+/// Reads `--state` then the paths into one model (later objects replace
+/// earlier ones, as `kubectl apply` would).
+fn load(
+    state: Option<PathBuf>,
+    paths: &[PathBuf],
+    strict: bool,
+    err: &mut impl Write,
+) -> Result<Model, SimulateError> {
+    if state.is_none() && paths.is_empty() {
+        return Err(SimulateError::Usage(
+            "nothing to read: give manifest PATHs or --state DIR".to_owned(),
+        ));
+    }
+    let mut b = ModelBuilder::new();
+    let mut skipped = Vec::new();
+    for p in state.iter().chain(paths) {
+        let m = manifest::read_paths(std::slice::from_ref(p))?;
+        for d in &m.documents {
+            b.document(d)?;
+        }
+        skipped.extend(m.skipped);
+    }
+    for s in &skipped {
+        writeln!(err, "note: skipped {s}")?;
+    }
+    if strict && !skipped.is_empty() {
+        return Err(SimulateError::NotManifests(
+            skipped.iter().map(ToString::to_string).collect(),
+        ));
+    }
+    let model = b.build();
+    for n in model.notes() {
+        writeln!(err, "note: {n}")?;
+    }
+    Ok(model)
+}
+
+/// `443`, `443/TCP`, `53/udp`.
+fn parse_port(s: &str) -> Result<(u16, Protocol), SimulateError> {
+    let bad = || {
+        SimulateError::Usage(format!(
+            "--port {s:?}: expected PORT or PORT/PROTOCOL, e.g. 443 or 53/UDP"
+        ))
+    };
+    let (num, proto) = match s.split_once('/') {
+        Some((n, p)) => (n, p.to_ascii_uppercase().parse().map_err(|_| bad())?),
+        None => (s, Protocol::Tcp),
+    };
+    let port: u16 = num.trim().parse().map_err(|_| bad())?;
+    if port == 0 {
+        return Err(bad());
+    }
+    Ok((port, proto))
+}
+
+/// An IP address, or exactly one workload.
+fn target(model: &Model, reference: &str) -> Result<Target, SimulateError> {
+    if let Ok(ip) = reference.parse::<IpAddr>() {
+        return Ok(Target::Address(ip));
+    }
+    let found: Vec<&WorkloadId> = model.find(reference);
+    match found.as_slice() {
+        [] => Err(SimulateError::UnknownWorkload(reference.to_owned())),
+        [one] => Ok(Target::Workload((*one).clone())),
+        many => Err(SimulateError::Ambiguous {
+            reference: reference.to_owned(),
+            candidates: many.iter().map(ToString::to_string).collect(),
+        }),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ports_parse_with_and_without_protocol() {
+        assert_eq!(parse_port("443").unwrap(), (443, Protocol::Tcp));
+        assert_eq!(parse_port("53/udp").unwrap(), (53, Protocol::Udp));
+        assert_eq!(parse_port("9/SCTP").unwrap(), (9, Protocol::Sctp));
+        for bad in ["", "http", "0", "70000", "80/ICMP"] {
+            assert!(parse_port(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn nothing_to_read_is_a_usage_error() {
+        let e = load(None, &[], false, &mut Vec::new()).unwrap_err();
+        assert!(matches!(e, SimulateError::Usage(_)));
+        assert_eq!(e.exit_code(), 2);
+    }
+}

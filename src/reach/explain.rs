@@ -1,0 +1,282 @@
+//! `simulate eval`: is one connection allowed, and why. The answer names
+//! the policies that isolate the source for egress and the destination
+//! for ingress, and which rule of which policy admits the connection, or
+//! that none does. It reads the same index as `list`, so the two cannot
+//! disagree.
+
+use std::fmt;
+use std::net::IpAddr;
+
+use thiserror::Error;
+
+use super::index::View;
+use super::model::{Model, WorkloadId};
+use crate::netpol::Direction;
+use crate::ports::{ContainerPort, Protocol};
+
+/// One end of the connection asked about.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Target {
+    /// The pods of a workload.
+    Workload(WorkloadId),
+    /// An address outside the cluster (the model knows no pod IPs).
+    Address(IpAddr),
+}
+
+impl fmt::Display for Target {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Target::Workload(w) => w.fmt(f),
+            Target::Address(ip) => write!(f, "{ip}[External]"),
+        }
+    }
+}
+
+/// The connection asked about.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Query {
+    /// Who connects.
+    pub from: Target,
+    /// To whom.
+    pub to: Target,
+    /// With which protocol.
+    pub protocol: Protocol,
+    /// To which port of the destination.
+    pub port: u16,
+}
+
+/// A question eval cannot answer.
+#[derive(Debug, Error, PartialEq, Eq)]
+pub enum ExplainError {
+    /// Both ends are addresses: no NetworkPolicy governs that traffic.
+    #[error(
+        "--from and --to are both addresses outside the cluster; NetworkPolicy governs neither"
+    )]
+    NoWorkload,
+    /// The workload is not in the model.
+    #[error("no workload {0} in the input")]
+    UnknownWorkload(String),
+}
+
+/// A rule that admits the connection.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RuleRef {
+    /// `namespace/name` of the policy.
+    pub policy: String,
+    /// The rule's index in `spec.ingress` or `spec.egress`.
+    pub rule: usize,
+}
+
+/// One direction's verdict: the source's egress or the destination's
+/// ingress.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Side {
+    /// This end is an address outside the cluster: no policy applies.
+    Outside,
+    /// No policy selects this end with this type: everything is allowed.
+    NotIsolated,
+    /// Policies isolate this end; the connection passes iff some rule of
+    /// theirs admits it.
+    Isolated {
+        /// `namespace/name` of every policy selecting this end with this
+        /// type.
+        isolating: Vec<String>,
+        /// The rules that admit the connection (empty: denied).
+        admitted_by: Vec<RuleRef>,
+    },
+}
+
+impl Side {
+    /// Does this side let the connection through?
+    pub fn allows(&self) -> bool {
+        match self {
+            Side::Outside | Side::NotIsolated => true,
+            Side::Isolated { admitted_by, .. } => !admitted_by.is_empty(),
+        }
+    }
+}
+
+/// The answer to a [`Query`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Explanation {
+    /// The question.
+    pub query: Query,
+    /// Allowed iff both sides allow.
+    pub allowed: bool,
+    /// The source's egress.
+    pub egress: Side,
+    /// The destination's ingress.
+    pub ingress: Side,
+    /// Caveats (pods of one workload that policies tell apart, hostNetwork).
+    pub notes: Vec<String>,
+}
+
+/// One end resolved to a pod group of the model, or an address.
+#[derive(Clone, Copy)]
+enum End {
+    Group(usize),
+    Addr(IpAddr),
+}
+
+/// Answers `q` against `model`.
+pub fn explain(model: &Model, q: &Query) -> Result<Explanation, ExplainError> {
+    let groups_of = |t: &Target| -> Result<Vec<End>, ExplainError> {
+        match t {
+            Target::Address(ip) => Ok(vec![End::Addr(*ip)]),
+            Target::Workload(w) => {
+                let wi = model
+                    .workloads
+                    .binary_search(w)
+                    .map_err(|_| ExplainError::UnknownWorkload(w.to_string()))?;
+                Ok(model.groups_of(wi).map(End::Group).collect())
+            }
+        }
+    };
+    let from = groups_of(&q.from)?;
+    let to = groups_of(&q.to)?;
+    if matches!((&q.from, &q.to), (Target::Address(_), Target::Address(_))) {
+        return Err(ExplainError::NoWorkload);
+    }
+    let mut answers = Vec::new();
+    for &s in &from {
+        for &d in &to {
+            let dst_ports: &[ContainerPort] = match d {
+                End::Group(g) => &model.groups[g].shape.ports,
+                End::Addr(_) => &[],
+            };
+            let egress = match s {
+                End::Addr(_) => Side::Outside,
+                End::Group(g) => side(model, q, Direction::Egress, g, d, dst_ports),
+            };
+            let ingress = match d {
+                End::Addr(_) => Side::Outside,
+                End::Group(g) => side(model, q, Direction::Ingress, g, s, dst_ports),
+            };
+            answers.push((egress, ingress));
+        }
+    }
+    let mut notes = Vec::new();
+    let verdicts: Vec<bool> = answers
+        .iter()
+        .map(|(e, i)| e.allows() && i.allows())
+        .collect();
+    if verdicts.iter().any(|v| *v) && verdicts.iter().any(|v| !*v) {
+        notes.push(
+            "pods of the same workload differ in labels or ports and get different answers; \
+             shown: a pair of pods that is allowed"
+                .to_owned(),
+        );
+    }
+    let host = from.iter().chain(&to).any(|e| match e {
+        End::Group(g) => model.groups[*g].shape.host_network,
+        End::Addr(_) => false,
+    });
+    if host {
+        notes.push(
+            "a hostNetwork pod is involved: Kubernetes leaves NetworkPolicy for it to the network \
+             plugin; it is simulated as an ordinary pod"
+                .to_owned(),
+        );
+    }
+    let pick = verdicts.iter().position(|v| *v).unwrap_or(0);
+    let (egress, ingress) = answers.swap_remove(pick);
+    Ok(Explanation {
+        query: q.clone(),
+        allowed: egress.allows() && ingress.allows(),
+        egress,
+        ingress,
+        notes,
+    })
+}
+
+/// The verdict of direction `d` for pod group `selected` with `other` at
+/// the far end.
+fn side(
+    model: &Model,
+    q: &Query,
+    d: Direction,
+    selected: usize,
+    other: End,
+    dst_ports: &[ContainerPort],
+) -> Side {
+    let view = &model.index;
+    let pols = view.selecting(d, selected);
+    if pols.is_empty() {
+        return Side::NotIsolated;
+    }
+    let mut admitted_by = Vec::new();
+    for &p in pols {
+        for (i, r) in view.rules(p, d).iter().enumerate() {
+            let peer = match other {
+                End::Group(g) => r.admitted.contains(g),
+                End::Addr(ip) => r.addresses.contains(ip),
+            };
+            if peer && r.ports_on(dst_ports).contains(q.protocol, q.port) {
+                admitted_by.push(RuleRef {
+                    policy: model.policies[p as usize].id(),
+                    rule: i,
+                });
+            }
+        }
+    }
+    Side::Isolated {
+        isolating: pols
+            .iter()
+            .map(|&p| model.policies[p as usize].id())
+            .collect(),
+        admitted_by,
+    }
+}
+
+impl fmt::Display for Explanation {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let q = &self.query;
+        writeln!(
+            f,
+            "{}: {} -> {} on {} {}",
+            if self.allowed { "ALLOWED" } else { "DENIED" },
+            q.from,
+            q.to,
+            q.protocol,
+            q.port
+        )?;
+        let conn = format!("{} {}", q.protocol, q.port);
+        for (d, end, other, side) in [
+            (Direction::Egress, &q.from, &q.to, &self.egress),
+            (Direction::Ingress, &q.to, &q.from, &self.ingress),
+        ] {
+            let field = d.field();
+            write!(f, "  {} of {end}: ", d.as_str().to_lowercase())?;
+            match side {
+                Side::Outside => writeln!(
+                    f,
+                    "outside the cluster, no NetworkPolicy applies ({} is not governed)",
+                    d.as_str()
+                )?,
+                Side::NotIsolated => writeln!(
+                    f,
+                    "not isolated (no NetworkPolicy selects it with {d}): allowed"
+                )?,
+                Side::Isolated {
+                    isolating,
+                    admitted_by,
+                } => {
+                    writeln!(f, "isolated by {}", isolating.join(", "))?;
+                    if admitted_by.is_empty() {
+                        writeln!(
+                            f,
+                            "    no {field} rule of these policies admits {other} on {conn}: denied"
+                        )?;
+                    }
+                    for r in admitted_by {
+                        writeln!(f, "    admitted by {} {field} rule {}", r.policy, r.rule)?;
+                    }
+                }
+            }
+        }
+        for n in &self.notes {
+            writeln!(f, "  note: {n}")?;
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,43 @@
+//! Reachability: which workloads can reach which, on which ports, and what
+//! a policy change opens or closes (`palisade simulate`, and warnings on a
+//! server-side dry-run of a NetworkPolicy).
+//!
+//! Pure core: plain data in, connections out; no I/O except in [`cli`].
+//! Every peer and port is read through [`crate::netpol`], the semantics the
+//! validating rules use, so allow-all and default-deny mean here exactly
+//! what they mean there.
+//!
+//! - [`model`]: namespaces, workloads (summaries of their pods), policies;
+//!   [`ModelBuilder`] takes typed objects from files or a live cluster.
+//! - `index` (private): what is precomputed per model so that evaluating
+//!   a connection is a few bit tests.
+//! - [`compute`]: every allowed connection ([`connections`]).
+//! - [`external`]: connectivity with addresses outside the cluster.
+//! - [`diff`]: connections added, removed and changed between two models.
+//! - [`preview`]: what one policy change opens and closes ([`preview()`]).
+//! - [`explain`]: allowed or denied, and which policy and rule decide.
+//! - [`output`]: text, JSON, Markdown and Graphviz renderings.
+//! - [`cli`]: `palisade simulate list | eval | diff`.
+
+#![deny(missing_docs)]
+
+mod bits;
+pub mod cli;
+pub mod compute;
+pub mod conn;
+pub mod diff;
+pub mod explain;
+pub mod external;
+mod index;
+pub mod model;
+pub mod output;
+pub mod preview;
+
+pub use cli::{FailOn, SimulateCommand, SimulateError, run};
+pub use compute::connections;
+pub use conn::{Change, Conn, Endpoint};
+pub use diff::{Diff, diff};
+pub use explain::{Explanation, Query, Side, Target, explain};
+pub use external::ExtMap;
+pub use model::{Model, ModelBuilder, ModelError, PodShape, PodSummary, WorkloadId};
+pub use preview::{ChangeError, PolicyChange, Preview, preview};

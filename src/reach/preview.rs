@@ -1,0 +1,229 @@
+//! What one NetworkPolicy change (create, update, delete) opens and
+//! closes, computed at admission time. A policy selects pods of its own
+//! namespace only, so only connections from the pods it selects (their
+//! egress) and to them (their ingress) can change; those rows and columns
+//! are evaluated before and after, nothing else.
+
+use std::fmt;
+
+use thiserror::Error;
+
+use super::bits::BitSet;
+use super::compute::{Reach, add_row, external_map, pair_ports};
+use super::conn::{Change, Conn};
+use super::diff::changes;
+use super::index::{Memos, Overlay, PeerMemo, Universe, View};
+use super::model::{Model, PodGroup};
+use crate::netpol::{Direction, Policy};
+
+/// A NetworkPolicy create (`new` only), update (both) or delete (`old`
+/// only).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PolicyChange {
+    /// The policy before the change.
+    pub old: Option<Policy>,
+    /// The policy after the change.
+    pub new: Option<Policy>,
+}
+
+/// A change that names no policy, or two different ones.
+#[derive(Debug, Error, PartialEq, Eq)]
+pub enum ChangeError {
+    /// Neither old nor new policy.
+    #[error("a policy change needs the old or the new policy")]
+    Empty,
+    /// Old and new have different namespaces or names.
+    #[error("old policy {old} and new policy {new} are not the same object")]
+    Mismatch {
+        /// `namespace/name` of the old one.
+        old: String,
+        /// `namespace/name` of the new one.
+        new: String,
+    },
+}
+
+impl PolicyChange {
+    /// A policy created.
+    pub fn create(new: Policy) -> Self {
+        PolicyChange {
+            old: None,
+            new: Some(new),
+        }
+    }
+
+    /// A policy replaced.
+    pub fn update(old: Policy, new: Policy) -> Result<Self, ChangeError> {
+        if (&old.namespace, &old.name) != (&new.namespace, &new.name) {
+            return Err(ChangeError::Mismatch {
+                old: old.id(),
+                new: new.id(),
+            });
+        }
+        Ok(PolicyChange {
+            old: Some(old),
+            new: Some(new),
+        })
+    }
+
+    /// A policy deleted.
+    pub fn delete(old: Policy) -> Self {
+        PolicyChange {
+            old: Some(old),
+            new: None,
+        }
+    }
+
+    /// From an admission request's old and new objects, whichever exist.
+    pub fn from_parts(old: Option<Policy>, new: Option<Policy>) -> Result<Self, ChangeError> {
+        match (old, new) {
+            (None, None) => Err(ChangeError::Empty),
+            (None, Some(n)) => Ok(Self::create(n)),
+            (Some(o), None) => Ok(Self::delete(o)),
+            (Some(o), Some(n)) => Self::update(o, n),
+        }
+    }
+
+    /// `(namespace, name)` of the policy.
+    pub fn key(&self) -> Option<(&str, &str)> {
+        self.new
+            .as_ref()
+            .or(self.old.as_ref())
+            .map(|p| (p.namespace.as_str(), p.name.as_str()))
+    }
+}
+
+/// What a policy change opens and closes.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Preview {
+    /// Connections, or ports of them, allowed after but not before; the
+    /// ports are the ones newly allowed.
+    pub opened: Vec<Conn>,
+    /// Connections, or ports of them, allowed before but not after; the
+    /// ports are the ones no longer allowed.
+    pub closed: Vec<Conn>,
+    /// The same changes with ports before and after, as `diff` reports.
+    pub changes: Vec<Change>,
+}
+
+impl Preview {
+    /// Nothing opens or closes.
+    pub fn is_empty(&self) -> bool {
+        self.changes.is_empty()
+    }
+
+    /// Admission warnings: `opens: a => b : TCP 80` for the first `limit`
+    /// opened connections, then `... and N more opened`, and the same for
+    /// closed ones; a single line when nothing changes.
+    pub fn warnings(&self, limit: usize) -> Vec<String> {
+        if self.is_empty() {
+            return vec!["this change opens and closes no connection".to_owned()];
+        }
+        let mut out = Vec::new();
+        for (verb, conns) in [("opens", &self.opened), ("closes", &self.closed)] {
+            for c in conns.iter().take(limit) {
+                out.push(format!("{verb}: {c}"));
+            }
+            if conns.len() > limit {
+                let past = if verb == "opens" { "opened" } else { "closed" };
+                out.push(format!("... and {} more {past}", conns.len() - limit));
+            }
+        }
+        out
+    }
+}
+
+impl fmt::Display for Preview {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for w in self.warnings(usize::MAX) {
+            writeln!(f, "{w}")?;
+        }
+        Ok(())
+    }
+}
+
+/// What `change` would open and close in `model`. The model's current
+/// version of the policy (if any) is the "before", whatever `change.old`
+/// says, so a slightly stale admission request cannot skew the preview.
+pub fn preview(model: &Model, change: &PolicyChange) -> Preview {
+    let Some((ns, name)) = change.key() else {
+        return Preview::default();
+    };
+    let slot = model.policy_index(ns, name).unwrap_or(model.policies.len()) as u32;
+    let u = Universe::new(&model.namespaces, &model.groups);
+    let (data, after) = match &change.new {
+        Some(p) => {
+            let mut memo = Memos {
+                shared: Some(&model.index.memo),
+                own: PeerMemo::default(),
+            };
+            let selected = u.selected(p);
+            let after: [Vec<u32>; 2] = std::array::from_fn(|d| {
+                if p.isolates(Direction::ALL[d]) {
+                    selected.clone()
+                } else {
+                    Vec::new()
+                }
+            });
+            (u.policy_data(&mut memo, p), after)
+        }
+        None => (Default::default(), [Vec::new(), Vec::new()]),
+    };
+    let overlay = Overlay::new(&model.index, slot, data, after);
+
+    // Every group of every workload with a changed group: a workload's
+    // connections are the union over its groups.
+    let mut affected = BitSet::empty(model.groups.len());
+    let mut workloads: Vec<usize> = overlay
+        .changed_groups()
+        .map(|g| model.groups[g].workload as usize)
+        .collect();
+    workloads.dedup();
+    for w in workloads {
+        for g in model.groups_of(w) {
+            affected.insert(g);
+        }
+    }
+    let before = partial(&model.index, &model.groups, &affected);
+    let after = partial(&overlay, &model.groups, &affected);
+    let changes = changes(&before, &model.workloads, &after, &model.workloads);
+    let pick = |f: fn(&Change) -> crate::ports::PortSet| -> Vec<Conn> {
+        changes
+            .iter()
+            .filter_map(|c| {
+                let ports = f(c);
+                (!ports.is_empty()).then(|| Conn {
+                    src: c.src.clone(),
+                    dst: c.dst.clone(),
+                    ports,
+                })
+            })
+            .collect()
+    };
+    Preview {
+        opened: pick(Change::opened),
+        closed: pick(Change::closed),
+        changes,
+    }
+}
+
+/// The connections from and to the `affected` groups in `view`.
+fn partial(view: &impl View, groups: &[PodGroup], affected: &BitSet) -> Reach {
+    let mut out = Reach::default();
+    for g in affected.iter() {
+        add_row(view, groups, g, &mut out);
+        let wd = groups[g].workload;
+        let row = view.row(Direction::Ingress, g);
+        let col = view.col(Direction::Egress, g);
+        for s in row.iter_and(&col) {
+            // Pairs with an affected source were counted in its row.
+            if affected.contains(s) {
+                continue;
+            }
+            out.add_pair(groups[s].workload, wd, pair_ports(view, groups, s, g));
+        }
+        for d in Direction::ALL {
+            out.add_external(d, wd, external_map(view, groups, d, g));
+        }
+    }
+    out
+}
