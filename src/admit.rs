@@ -4,7 +4,7 @@
 
 use crate::cluster::{ClusterView, NamespaceView};
 use crate::config::Config;
-use crate::decide::{self, Request, Verdict};
+use crate::decide::{self, Request, Verdict, preview};
 
 /// Which webhook is answering.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -52,10 +52,29 @@ pub async fn admit(
         None => NamespaceView::default(),
     };
     let verdict = decide_with(cfg, webhook, req, &view);
-    let Some(ns) = ns.filter(|_| verdict.needs_confirmation()) else {
-        return (verdict, Confirmation::NotNeeded);
+    let (mut verdict, how) = match ns.as_deref().filter(|_| verdict.needs_confirmation()) {
+        None => (verdict, Confirmation::NotNeeded),
+        Some(ns) => confirm(cfg, cluster, webhook, req, ns, verdict).await,
     };
-    match cluster.confirm(&ns).await {
+    if webhook == Webhook::Validate
+        && preview::wants_preview(req, &verdict)
+        && let (Some(model), Some(ns)) = (cluster.reach_model(), ns.as_deref())
+        && let Some(notes) = preview::preview_warnings(req, ns, &model)
+    {
+        verdict.notes.extend(notes);
+    }
+    (verdict, how)
+}
+
+async fn confirm(
+    cfg: &Config,
+    cluster: &dyn ClusterView,
+    webhook: Webhook,
+    req: &Request,
+    ns: &str,
+    verdict: Verdict,
+) -> (Verdict, Confirmation) {
+    match cluster.confirm(ns).await {
         Ok(fresh) => {
             let again = decide_with(cfg, webhook, req, &fresh);
             let how = if again.allowed() {

@@ -37,6 +37,9 @@ enum Command {
     Check(CheckArgs),
     /// Report what in a running cluster palisade would not admit today (read-only): exit 1 on findings.
     Audit(AuditArgs),
+    /// Which workloads can reach which, and what a policy change opens or closes.
+    #[command(subcommand)]
+    Simulate(palisade::reach::SimulateCommand),
 }
 
 #[derive(Clone, Copy, clap::ValueEnum)]
@@ -171,6 +174,7 @@ fn main() -> ExitCode {
         Command::Certs(args) => certs_command(args),
         Command::Check(args) => check_command(args),
         Command::Audit(args) => run_async(audit_command(args)),
+        Command::Simulate(cmd) => run_async(simulate_command(cmd)),
     }
 }
 
@@ -212,6 +216,47 @@ fn certs_command(a: CertsArgs) -> ExitCode {
     println!("caBundle (base64 of ca.crt, for both webhook configurations):");
     println!("{}", bundle.ca_bundle_base64());
     ExitCode::SUCCESS
+}
+
+async fn simulate_command(cmd: palisade::reach::SimulateCommand) -> ExitCode {
+    let seed = if cmd.wants_cluster() {
+        let inventory = match kube::Client::try_default().await {
+            Ok(client) => palisade::audit::inventory(client)
+                .await
+                .map_err(|e| format!("cannot list from the cluster: {e}")),
+            Err(e) => Err(format!(
+                "cannot reach the cluster (in-cluster config or KUBECONFIG): {e}"
+            )),
+        };
+        match inventory {
+            Ok(inv) => {
+                let mut b = palisade::reach::ModelBuilder::new();
+                for ns in &inv.namespaces {
+                    b.namespace(ns);
+                }
+                for np in &inv.policies {
+                    if let Err(e) = b.network_policy(np) {
+                        return fail(e);
+                    }
+                }
+                for pod in &inv.pods {
+                    b.pod(pod);
+                }
+                Some(b)
+            }
+            Err(e) => return fail(e),
+        }
+    } else {
+        None
+    };
+    let (mut out, mut err) = (std::io::stdout().lock(), std::io::stderr().lock());
+    match palisade::reach::run_seeded(cmd, seed, &mut out, &mut err) {
+        Ok(code) => ExitCode::from(u8::try_from(code).unwrap_or(EXIT_USAGE)),
+        Err(e) => {
+            eprintln!("palisade simulate: {e}");
+            ExitCode::from(u8::try_from(e.exit_code()).unwrap_or(EXIT_USAGE))
+        }
+    }
 }
 
 fn load_config(path: &Path, mode: Option<Mode>) -> Result<Config, String> {
@@ -362,12 +407,27 @@ async fn serve_command(a: ServeArgs) -> ExitCode {
         if let Err(e) = c.apply_all(&m) {
             return fail(e);
         }
+        if config.simulate.preview {
+            match reach_model(&m) {
+                Ok(model) => c.set_reach_model(model),
+                Err(e) => return fail(e),
+            }
+        }
         Arc::new(c)
     } else if let Some(dir) = &a.state {
         match StaticCluster::load(&[dir]) {
-            Ok((c, skipped)) => {
+            Ok((mut c, skipped)) => {
                 for s in skipped {
                     tracing::warn!(file = %s, "skipped a file in --state that is not a manifest");
+                }
+                if config.simulate.preview {
+                    let model = palisade::manifest::read_paths(&[dir])
+                        .map_err(|e| e.to_string())
+                        .and_then(|m| reach_model(&m));
+                    match model {
+                        Ok(model) => c.set_reach_model(model),
+                        Err(e) => return fail(e),
+                    }
                 }
                 Arc::new(c)
             }
@@ -382,7 +442,7 @@ async fn serve_command(a: ServeArgs) -> ExitCode {
                 ));
             }
         };
-        let (view, _tasks) = KubeCluster::start(client);
+        let (view, _tasks) = KubeCluster::start(client, config.simulate.preview);
         view
     };
 
@@ -420,6 +480,15 @@ async fn serve_command(a: ServeArgs) -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// The reachability model of a set of manifests, for admission previews.
+fn reach_model(m: &palisade::manifest::Manifests) -> Result<palisade::reach::Model, String> {
+    let mut b = palisade::reach::ModelBuilder::new();
+    for d in &m.documents {
+        b.document(d).map_err(|e| e.to_string())?;
+    }
+    Ok(b.build())
 }
 
 /// Writes a self-signed certificate for 127.0.0.1/localhost and the sample

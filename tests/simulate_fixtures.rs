@@ -376,6 +376,7 @@ fn simulate(cmd: SimulateCommand) -> Value {
 fn list_json(case: &Path) -> Value {
     simulate(SimulateCommand::List {
         state: None,
+        cluster: false,
         focus: None,
         output: Format::Json,
         strict: false,

@@ -20,6 +20,7 @@ use kube::runtime::watcher::{self, Event};
 use tokio::task::JoinHandle;
 
 use super::index::Index;
+use super::reach_watch::ReachWatch;
 use super::{ClusterError, ClusterView, NamespaceView, ViewStats};
 use crate::netpol::{Policy, PolicyFacts};
 use crate::posture::NamespaceInfo;
@@ -31,19 +32,28 @@ pub struct KubeCluster {
     index: Arc<RwLock<Index>>,
     namespaces_synced: Arc<AtomicBool>,
     policies_synced: Arc<AtomicBool>,
+    preview: Option<Arc<ReachWatch>>,
 }
 
 impl KubeCluster {
     /// Starts the watches on `client`; the view is ready once both have
-    /// listed everything once.
-    pub fn start(client: kube::Client) -> (Arc<Self>, Vec<JoinHandle<()>>) {
+    /// listed everything once. With `preview`, the opt-in watches behind
+    /// admission previews start too (they never gate readiness).
+    pub fn start(client: kube::Client, preview: bool) -> (Arc<Self>, Vec<JoinHandle<()>>) {
+        let (preview, mut tasks) = if preview {
+            let (w, t) = ReachWatch::start(client.clone());
+            (Some(w), t)
+        } else {
+            (None, Vec::new())
+        };
         let me = Arc::new(KubeCluster {
             client,
             index: Arc::new(RwLock::new(Index::new())),
             namespaces_synced: Arc::new(AtomicBool::new(false)),
             policies_synced: Arc::new(AtomicBool::new(false)),
+            preview,
         });
-        let tasks = vec![
+        tasks.extend([
             tokio::spawn(watch_namespaces(
                 // Labels and deletionTimestamp are all that is needed:
                 // a metadata-only watch moves a fraction of the bytes.
@@ -56,7 +66,7 @@ impl KubeCluster {
                 Arc::clone(&me.index),
                 Arc::clone(&me.policies_synced),
             )),
-        ];
+        ]);
         (me, tasks)
     }
 
@@ -234,5 +244,9 @@ impl ClusterView for KubeCluster {
 
     fn stats(&self) -> ViewStats {
         self.read_index().stats()
+    }
+
+    fn reach_model(&self) -> Option<Arc<crate::reach::Model>> {
+        self.preview.as_ref().and_then(|p| p.model())
     }
 }

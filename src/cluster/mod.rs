@@ -11,9 +11,11 @@ use thiserror::Error;
 
 use crate::netpol::PolicyFacts;
 use crate::posture::NamespaceInfo;
+use crate::reach::Model;
 
 pub mod index;
 pub mod kube;
+pub mod reach_watch;
 pub mod static_dir;
 
 /// A failed read of the live cluster.
@@ -77,6 +79,12 @@ pub trait ClusterView: Send + Sync + 'static {
 
     /// What the view holds.
     fn stats(&self) -> ViewStats;
+
+    /// The reachability model for admission previews, when the view keeps
+    /// one (`simulate.preview: true`); `None` skips the preview.
+    fn reach_model(&self) -> Option<Arc<Model>> {
+        None
+    }
 }
 
 impl<T: ClusterView + ?Sized> ClusterView for Arc<T> {
@@ -91,5 +99,8 @@ impl<T: ClusterView + ?Sized> ClusterView for Arc<T> {
     }
     fn stats(&self) -> ViewStats {
         (**self).stats()
+    }
+    fn reach_model(&self) -> Option<Arc<Model>> {
+        (**self).reach_model()
     }
 }

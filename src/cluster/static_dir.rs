@@ -52,6 +52,7 @@ pub enum StateError {
 #[derive(Debug, Default)]
 pub struct StaticCluster {
     index: Index,
+    model: Option<std::sync::Arc<crate::reach::Model>>,
 }
 
 impl StaticCluster {
@@ -125,6 +126,11 @@ impl StaticCluster {
         self.index.remove_policy(namespace, name);
     }
 
+    /// Keeps a reachability model for admission previews.
+    pub fn set_reach_model(&mut self, model: crate::reach::Model) {
+        self.model = Some(std::sync::Arc::new(model));
+    }
+
     /// Every known namespace name, sorted.
     pub fn namespace_names(&self) -> Vec<String> {
         self.index.namespace_names()
@@ -147,6 +153,10 @@ impl ClusterView for StaticCluster {
 
     fn stats(&self) -> ViewStats {
         self.index.stats()
+    }
+
+    fn reach_model(&self) -> Option<std::sync::Arc<crate::reach::Model>> {
+        self.model.clone()
     }
 }
 

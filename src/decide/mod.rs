@@ -3,6 +3,7 @@
 //! `check`, `audit`) goes through here.
 
 pub mod mutate;
+pub mod preview;
 pub mod request;
 pub mod validate;
 pub mod verdict;

@@ -143,6 +143,10 @@ pub struct Verdict {
     /// JSON Patch operations to apply (mutating webhook only).
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub patch: Vec<json_patch::PatchOperation>,
+    /// Shown to the client in every mode, dry-run included: things asked
+    /// for, such as the reachability preview of a NetworkPolicy change.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub notes: Vec<String>,
     /// What the patch does, in words, for logs and dry-run annotations.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub changes: Vec<String>,
@@ -159,6 +163,7 @@ impl Verdict {
             violations: Vec::new(),
             warnings: Vec::new(),
             patch: Vec::new(),
+            notes: Vec::new(),
             changes: Vec::new(),
             skipped: None,
         }
@@ -241,7 +246,7 @@ impl Verdict {
     /// `Warning: ...`). In warn mode the violations become warnings; in
     /// dry-run mode the client sees nothing.
     pub fn client_warnings(&self) -> Vec<String> {
-        match self.mode {
+        let mut out: Vec<String> = match self.mode {
             Mode::DryRun => Vec::new(),
             Mode::Enforce => self.warnings.clone(),
             Mode::Warn => self
@@ -256,7 +261,9 @@ impl Verdict {
                 })
                 .chain(self.warnings.iter().cloned())
                 .collect(),
-        }
+        };
+        out.extend(self.notes.iter().cloned());
+        out
     }
 
     /// Audit annotations (the API server prefixes each key with the

@@ -28,6 +28,10 @@ pub enum SimulateCommand {
         /// Manifests of the cluster as it is; PATHs are applied on top.
         #[arg(long, value_name = "DIR")]
         state: Option<PathBuf>,
+        /// Read the live cluster (KUBECONFIG or in-cluster; read-only:
+        /// lists namespaces, pods and NetworkPolicies); PATHs are applied on top.
+        #[arg(long, conflicts_with = "state")]
+        cluster: bool,
         /// Keep only the connections of this workload (`name`, `ns/name`
         /// or `ns/name[Kind]`).
         #[arg(long, value_name = "WORKLOAD")]
@@ -58,6 +62,10 @@ pub enum SimulateCommand {
         /// Manifests of the cluster as it is; PATHs are applied on top.
         #[arg(long, value_name = "DIR")]
         state: Option<PathBuf>,
+        /// Read the live cluster (KUBECONFIG or in-cluster; read-only:
+        /// lists namespaces, pods and NetworkPolicies); PATHs are applied on top.
+        #[arg(long, conflicts_with = "state")]
+        cluster: bool,
         /// A file that is not a manifest is an error (exit 2), not a note.
         #[arg(long)]
         strict: bool,
@@ -132,6 +140,18 @@ impl SimulateError {
     }
 }
 
+impl SimulateCommand {
+    /// Does the command read the live cluster (`--cluster`)? The caller
+    /// then lists it and passes the objects to [`run_seeded`].
+    pub fn wants_cluster(&self) -> bool {
+        matches!(
+            self,
+            SimulateCommand::List { cluster: true, .. }
+                | SimulateCommand::Eval { cluster: true, .. }
+        )
+    }
+}
+
 /// Runs one `simulate` command; returns the exit code (0 or 1), or the
 /// error to report with exit code 2. Notes go to `err`.
 pub fn run(
@@ -139,15 +159,33 @@ pub fn run(
     out: &mut impl Write,
     err: &mut impl Write,
 ) -> Result<i32, SimulateError> {
+    run_seeded(cmd, None, out, err)
+}
+
+/// [`run`], starting from a model builder already holding the live
+/// cluster's objects (for `--cluster`).
+pub fn run_seeded(
+    cmd: SimulateCommand,
+    seed: Option<ModelBuilder>,
+    out: &mut impl Write,
+    err: &mut impl Write,
+) -> Result<i32, SimulateError> {
+    if cmd.wants_cluster() && seed.is_none() {
+        return Err(SimulateError::Usage(
+            "--cluster needs the live cluster's objects".to_owned(),
+        ));
+    }
+    let mut seed = seed;
     match cmd {
         SimulateCommand::List {
             state,
+            cluster: _,
             focus,
             output,
             strict,
             paths,
         } => {
-            let model = load(state, &paths, strict, err)?;
+            let model = load(seed.take(), state, &paths, strict, err)?;
             let mut conns = connections(&model);
             if let Some(f) = focus {
                 let keep = model.find(&f);
@@ -168,11 +206,12 @@ pub fn run(
             to,
             port,
             state,
+            cluster: _,
             strict,
             paths,
         } => {
             let (port, protocol) = parse_port(&port)?;
-            let model = load(state, &paths, strict, err)?;
+            let model = load(seed.take(), state, &paths, strict, err)?;
             let q = Query {
                 from: target(&model, &from)?,
                 to: target(&model, &to)?,
@@ -190,8 +229,8 @@ pub fn run(
             old,
             new,
         } => {
-            let before = load(None, &[old], strict, err)?;
-            let after = load(None, &[new], strict, err)?;
+            let before = load(None, None, &[old], strict, err)?;
+            let after = load(None, None, &[new], strict, err)?;
             let d = diff(&before, &after);
             write_diff(&d, output, out)?;
             Ok(match fail_on {
@@ -205,17 +244,18 @@ pub fn run(
 /// Reads `--state` then the paths into one model (later objects replace
 /// earlier ones, as `kubectl apply` would).
 fn load(
+    seed: Option<ModelBuilder>,
     state: Option<PathBuf>,
     paths: &[PathBuf],
     strict: bool,
     err: &mut impl Write,
 ) -> Result<Model, SimulateError> {
-    if state.is_none() && paths.is_empty() {
+    if seed.is_none() && state.is_none() && paths.is_empty() {
         return Err(SimulateError::Usage(
-            "nothing to read: give manifest PATHs or --state DIR".to_owned(),
+            "nothing to read: give manifest PATHs, --state DIR or --cluster".to_owned(),
         ));
     }
-    let mut b = ModelBuilder::new();
+    let mut b = seed.unwrap_or_default();
     let mut skipped = Vec::new();
     for p in state.iter().chain(paths) {
         let m = manifest::read_paths(std::slice::from_ref(p))?;
@@ -289,7 +329,7 @@ mod tests {
 
     #[test]
     fn nothing_to_read_is_a_usage_error() {
-        let e = load(None, &[], false, &mut Vec::new()).unwrap_err();
+        let e = load(None, None, &[], false, &mut Vec::new()).unwrap_err();
         assert!(matches!(e, SimulateError::Usage(_)));
         assert_eq!(e.exit_code(), 2);
     }

@@ -33,7 +33,7 @@ pub mod model;
 pub mod output;
 pub mod preview;
 
-pub use cli::{FailOn, SimulateCommand, SimulateError, run};
+pub use cli::{FailOn, SimulateCommand, SimulateError, run, run_seeded};
 pub use compute::connections;
 pub use conn::{Change, Conn, Endpoint};
 pub use diff::{Diff, diff};
