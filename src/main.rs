@@ -113,6 +113,9 @@ struct ServeArgs {
     /// Override the config's default mode.
     #[arg(long, env = "PALISADE_MODE", value_parser = parse_mode)]
     mode: Option<Mode>,
+    /// Turn on the reachability preview (simulate.preview) whatever the config says.
+    #[arg(long, env = "PALISADE_PREVIEW")]
+    preview: bool,
     /// HTTPS address for /validate and /mutate [default: 0.0.0.0:8443; with --demo: 127.0.0.1:8443].
     #[arg(long)]
     listen: Option<SocketAddr>,
@@ -367,6 +370,9 @@ async fn serve_command(a: ServeArgs) -> ExitCode {
     .map_err(|e| e.to_string());
     if let (Ok(c), Some(m)) = (&mut config, a.mode) {
         c.mode = m;
+    }
+    if let (Ok(c), true) = (&mut config, a.preview) {
+        c.simulate.preview = true;
     }
     let config = match config {
         Ok(c) => Arc::new(c),

@@ -2104,3 +2104,56 @@ fn palisade_passes_its_own_rules() {
         }
     }
 }
+
+/// The opt-in preview component adds exactly list/watch on pods and turns
+/// the preview on; nothing else changes.
+#[test]
+fn the_preview_component_grants_pods_and_sets_the_flag() {
+    let dir = tempfile::Builder::new()
+        .prefix(".preview-overlay-")
+        .tempdir_in(repo_root().join("deploy"))
+        .expect("tempdir");
+    std::fs::write(
+        dir.path().join("kustomization.yaml"),
+        "apiVersion: kustomize.config.k8s.io/v1beta1\nkind: Kustomization\nresources: [../overlays/production]\ncomponents: [../components/preview]\n",
+    )
+    .unwrap();
+    let with = kustomize(dir.path());
+    let without = render("production");
+    let docs = |yaml: &str| -> Vec<Value> {
+        split_documents(yaml)
+            .iter()
+            .map(|d| serde_saphyr::from_str::<Value>(d).unwrap())
+            .collect()
+    };
+    let (with, without) = (docs(&with), docs(&without));
+    assert_eq!(with.len(), without.len());
+    for (a, b) in with.iter().zip(&without) {
+        match a["kind"].as_str() {
+            Some("ClusterRole") => {
+                let extra: Vec<&Value> = a["rules"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .filter(|r| !b["rules"].as_array().unwrap().contains(r))
+                    .collect();
+                assert_eq!(
+                    extra,
+                    vec![
+                        &serde_json::json!({"apiGroups": [""], "resources": ["pods"], "verbs": ["list", "watch"]})
+                    ]
+                );
+            }
+            Some("Deployment") => {
+                let env = &a["spec"]["template"]["spec"]["containers"][0]["env"];
+                assert!(
+                    env.as_array().unwrap().contains(
+                        &serde_json::json!({"name": "PALISADE_PREVIEW", "value": "true"})
+                    ),
+                    "{env}"
+                );
+            }
+            _ => assert_eq!(a, b),
+        }
+    }
+}
