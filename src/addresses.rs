@@ -6,6 +6,8 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use thiserror::Error;
 
+use crate::intervals::IntervalSet;
+
 /// A CIDR that does not parse.
 #[derive(Debug, Error, PartialEq, Eq)]
 #[error("invalid CIDR {cidr:?}: {reason}")]
@@ -16,83 +18,8 @@ pub struct CidrError {
     pub reason: &'static str,
 }
 
-/// A sorted set of disjoint inclusive ranges of one address family, as
-/// integers (IPv4 addresses are stored in the low 32 bits).
-#[derive(Debug, Clone, Default, PartialEq, Eq, Hash)]
-struct Ranges(Vec<(u128, u128)>);
-
-impl Ranges {
-    fn insert(&mut self, start: u128, end: u128) {
-        let (mut start, mut end) = (start, end);
-        let mut out = Vec::with_capacity(self.0.len() + 1);
-        let mut placed = false;
-        for &(s, e) in &self.0 {
-            if e.saturating_add(1) < start {
-                out.push((s, e));
-            } else if end.saturating_add(1) < s {
-                if !placed {
-                    out.push((start, end));
-                    placed = true;
-                }
-                out.push((s, e));
-            } else {
-                start = start.min(s);
-                end = end.max(e);
-            }
-        }
-        if !placed {
-            out.push((start, end));
-        }
-        self.0 = out;
-    }
-
-    fn subtract(&self, other: &Ranges) -> Ranges {
-        let mut out = Vec::new();
-        for &(s, e) in &self.0 {
-            let mut cur = Some(s);
-            for &(os, oe) in &other.0 {
-                let Some(c) = cur else { break };
-                if oe < c || os > e {
-                    continue;
-                }
-                if os > c {
-                    out.push((c, os - 1));
-                }
-                cur = oe.checked_add(1).filter(|n| *n <= e);
-            }
-            if let Some(c) = cur {
-                out.push((c, e));
-            }
-        }
-        Ranges(out)
-    }
-
-    fn intersect(&self, other: &Ranges) -> Ranges {
-        let mut out = Vec::new();
-        let (mut i, mut j) = (0, 0);
-        while i < self.0.len() && j < other.0.len() {
-            let (a, b) = (self.0[i], other.0[j]);
-            let (s, e) = (a.0.max(b.0), a.1.min(b.1));
-            if s <= e {
-                out.push((s, e));
-            }
-            if a.1 < b.1 {
-                i += 1;
-            } else {
-                j += 1;
-            }
-        }
-        Ranges(out)
-    }
-
-    fn union(&self, other: &Ranges) -> Ranges {
-        let mut out = self.clone();
-        for &(s, e) in &other.0 {
-            out.insert(s, e);
-        }
-        out
-    }
-}
+/// The addresses of one family as integers (IPv4 in the low 32 bits).
+type Ranges = IntervalSet<u128>;
 
 const V4_MAX: u128 = u32::MAX as u128;
 
@@ -112,8 +39,8 @@ impl AddrSet {
     /// Every IPv4 and every IPv6 address.
     pub fn all() -> Self {
         AddrSet {
-            v4: Ranges(vec![(0, V4_MAX)]),
-            v6: Ranges(vec![(0, u128::MAX)]),
+            v4: Ranges::range(0, V4_MAX),
+            v6: Ranges::range(0, u128::MAX),
         }
     }
 
@@ -178,17 +105,17 @@ impl AddrSet {
 
     /// No address at all.
     pub fn is_empty(&self) -> bool {
-        self.v4.0.is_empty() && self.v6.0.is_empty()
+        self.v4.is_empty() && self.v6.is_empty()
     }
 
     /// Holds every IPv4 address (`0.0.0.0/0`).
     pub fn is_all_v4(&self) -> bool {
-        self.v4.0 == [(0, V4_MAX)]
+        self.v4.ranges() == [(0, V4_MAX)]
     }
 
     /// Holds every IPv6 address (`::/0`).
     pub fn is_all_v6(&self) -> bool {
-        self.v6.0 == [(0, u128::MAX)]
+        self.v6.ranges() == [(0, u128::MAX)]
     }
 
     /// Holds every address of both families.
@@ -235,7 +162,7 @@ impl AddrSet {
 
     /// Inclusive ranges as printable pairs, IPv4 first.
     pub fn ranges(&self) -> Vec<(IpAddr, IpAddr)> {
-        let v4 = self.v4.0.iter().map(|&(s, e)| {
+        let v4 = self.v4.ranges().iter().map(|&(s, e)| {
             (
                 IpAddr::V4(Ipv4Addr::from(s as u32)),
                 IpAddr::V4(Ipv4Addr::from(e as u32)),
@@ -243,7 +170,7 @@ impl AddrSet {
         });
         let v6 = self
             .v6
-            .0
+            .ranges()
             .iter()
             .map(|&(s, e)| (IpAddr::V6(Ipv6Addr::from(s)), IpAddr::V6(Ipv6Addr::from(e))));
         v4.chain(v6).collect()
@@ -252,12 +179,12 @@ impl AddrSet {
     /// The set as minimal CIDRs, IPv4 first (`0.0.0.0/5`, `10.0.0.0/8`).
     pub fn cidrs(&self) -> Vec<String> {
         let mut out = Vec::new();
-        for &(s, e) in &self.v4.0 {
+        for &(s, e) in self.v4.ranges() {
             for (base, prefix) in split_cidrs(s, e, 32) {
                 out.push(format!("{}/{prefix}", Ipv4Addr::from(base as u32)));
             }
         }
-        for &(s, e) in &self.v6.0 {
+        for &(s, e) in self.v6.ranges() {
             for (base, prefix) in split_cidrs(s, e, 128) {
                 out.push(format!("{}/{prefix}", Ipv6Addr::from(base)));
             }

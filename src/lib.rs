@@ -11,6 +11,7 @@ pub mod cluster;
 pub mod config;
 pub mod decide;
 pub mod glob;
+pub mod intervals;
 pub mod manifest;
 pub mod mode;
 pub mod netpol;

@@ -10,6 +10,8 @@ use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
+use crate::intervals::IntervalSet;
+
 /// The protocols NetworkPolicy knows.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 pub enum Protocol {
@@ -84,19 +86,20 @@ pub const MIN_PORT: u16 = 1;
 /// The highest port number.
 pub const MAX_PORT: u16 = 65535;
 
-/// A sorted set of disjoint, non-adjacent inclusive port ranges.
+/// A sorted set of disjoint, non-adjacent inclusive port ranges within
+/// 1-65535.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Hash)]
-pub struct RangeSet(Vec<(u16, u16)>);
+pub struct RangeSet(IntervalSet<u16>);
 
 impl RangeSet {
     /// Every port 1-65535.
     pub fn all() -> Self {
-        RangeSet(vec![(MIN_PORT, MAX_PORT)])
+        RangeSet(IntervalSet::range(MIN_PORT, MAX_PORT))
     }
 
     /// The ranges, sorted.
     pub fn ranges(&self) -> &[(u16, u16)] {
-        &self.0
+        self.0.ranges()
     }
 
     /// No port.
@@ -106,96 +109,39 @@ impl RangeSet {
 
     /// Every port 1-65535.
     pub fn is_all(&self) -> bool {
-        self.0 == [(MIN_PORT, MAX_PORT)]
+        self.0.ranges() == [(MIN_PORT, MAX_PORT)]
     }
 
-    /// Adds `start..=end`, merging with neighbours.
+    /// Adds `start..=end` (port 0 does not exist and is left out).
     pub fn insert(&mut self, start: u16, end: u16) {
-        let (mut start, mut end) = (start.max(MIN_PORT), end);
-        if start > end {
-            return;
-        }
-        let mut out = Vec::with_capacity(self.0.len() + 1);
-        let mut placed = false;
-        for &(s, e) in &self.0 {
-            if u32::from(e) + 1 < u32::from(start) {
-                out.push((s, e));
-            } else if u32::from(end) + 1 < u32::from(s) {
-                if !placed {
-                    out.push((start, end));
-                    placed = true;
-                }
-                out.push((s, e));
-            } else {
-                start = start.min(s);
-                end = end.max(e);
-            }
-        }
-        if !placed {
-            out.push((start, end));
-        }
-        self.0 = out;
+        self.0.insert(start.max(MIN_PORT), end);
     }
 
     /// Does the set hold `port`?
     pub fn contains(&self, port: u16) -> bool {
-        self.0.iter().any(|&(s, e)| s <= port && port <= e)
+        self.0.contains(port)
     }
 
     /// The union of two sets.
     pub fn union(&self, other: &RangeSet) -> RangeSet {
-        let mut out = self.clone();
-        for &(s, e) in &other.0 {
-            out.insert(s, e);
-        }
-        out
+        RangeSet(self.0.union(&other.0))
     }
 
     /// The ports in both sets.
     pub fn intersect(&self, other: &RangeSet) -> RangeSet {
-        let mut out = Vec::new();
-        let (mut i, mut j) = (0, 0);
-        while i < self.0.len() && j < other.0.len() {
-            let (a, b) = (self.0[i], other.0[j]);
-            let (s, e) = (a.0.max(b.0), a.1.min(b.1));
-            if s <= e {
-                out.push((s, e));
-            }
-            if a.1 < b.1 {
-                i += 1;
-            } else {
-                j += 1;
-            }
-        }
-        RangeSet(out)
+        RangeSet(self.0.intersect(&other.0))
     }
 
     /// The ports of `self` not in `other`.
     pub fn subtract(&self, other: &RangeSet) -> RangeSet {
-        let mut out = RangeSet::default();
-        for &(s, e) in &self.0 {
-            let mut cur = u32::from(s);
-            for &(os, oe) in &other.0 {
-                if u32::from(oe) < cur || os > e {
-                    continue;
-                }
-                if u32::from(os) > cur {
-                    out.0.push((cur as u16, os - 1));
-                }
-                cur = u32::from(oe) + 1;
-            }
-            if cur <= u32::from(e) {
-                out.0.push((cur as u16, e));
-            }
-        }
-        out
+        RangeSet(self.0.subtract(&other.0))
     }
 }
 
 impl fmt::Display for RangeSet {
     /// `80,8080-8090`.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        for (i, (s, e)) in self.0.iter().enumerate() {
+        for (i, (s, e)) in self.ranges().iter().enumerate() {
             if i > 0 {
                 f.write_str(",")?;
             }
@@ -474,7 +420,8 @@ mod tests {
         assert!(hole.union(&r).is_all());
         assert!(hole.intersect(&r).is_empty());
         assert_eq!(
-            r.intersect(&RangeSet(vec![(81, 8085)])).ranges(),
+            r.intersect(&RangeSet(IntervalSet::range(81, 8085)))
+                .ranges(),
             &[(81, 81), (8080, 8085)]
         );
     }
