@@ -9,8 +9,12 @@
 //! fields the API server reads, `status.reason` included.
 
 use std::collections::BTreeMap;
+use std::fmt;
+use std::marker::PhantomData;
 
 use base64::Engine;
+use serde::de::value::MapAccessDeserializer;
+use serde::de::{self, Deserializer, MapAccess, Visitor};
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 use thiserror::Error;
@@ -64,7 +68,7 @@ struct WireReview<'a> {
     api_version: String,
     #[serde(default)]
     kind: String,
-    #[serde(borrow, default)]
+    #[serde(borrow, default, deserialize_with = "object_or_null")]
     request: Option<WireRequest<'a>>,
 }
 
@@ -73,6 +77,7 @@ struct WireReview<'a> {
 struct WireRequest<'a> {
     #[serde(default)]
     uid: String,
+    #[serde(deserialize_with = "object_only")]
     kind: Gvk,
     #[serde(default)]
     sub_resource: Option<String>,
@@ -80,8 +85,9 @@ struct WireRequest<'a> {
     name: Option<String>,
     #[serde(default)]
     namespace: Option<String>,
+    #[serde(deserialize_with = "operation")]
     operation: Operation,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "object_only")]
     user_info: User,
     #[serde(default)]
     dry_run: Option<bool>,
@@ -91,10 +97,85 @@ struct WireRequest<'a> {
     old_object: Option<&'a RawValue>,
 }
 
+/// serde's derived structs also read a JSON array, field by field in
+/// declaration order, so `["admission.k8s.io/v1","AdmissionReview",{..}]`
+/// would pass for a review. The wire format has objects only; found by
+/// tests/fuzz.rs.
+fn object_only<'de, D, T>(d: D) -> Result<T, D::Error>
+where
+    D: Deserializer<'de>,
+    T: Deserialize<'de>,
+{
+    struct ObjectVisitor<T>(PhantomData<T>);
+    impl<'de, T: Deserialize<'de>> Visitor<'de> for ObjectVisitor<T> {
+        type Value = T;
+        fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            f.write_str("a JSON object")
+        }
+        fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<T, A::Error> {
+            T::deserialize(MapAccessDeserializer::new(map))
+        }
+    }
+    d.deserialize_map(ObjectVisitor(PhantomData))
+}
+
+/// [`object_only`], or `null`.
+fn object_or_null<'de, D, T>(d: D) -> Result<Option<T>, D::Error>
+where
+    D: Deserializer<'de>,
+    T: Deserialize<'de>,
+{
+    struct OptionVisitor<T>(PhantomData<T>);
+    impl<'de, T: Deserialize<'de>> Visitor<'de> for OptionVisitor<T> {
+        type Value = Option<T>;
+        fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            f.write_str("a JSON object or null")
+        }
+        fn visit_none<E: de::Error>(self) -> Result<Option<T>, E> {
+            Ok(None)
+        }
+        fn visit_unit<E: de::Error>(self) -> Result<Option<T>, E> {
+            Ok(None)
+        }
+        fn visit_some<D2: Deserializer<'de>>(self, d: D2) -> Result<Option<T>, D2::Error> {
+            object_only(d).map(Some)
+        }
+    }
+    d.deserialize_option(OptionVisitor(PhantomData))
+}
+
+/// The operation as the string the API server sends; serde's derived enum
+/// would also take `{"CREATE": null}`.
+fn operation<'de, D: Deserializer<'de>>(d: D) -> Result<Operation, D::Error> {
+    struct OperationVisitor;
+    impl Visitor<'_> for OperationVisitor {
+        type Value = Operation;
+        fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            f.write_str("one of CREATE, UPDATE, DELETE, CONNECT")
+        }
+        fn visit_str<E: de::Error>(self, v: &str) -> Result<Operation, E> {
+            match v {
+                "CREATE" => Ok(Operation::Create),
+                "UPDATE" => Ok(Operation::Update),
+                "DELETE" => Ok(Operation::Delete),
+                "CONNECT" => Ok(Operation::Connect),
+                other => Err(E::unknown_variant(
+                    other,
+                    &["CREATE", "UPDATE", "DELETE", "CONNECT"],
+                )),
+            }
+        }
+    }
+    d.deserialize_str(OperationVisitor)
+}
+
 /// Reads an AdmissionReview request body.
 pub fn parse(body: &[u8]) -> Result<Request, ReviewError> {
-    let review: WireReview<'_> =
-        serde_json::from_slice(body).map_err(|e| ReviewError::Malformed(e.to_string()))?;
+    let malformed = |e: serde_json::Error| ReviewError::Malformed(e.to_string());
+    let mut de = serde_json::Deserializer::from_slice(body);
+    let review: WireReview<'_> = object_only(&mut de).map_err(malformed)?;
+    // Trailing bytes after the object are not a review either.
+    de.end().map_err(malformed)?;
     if review.api_version != API_VERSION || review.kind != KIND {
         return Err(ReviewError::WrongKind {
             api_version: review.api_version,
@@ -259,6 +340,29 @@ mod tests {
             let e = parse(body).unwrap_err().to_string();
             assert!(e.contains(needle), "{}: {e}", String::from_utf8_lossy(body));
         }
+    }
+
+    #[test]
+    fn objects_only_in_object_positions() {
+        // serde's derived structs would read these arrays field by field.
+        let positional = r#"["admission.k8s.io/v1","AdmissionReview",{"uid":"u","kind":{"kind":"Pod","version":"v1"},"operation":"CREATE"}]"#;
+        let gvk_array = POD.replace(
+            r#"{"group":"","version":"v1","kind":"Pod"}"#,
+            r#"["","v1","Pod"]"#,
+        );
+        let user_array = POD.replace(r#"{"username":"me","groups":["g"]}"#, r#"["me",["g"]]"#);
+        let op_map = POD.replace(r#""CREATE""#, r#"{"CREATE":null}"#);
+        let trailing = format!("{POD} x");
+        for body in [positional, &gvk_array, &user_array, &op_map, &trailing] {
+            assert!(parse(body.as_bytes()).is_err(), "{body}");
+        }
+        let no_request =
+            r#"{"apiVersion":"admission.k8s.io/v1","kind":"AdmissionReview","request":null}"#;
+        assert!(matches!(
+            parse(no_request.as_bytes()),
+            Err(ReviewError::MissingRequest)
+        ));
+        assert!(parse(format!("{POD}\n").as_bytes()).is_ok());
     }
 
     #[test]

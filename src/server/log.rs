@@ -11,11 +11,21 @@ use crate::decide::{Decision, Request, Verdict};
 
 /// Installs the global subscriber (once; later calls are no-ops).
 pub fn init() {
+    init_with_writer(std::io::stderr, std::io::stderr().is_terminal());
+}
+
+/// Installs the subscriber [`init`] installs, writing to `writer`: JSON
+/// lines unless `text`. The load bench uses it to pay the same per-decision
+/// formatting cost as the binary without flooding its own output.
+pub fn init_with_writer<W>(writer: W, text: bool)
+where
+    W: for<'w> tracing_subscriber::fmt::MakeWriter<'w> + Send + Sync + 'static,
+{
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr);
-    let result = if std::io::stderr().is_terminal() {
+        .with_writer(writer);
+    let result = if text {
         builder.try_init()
     } else {
         builder
