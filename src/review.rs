@@ -8,6 +8,7 @@
 //! an array of numbers, kube-rs#1781); and the response carries exactly the
 //! fields the API server reads, `status.reason` included.
 
+use std::borrow::Cow;
 use std::collections::BTreeMap;
 use std::fmt;
 use std::marker::PhantomData;
@@ -169,6 +170,77 @@ fn operation<'de, D: Deserializer<'de>>(d: D) -> Result<Operation, D::Error> {
     d.deserialize_str(OperationVisitor)
 }
 
+/// The object's text with `metadata.managedFields` set to `null`.
+///
+/// managedFields records which manager owns every field, as a nested map
+/// per manager: in the captured pods it is a third of the object, and
+/// parsing it into k8s-openapi's types (`FieldsV1` is a `serde_json::Value`
+/// tree) and freeing it was 40% of palisade's whole per-review CPU (see
+/// docs/performance.md). No rule reads it, and the API server has already
+/// validated it, so its value is not parsed at all. Anything unexpected (no
+/// such field, a duplicate key, an escaped key) leaves the text unchanged,
+/// and the typed parse judges it as before.
+fn without_managed_fields(raw: &str) -> Cow<'_, str> {
+    // Cheap enough to pay on every object; objects that lack the key
+    // (manifests, tests) stop here.
+    if !raw.contains("\"managedFields\"") {
+        return Cow::Borrowed(raw);
+    }
+    let span = || {
+        let value = member(member(raw, "metadata")?.get(), "managedFields")?.get();
+        // Both reads borrow from `raw`: the value is a slice of it.
+        let start = (value.as_ptr() as usize).checked_sub(raw.as_ptr() as usize)?;
+        let end = start.checked_add(value.len())?;
+        let found = raw.get(start..end)?;
+        (found.as_ptr() == value.as_ptr()).then_some(start..end)
+    };
+    match span() {
+        Some(r) => {
+            let mut text = String::with_capacity(raw.len() + 4 - r.len());
+            text.push_str(&raw[..r.start]);
+            text.push_str("null");
+            text.push_str(&raw[r.end..]);
+            Cow::Owned(text)
+        }
+        None => Cow::Borrowed(raw),
+    }
+}
+
+/// The raw value of the member `key` of the JSON object `text`, reading
+/// no further than that member: `metadata` comes right after `apiVersion`
+/// and `kind`, and `managedFields` last in it, so nothing is read twice that
+/// need not be. `None` if there is no such member before something this
+/// does not read (a key with escapes, malformed JSON).
+fn member<'a>(text: &'a str, key: &str) -> Option<&'a RawValue> {
+    struct Find<'k, 'a> {
+        key: &'k str,
+        found: &'k mut Option<&'a RawValue>,
+    }
+    impl<'de> Visitor<'de> for Find<'_, 'de> {
+        type Value = ();
+        fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            f.write_str("a JSON object")
+        }
+        fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
+            while let Some(k) = map.next_key::<&'de str>()? {
+                if k == self.key {
+                    *self.found = Some(map.next_value()?);
+                    // Stop here: the error only ends the read early.
+                    return Err(de::Error::custom("found"));
+                }
+                map.next_value::<de::IgnoredAny>()?;
+            }
+            Ok(())
+        }
+    }
+    let mut found = None;
+    let _ = serde_json::Deserializer::from_str(text).deserialize_map(Find {
+        key,
+        found: &mut found,
+    });
+    found
+}
+
 /// Reads an AdmissionReview request body.
 pub fn parse(body: &[u8]) -> Result<Request, ReviewError> {
     let malformed = |e: serde_json::Error| ReviewError::Malformed(e.to_string());
@@ -191,7 +263,7 @@ pub fn parse(body: &[u8]) -> Result<Request, ReviewError> {
             match raw {
                 None => Ok(None),
                 Some(raw) if raw.get() == "null" => Ok(None),
-                Some(raw) => Object::from_json(&r.kind, raw.get())
+                Some(raw) => Object::from_json(&r.kind, &without_managed_fields(raw.get()))
                     .map(Some)
                     .map_err(|e| ReviewError::BadObject {
                         field,
@@ -363,6 +435,42 @@ mod tests {
             Err(ReviewError::MissingRequest)
         ));
         assert!(parse(format!("{POD}\n").as_bytes()).is_ok());
+    }
+
+    #[test]
+    fn managed_fields_are_not_parsed() {
+        let obj = r#"{"metadata":{"name":"p","managedFields":[{"manager":"kubectl","fieldsV1":{"f:metadata":{}}}],"labels":{"a":"b"}},"spec":{"containers":[]}}"#;
+        assert_eq!(
+            without_managed_fields(obj),
+            r#"{"metadata":{"name":"p","managedFields":null,"labels":{"a":"b"}},"spec":{"containers":[]}}"#
+        );
+        // Not where palisade expects it, or not readable: left alone.
+        for unchanged in [
+            r#"{"spec":{"managedFields":[1]}}"#,
+            r#"["metadata",{"managedFields":[1]}]"#,
+            r#"{"metadata":{"name\u0022":1,"managedFields":[1]}}"#,
+        ] {
+            assert_eq!(without_managed_fields(unchanged), unchanged);
+        }
+        // What follows managedFields is not read here: a broken object
+        // stays broken for the typed parse to reject.
+        let truncated = r#"{"metadata":{"managedFields":[1]},"spec":{"#;
+        assert_eq!(
+            without_managed_fields(truncated),
+            r#"{"metadata":{"managedFields":null},"spec":{"#
+        );
+        let pod = Gvk::new("", "v1", "Pod");
+        assert!(Object::from_json(&pod, &without_managed_fields(truncated)).is_err());
+        let review = POD.replace(
+            r#""metadata":{"name":"p"}"#,
+            r#""metadata":{"name":"p","labels":{"app":"web"},"managedFields":[{"manager":"m","operation":"Update","fieldsV1":{"f:metadata":{"f:labels":{}}}}]}"#,
+        );
+        let r = parse(review.as_bytes()).unwrap();
+        let Some(Object::Pod(pod)) = r.object else {
+            panic!("a pod")
+        };
+        assert!(pod.metadata.managed_fields.is_none());
+        assert_eq!(pod.metadata.labels.unwrap()["app"], "web");
     }
 
     #[test]
