@@ -562,10 +562,10 @@ async fn open_loop(
                             s.errors += 1;
                         }
                         s.first_error.get_or_insert(e);
-                        if protocol == Protocol::H1 {
-                            if let Ok(c) = connect(target.addr, &tls, protocol).await {
-                                conn = c;
-                            }
+                        if protocol == Protocol::H1
+                            && let Ok(c) = connect(target.addr, &tls, protocol).await
+                        {
+                            conn = c;
                         }
                     }
                 }

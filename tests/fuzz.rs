@@ -603,10 +603,10 @@ fn object_valid(group: &str, kind: &str, o: &Value) -> Result<(), String> {
     let mut o = o.clone();
     // palisade does not read metadata.managedFields (review.rs says why),
     // so what is in it is no reason to reject a review.
-    if let Some(meta) = o.get_mut("metadata").and_then(Value::as_object_mut) {
-        if meta.contains_key("managedFields") {
-            meta.insert("managedFields".into(), Value::Null);
-        }
+    if let Some(meta) = o.get_mut("metadata").and_then(Value::as_object_mut)
+        && meta.contains_key("managedFields")
+    {
+        meta.insert("managedFields".into(), Value::Null);
     }
     let r = match (group, kind) {
         ("", "Pod") => from::<core::Pod>(o).map(drop),
@@ -711,14 +711,14 @@ fn review_bodies_never_panic_and_bad_ones_are_rejected() {
                     accepted.fetch_add(1, Ordering::Relaxed);
                 }
                 Err(e) => {
-                    if m.structural() {
-                        if let Ok(uid) = &expected {
-                            return Err(TestCaseError::fail(format!(
-                                "{}: a valid review (uid {uid}) was rejected: {e}: {}",
-                                f.name,
-                                String::from_utf8_lossy(&bytes[..bytes.len().min(2000)])
-                            )));
-                        }
+                    if m.structural()
+                        && let Ok(uid) = &expected
+                    {
+                        return Err(TestCaseError::fail(format!(
+                            "{}: a valid review (uid {uid}) was rejected: {e}: {}",
+                            f.name,
+                            String::from_utf8_lossy(&bytes[..bytes.len().min(2000)])
+                        )));
                     }
                     prop_assert!(!e.to_string().is_empty());
                     rejected.fetch_add(1, Ordering::Relaxed);
