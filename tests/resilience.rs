@@ -179,19 +179,22 @@ async fn closed_within<S: tokio::io::AsyncRead + Unpin>(stream: &mut S, wait: Du
     }
 }
 
-/// `n` real reviews, each on a new connection (the case the cap and the
-/// timeouts protect: a connection the API server opens while under attack).
+/// `n` real reviews at once, each on a new connection (the case the cap
+/// and the timeouts protect: connections the API server opens while under
+/// attack).
 async fn real_reviews_succeed(server: &TestServer, n: usize) {
     let addr = server.server.https_addr;
-    for i in 0..n {
-        let client = client_for(&[&server.ca_pem], addr, i % 2 == 0, true);
+    let ca = server.ca_pem.as_str();
+    let reviews = (0..n).map(|i| async move {
+        let client = client_for(&[ca], addr, i % 2 == 0, true);
         let uid = format!("real-{i}");
         let name = ALLOWED[i % ALLOWED.len()];
         let out = send_review(&client, addr, path_for(name), with_uid(name, &uid), &uid)
             .await
             .unwrap_or_else(|e| panic!("real review {i} under attack: {e}"));
         assert_eq!(out["allowed"], true, "{out}");
-    }
+    });
+    futures::future::join_all(reviews).await;
 }
 
 fn limits(max_connections: usize, timeout: Duration) -> ListenLimits {
