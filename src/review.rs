@@ -8,9 +8,14 @@
 //! an array of numbers, kube-rs#1781); and the response carries exactly the
 //! fields the API server reads, `status.reason` included.
 
+use std::borrow::Cow;
 use std::collections::BTreeMap;
+use std::fmt;
+use std::marker::PhantomData;
 
 use base64::Engine;
+use serde::de::value::MapAccessDeserializer;
+use serde::de::{self, DeserializeSeed, Deserializer, MapAccess, Visitor};
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 use thiserror::Error;
@@ -64,7 +69,7 @@ struct WireReview<'a> {
     api_version: String,
     #[serde(default)]
     kind: String,
-    #[serde(borrow, default)]
+    #[serde(borrow, default, deserialize_with = "object_or_null")]
     request: Option<WireRequest<'a>>,
 }
 
@@ -73,6 +78,7 @@ struct WireReview<'a> {
 struct WireRequest<'a> {
     #[serde(default)]
     uid: String,
+    #[serde(deserialize_with = "object_only")]
     kind: Gvk,
     #[serde(default)]
     sub_resource: Option<String>,
@@ -80,8 +86,9 @@ struct WireRequest<'a> {
     name: Option<String>,
     #[serde(default)]
     namespace: Option<String>,
+    #[serde(deserialize_with = "operation")]
     operation: Operation,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "object_only")]
     user_info: User,
     #[serde(default)]
     dry_run: Option<bool>,
@@ -91,10 +98,174 @@ struct WireRequest<'a> {
     old_object: Option<&'a RawValue>,
 }
 
+/// serde's derived structs also read a JSON array, field by field in
+/// declaration order, so `["admission.k8s.io/v1","AdmissionReview",{..}]`
+/// would pass for a review. The wire format has objects only; found by
+/// tests/fuzz.rs.
+fn object_only<'de, D, T>(d: D) -> Result<T, D::Error>
+where
+    D: Deserializer<'de>,
+    T: Deserialize<'de>,
+{
+    struct ObjectVisitor<T>(PhantomData<T>);
+    impl<'de, T: Deserialize<'de>> Visitor<'de> for ObjectVisitor<T> {
+        type Value = T;
+        fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            f.write_str("a JSON object")
+        }
+        fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<T, A::Error> {
+            T::deserialize(MapAccessDeserializer::new(map))
+        }
+    }
+    d.deserialize_map(ObjectVisitor(PhantomData))
+}
+
+/// [`object_only`], or `null`.
+fn object_or_null<'de, D, T>(d: D) -> Result<Option<T>, D::Error>
+where
+    D: Deserializer<'de>,
+    T: Deserialize<'de>,
+{
+    struct OptionVisitor<T>(PhantomData<T>);
+    impl<'de, T: Deserialize<'de>> Visitor<'de> for OptionVisitor<T> {
+        type Value = Option<T>;
+        fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            f.write_str("a JSON object or null")
+        }
+        fn visit_none<E: de::Error>(self) -> Result<Option<T>, E> {
+            Ok(None)
+        }
+        fn visit_unit<E: de::Error>(self) -> Result<Option<T>, E> {
+            Ok(None)
+        }
+        fn visit_some<D2: Deserializer<'de>>(self, d: D2) -> Result<Option<T>, D2::Error> {
+            object_only(d).map(Some)
+        }
+    }
+    d.deserialize_option(OptionVisitor(PhantomData))
+}
+
+/// The operation as the string the API server sends; serde's derived enum
+/// would also take `{"CREATE": null}`.
+fn operation<'de, D: Deserializer<'de>>(d: D) -> Result<Operation, D::Error> {
+    struct OperationVisitor;
+    impl Visitor<'_> for OperationVisitor {
+        type Value = Operation;
+        fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            f.write_str("one of CREATE, UPDATE, DELETE, CONNECT")
+        }
+        fn visit_str<E: de::Error>(self, v: &str) -> Result<Operation, E> {
+            match v {
+                "CREATE" => Ok(Operation::Create),
+                "UPDATE" => Ok(Operation::Update),
+                "DELETE" => Ok(Operation::Delete),
+                "CONNECT" => Ok(Operation::Connect),
+                other => Err(E::unknown_variant(
+                    other,
+                    &["CREATE", "UPDATE", "DELETE", "CONNECT"],
+                )),
+            }
+        }
+    }
+    d.deserialize_str(OperationVisitor)
+}
+
+/// The object's text with `metadata.managedFields` set to `null`.
+///
+/// managedFields records which manager owns every field, as a nested map
+/// per manager: in the captured pods it is a fifth of the body, and
+/// k8s-openapi parses each entry's `fieldsV1` into a `serde_json::Value`
+/// tree, allocated and freed per review. No rule reads it, and the API
+/// server has already validated it, so its value is not parsed: over the
+/// captured reviews, parse and free take 14.0 µs instead of 16.7 µs (A/B in
+/// one process, alternated 20 times). Anything unexpected (no such field, an
+/// escaped key before it, malformed JSON) leaves the text unchanged, and the
+/// typed parse judges it as before.
+fn without_managed_fields(raw: &str) -> Cow<'_, str> {
+    // Cheap enough to pay on every object; objects that lack the key
+    // (manifests, tests) stop here.
+    if !raw.contains("\"managedFields\"") {
+        return Cow::Borrowed(raw);
+    }
+    let span = || {
+        let value = member_at(raw, &["metadata", "managedFields"])?.get();
+        // The read borrows from `raw`: the value is a slice of it.
+        let start = (value.as_ptr() as usize).checked_sub(raw.as_ptr() as usize)?;
+        let end = start.checked_add(value.len())?;
+        let found = raw.get(start..end)?;
+        (found.as_ptr() == value.as_ptr()).then_some(start..end)
+    };
+    match span() {
+        Some(r) => {
+            let mut text = String::with_capacity(raw.len() + 4 - r.len());
+            text.push_str(&raw[..r.start]);
+            text.push_str("null");
+            text.push_str(&raw[r.end..]);
+            Cow::Owned(text)
+        }
+        None => Cow::Borrowed(raw),
+    }
+}
+
+/// The raw value at `path` (member names from the top) in the JSON object
+/// `text`, in one read that stops right after it: `metadata` comes after
+/// `apiVersion` and `kind`, and `managedFields` last in it, so little is
+/// read that the typed parse will read again. `None` if a member is
+/// missing, or comes after something this does not read (a key with
+/// escapes, malformed JSON).
+fn member_at<'a>(text: &'a str, path: &[&str]) -> Option<&'a RawValue> {
+    struct Find<'p, 'a> {
+        path: &'p [&'p str],
+        found: &'p mut Option<&'a RawValue>,
+    }
+    impl<'de> DeserializeSeed<'de> for Find<'_, 'de> {
+        type Value = ();
+        fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
+            d.deserialize_map(self)
+        }
+    }
+    impl<'de> Visitor<'de> for Find<'_, 'de> {
+        type Value = ();
+        fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            f.write_str("a JSON object")
+        }
+        fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
+            let Some((first, rest)) = self.path.split_first() else {
+                return Ok(());
+            };
+            while let Some(k) = map.next_key::<&'de str>()? {
+                if k != *first {
+                    map.next_value::<de::IgnoredAny>()?;
+                } else if rest.is_empty() {
+                    *self.found = Some(map.next_value()?);
+                    break;
+                } else {
+                    map.next_value_seed(Find {
+                        path: rest,
+                        found: self.found,
+                    })?;
+                    break;
+                }
+            }
+            // Found or not, stop reading: the error only ends the read.
+            Err(de::Error::custom("stop"))
+        }
+    }
+    let mut found = None;
+    let _ = serde_json::Deserializer::from_str(text).deserialize_map(Find {
+        path,
+        found: &mut found,
+    });
+    found
+}
+
 /// Reads an AdmissionReview request body.
 pub fn parse(body: &[u8]) -> Result<Request, ReviewError> {
-    let review: WireReview<'_> =
-        serde_json::from_slice(body).map_err(|e| ReviewError::Malformed(e.to_string()))?;
+    let malformed = |e: serde_json::Error| ReviewError::Malformed(e.to_string());
+    let mut de = serde_json::Deserializer::from_slice(body);
+    let review: WireReview<'_> = object_only(&mut de).map_err(malformed)?;
+    // Trailing bytes after the object are not a review either.
+    de.end().map_err(malformed)?;
     if review.api_version != API_VERSION || review.kind != KIND {
         return Err(ReviewError::WrongKind {
             api_version: review.api_version,
@@ -110,7 +281,7 @@ pub fn parse(body: &[u8]) -> Result<Request, ReviewError> {
             match raw {
                 None => Ok(None),
                 Some(raw) if raw.get() == "null" => Ok(None),
-                Some(raw) => Object::from_json(&r.kind, raw.get())
+                Some(raw) => Object::from_json(&r.kind, &without_managed_fields(raw.get()))
                     .map(Some)
                     .map_err(|e| ReviewError::BadObject {
                         field,
@@ -259,6 +430,67 @@ mod tests {
             let e = parse(body).unwrap_err().to_string();
             assert!(e.contains(needle), "{}: {e}", String::from_utf8_lossy(body));
         }
+    }
+
+    #[test]
+    fn objects_only_in_object_positions() {
+        // serde's derived structs would read these arrays field by field.
+        let positional = r#"["admission.k8s.io/v1","AdmissionReview",{"uid":"u","kind":{"kind":"Pod","version":"v1"},"operation":"CREATE"}]"#;
+        let gvk_array = POD.replace(
+            r#"{"group":"","version":"v1","kind":"Pod"}"#,
+            r#"["","v1","Pod"]"#,
+        );
+        let user_array = POD.replace(r#"{"username":"me","groups":["g"]}"#, r#"["me",["g"]]"#);
+        let op_map = POD.replace(r#""CREATE""#, r#"{"CREATE":null}"#);
+        let trailing = format!("{POD} x");
+        for body in [positional, &gvk_array, &user_array, &op_map, &trailing] {
+            assert!(parse(body.as_bytes()).is_err(), "{body}");
+        }
+        let no_request =
+            r#"{"apiVersion":"admission.k8s.io/v1","kind":"AdmissionReview","request":null}"#;
+        assert!(matches!(
+            parse(no_request.as_bytes()),
+            Err(ReviewError::MissingRequest)
+        ));
+        assert!(parse(format!("{POD}\n").as_bytes()).is_ok());
+    }
+
+    #[test]
+    fn managed_fields_are_not_parsed() {
+        let obj = r#"{"metadata":{"name":"p","managedFields":[{"manager":"kubectl","fieldsV1":{"f:metadata":{}}}],"labels":{"a":"b"}},"spec":{"containers":[]}}"#;
+        assert_eq!(
+            without_managed_fields(obj),
+            r#"{"metadata":{"name":"p","managedFields":null,"labels":{"a":"b"}},"spec":{"containers":[]}}"#
+        );
+        // Not where palisade expects it, or not readable: left alone.
+        for unchanged in [
+            r#"{"spec":{"managedFields":[1]}}"#,
+            r#"{"metadata":{"name":"x"},"spec":{"managedFields":[1]}}"#,
+            r#"{"spec":{},"metadata":{"labels":{"managedFields":"x"}}}"#,
+            r#"["metadata",{"managedFields":[1]}]"#,
+            r#"{"metadata":{"name\u0022":1,"managedFields":[1]}}"#,
+        ] {
+            assert_eq!(without_managed_fields(unchanged), unchanged);
+        }
+        // What follows managedFields is not read here: a broken object
+        // stays broken for the typed parse to reject.
+        let truncated = r#"{"metadata":{"managedFields":[1]},"spec":{"#;
+        assert_eq!(
+            without_managed_fields(truncated),
+            r#"{"metadata":{"managedFields":null},"spec":{"#
+        );
+        let pod = Gvk::new("", "v1", "Pod");
+        assert!(Object::from_json(&pod, &without_managed_fields(truncated)).is_err());
+        let review = POD.replace(
+            r#""metadata":{"name":"p"}"#,
+            r#""metadata":{"name":"p","labels":{"app":"web"},"managedFields":[{"manager":"m","operation":"Update","fieldsV1":{"f:metadata":{"f:labels":{}}}}]}"#,
+        );
+        let r = parse(review.as_bytes()).unwrap();
+        let Some(Object::Pod(pod)) = r.object else {
+            panic!("a pod")
+        };
+        assert!(pod.metadata.managed_fields.is_none());
+        assert_eq!(pod.metadata.labels.unwrap()["app"], "web");
     }
 
     #[test]

@@ -15,17 +15,18 @@ use std::future::Future;
 use std::io;
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::Duration;
 
 use hyper::body::Incoming;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
-use hyper_util::server::graceful::{GracefulShutdown, Watcher};
 use hyper_util::service::TowerToHyperService;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::{Notify, Semaphore};
+use tokio::sync::{Notify, Semaphore, watch};
 use tokio::task::JoinSet;
+use tokio::time::Instant;
 use tokio_rustls::TlsAcceptor;
 use tower::ServiceExt as _;
 
@@ -50,9 +51,11 @@ pub struct ListenLimits {
     /// Time a client gets to complete the TLS handshake.
     pub tls_handshake_timeout: Duration,
     /// Time a client gets to send a complete request head, counted from when
-    /// the server starts waiting for it. For HTTP/1.1 this also closes a
-    /// keep-alive connection left idle this long, and for any protocol a
-    /// connection that sends no request at all within it.
+    /// the server starts waiting for it. It is also the idle timeout: a
+    /// connection of either protocol with no request in progress for this
+    /// long (none sent yet, or none since the last answer) is closed
+    /// gracefully, so idle HTTP/1.1 keep-alive and HTTP/2 connections give
+    /// their slot back.
     pub header_read_timeout: Duration,
     /// After shutdown is signalled, time given to in-flight requests before
     /// their connections are closed anyway. Keep it below the pod's
@@ -212,7 +215,10 @@ where
     let permits = Arc::new(Semaphore::new(
         limits.max_connections.clamp(1, Semaphore::MAX_PERMITS),
     ));
-    let graceful = GracefulShutdown::new();
+    // Tells every connection to finish what is in flight and close.
+    // hyper-util's GracefulShutdown would do that too, but it owns the
+    // connection, and an idle connection must be closed the same way.
+    let (drain, draining) = watch::channel(false);
     // Owning the connection tasks lets us abort the stragglers when the
     // drain timeout expires instead of leaving them running detached.
     let mut tasks = JoinSet::new();
@@ -258,28 +264,19 @@ where
         if let Err(e) = stream.set_nodelay(true) {
             tracing::debug!(%peer, error = %e, "cannot set TCP_NODELAY");
         }
-        // Taken before the handshake so a shutdown waits for connections
-        // still handshaking, and tells them to close once they are up.
-        let watcher = graceful.watcher();
+        // A shutdown waits for connections still handshaking too (they are
+        // in `tasks`), and they close as soon as they are up.
+        let draining = draining.clone();
         let builders = Arc::clone(&builders);
         let app = app.clone();
         let handshaking = handshake(stream, peer);
-        let first_request_timeout = limits.header_read_timeout;
+        let idle_timeout = limits.header_read_timeout;
         tasks.spawn(async move {
             let _permit = permit;
             let Some((io, protocol)) = handshaking.await else {
                 return;
             };
-            serve_connection(
-                io,
-                protocol,
-                &builders,
-                app,
-                first_request_timeout,
-                watcher,
-                peer,
-            )
-            .await;
+            serve_connection(io, protocol, &builders, app, idle_timeout, draining, peer).await;
         });
     }
 
@@ -288,7 +285,14 @@ where
     drop(listener);
     let open = tasks.len();
     tracing::info!(%local, scheme, open, "shutting down; draining open connections");
-    match tokio::time::timeout(limits.drain_timeout, graceful.shutdown()).await {
+    drain.send_replace(true);
+    let drained = tokio::time::timeout(limits.drain_timeout, async {
+        while let Some(done) = tasks.join_next().await {
+            log_task_end(done);
+        }
+    })
+    .await;
+    match drained {
         Ok(()) => tracing::info!(%local, scheme, "all connections drained"),
         Err(_) => tracing::warn!(
             %local,
@@ -302,44 +306,130 @@ where
     Ok(())
 }
 
-/// Serves HTTP on one established connection until it closes.
+/// Requests in progress on one connection, and when the last one started
+/// or ended: what decides that a connection is idle.
+struct Activity {
+    since: Instant,
+    in_flight: AtomicUsize,
+    /// Nanoseconds from `since` to the last start or end of a request.
+    last: AtomicU64,
+    ended: Notify,
+}
+
+impl Activity {
+    fn new() -> Arc<Self> {
+        Arc::new(Activity {
+            since: Instant::now(),
+            in_flight: AtomicUsize::new(0),
+            last: AtomicU64::new(0),
+            ended: Notify::new(),
+        })
+    }
+
+    fn touch(&self) {
+        let nanos = u64::try_from(self.since.elapsed().as_nanos()).unwrap_or(u64::MAX);
+        self.last.store(nanos, Ordering::Relaxed);
+    }
+
+    fn begin(self: &Arc<Self>) -> InFlight {
+        self.in_flight.fetch_add(1, Ordering::AcqRel);
+        self.touch();
+        InFlight(Arc::clone(self))
+    }
+
+    /// Resolves once no request has been in progress for `timeout`.
+    async fn idle_for(&self, timeout: Duration) {
+        loop {
+            if self.in_flight.load(Ordering::Acquire) > 0 {
+                // A permit stored by an `end` that raced with this check
+                // makes the wait return at once.
+                self.ended.notified().await;
+                continue;
+            }
+            let last = self.since + Duration::from_nanos(self.last.load(Ordering::Relaxed));
+            let deadline = last + timeout;
+            if Instant::now() >= deadline {
+                return;
+            }
+            tokio::time::sleep_until(deadline).await;
+        }
+    }
+}
+
+/// One request in progress; dropped when its response is ready or the
+/// request is abandoned (a reset stream, a closed connection).
+struct InFlight(Arc<Activity>);
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        self.0.touch();
+        self.0.in_flight.fetch_sub(1, Ordering::AcqRel);
+        self.0.ended.notify_one();
+    }
+}
+
+/// Serves HTTP on one established connection until it closes, the server
+/// drains, or it has had no request in progress for `idle_timeout`.
 async fn serve_connection<IO>(
     io: IO,
     protocol: Protocol,
     builders: &Builders,
     app: axum::Router,
-    first_request_timeout: Duration,
-    watcher: Watcher,
+    idle_timeout: Duration,
+    mut draining: watch::Receiver<bool>,
     peer: SocketAddr,
 ) where
     IO: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
-    // hyper's header timeout covers HTTP/1.1 only; a peer that opens
-    // HTTP/2 (or nothing detectable) and never sends a request would hold
-    // its slot forever. So the first request must arrive in time, whatever
-    // the protocol.
-    let first_request = Arc::new(Notify::new());
-    let seen = Arc::clone(&first_request);
-    let service = app.map_request(move |req: hyper::Request<Incoming>| {
-        seen.notify_one();
-        req
+    // hyper's header timeout covers HTTP/1.1 only. A peer that opens
+    // HTTP/2 and never sends a request, or sends one and then keeps the
+    // connection open without another (answering pings keeps it alive),
+    // would hold its slot forever; with the cap, enough of them starve the
+    // API server. So every connection is closed once idle, whatever the
+    // protocol.
+    let activity = Activity::new();
+    let tracker = Arc::clone(&activity);
+    let service = tower::service_fn(move |req: hyper::Request<Incoming>| {
+        let in_flight = tracker.begin();
+        let app = app.clone();
+        async move {
+            let response = app.oneshot(req).await;
+            drop(in_flight);
+            response
+        }
     });
     let conn = builders
         .for_protocol(protocol)
         .serve_connection(TokioIo::new(io), TowerToHyperService::new(service));
-    let conn = watcher.watch(conn);
     tokio::pin!(conn);
+    let already = *draining.borrow();
+    if already {
+        // Shutdown began while this connection was handshaking.
+        conn.as_mut().graceful_shutdown();
+    }
 
-    let idle = tokio::time::timeout(first_request_timeout, first_request.notified());
     let result = tokio::select! {
-        result = &mut conn => result,
-        waited = idle => match waited {
-            Ok(()) => (&mut conn).await,
-            Err(_) => {
-                tracing::debug!(%peer, "no request within the header read timeout; closing");
-                return;
+        result = conn.as_mut() => result,
+        () = async {
+            // Either a send(true) or the sender dropping; the guard the
+            // wait returns must not live on across the drain.
+            let _ = draining.wait_for(|d| *d).await;
+        }, if !already => {
+            // In-flight requests finish; the drain timeout bounds the wait
+            // (the task is aborted when it expires).
+            conn.as_mut().graceful_shutdown();
+            conn.as_mut().await
+        }
+        () = activity.idle_for(idle_timeout) => {
+            tracing::debug!(%peer, "no request in progress within the idle timeout; closing");
+            conn.as_mut().graceful_shutdown();
+            // Nothing is in flight: closing is a GOAWAY or a FIN at most. A
+            // peer that does not read gets no longer than this.
+            match tokio::time::timeout(idle_timeout, conn.as_mut()).await {
+                Ok(result) => result,
+                Err(_) => return,
             }
-        },
+        }
     };
     if let Err(e) = result {
         // Peers hanging up mid-request, timeouts and protocol errors are the

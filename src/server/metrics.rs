@@ -108,7 +108,7 @@ impl Metrics {
         );
         registry.register(
             "bad_requests",
-            "Bodies that were not an AdmissionReview (answered 400), by webhook",
+            "Bodies that were not an AdmissionReview (answered 400) or did not arrive in time (408), by webhook",
             bad_requests.clone(),
         );
         registry.register(

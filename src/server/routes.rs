@@ -100,12 +100,36 @@ fn bad_request(s: &AppState, webhook: Webhook, reason: String) -> Response {
         .into_response()
 }
 
+/// A body that did not arrive within [`BodyLimits::read_timeout`]: 408,
+/// not 400, because nothing was wrong with what was sent, only with how
+/// slowly (RFC 9110 §15.5.9); and the connection is closed, since the rest
+/// of the body may still be on its way. The API server sends a review in one
+/// go, so only slow or hostile peers see this.
+fn body_timeout(s: &AppState, webhook: Webhook) -> Response {
+    let reason = "timed out reading the request body";
+    s.metrics.bad_request(webhook);
+    tracing::info!(
+        webhook = webhook.as_str(),
+        reason,
+        "gave up on a slow request body"
+    );
+    (
+        StatusCode::REQUEST_TIMEOUT,
+        [
+            (header::CONTENT_TYPE, "text/plain; charset=utf-8"),
+            (header::CONNECTION, "close"),
+        ],
+        format!("{reason}\n"),
+    )
+        .into_response()
+}
+
 async fn review_request(s: &AppState, webhook: Webhook, body: Body) -> Response {
     let limit = s.limits.max_bytes;
     let bytes = match tokio::time::timeout(s.limits.read_timeout, axum::body::to_bytes(body, limit))
         .await
     {
-        Err(_) => return bad_request(s, webhook, "timed out reading the request body".into()),
+        Err(_) => return body_timeout(s, webhook),
         Ok(Err(e)) => {
             let too_big = std::error::Error::source(&e)
                 .is_some_and(|src| src.is::<http_body_util::LengthLimitError>());

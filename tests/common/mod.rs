@@ -10,6 +10,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use palisade::certs::{self, CertSpec};
+use palisade::cluster::ClusterView;
 use palisade::cluster::static_dir::StaticCluster;
 use palisade::config::Config;
 use palisade::manifest::{self, Manifests};
@@ -80,6 +81,16 @@ impl TestServer {
 
     /// Starts a server with explicit body limits.
     pub async fn start_with(config: Config, cluster: StaticCluster, body: BodyLimits) -> Self {
+        Self::start_custom(config, Arc::new(cluster), ListenLimits::default(), body).await
+    }
+
+    /// Starts a server on any cluster view, with explicit limits.
+    pub async fn start_custom(
+        config: Config,
+        cluster: Arc<dyn ClusterView>,
+        limits: ListenLimits,
+        body: BodyLimits,
+    ) -> Self {
         init();
         let dir = tempfile::tempdir().expect("tempdir");
         let bundle = certs::generate(&CertSpec {
@@ -94,12 +105,12 @@ impl TestServer {
         let local: SocketAddr = "127.0.0.1:0".parse().expect("addr");
         let server = serve::start(Settings {
             config: Arc::new(config),
-            cluster: Arc::new(cluster),
+            cluster,
             listen: local,
             metrics_listen: local,
             tls_cert: dir.path().join(certs::CERT_FILE),
             tls_key: dir.path().join(certs::KEY_FILE),
-            limits: ListenLimits::default(),
+            limits,
             body,
         })
         .await
