@@ -32,15 +32,8 @@ pub enum CheckError {
     #[error("{0}")]
     NotManifest(String),
     /// A document does not parse as its kind.
-    #[error("{origin}: not a valid {kind}: {message}")]
-    BadObject {
-        /// `file#document`.
-        origin: String,
-        /// Its kind.
-        kind: String,
-        /// The parser's message.
-        message: String,
-    },
+    #[error(transparent)]
+    Document(#[from] manifest::DocumentError),
     /// The state or a policy in the set is invalid.
     #[error(transparent)]
     State(#[from] StateError),
@@ -225,12 +218,7 @@ pub fn decide_document(
     d: &Document,
     user: &User,
 ) -> Result<ObjectResult, CheckError> {
-    let object =
-        Object::from_value(&d.gvk, d.value.clone()).map_err(|e| CheckError::BadObject {
-            origin: d.origin(),
-            kind: d.gvk.kind.clone(),
-            message: e.to_string(),
-        })?;
+    let object = Object::from_value(&d.gvk, d.value.clone()).map_err(|e| d.bad_object(e))?;
     let req = create_request(
         &d.gvk,
         d.namespace(),

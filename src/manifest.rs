@@ -13,6 +13,7 @@ use std::path::{Path, PathBuf};
 use thiserror::Error;
 
 use crate::decide::Gvk;
+use crate::netpol::PolicyError;
 
 /// One Kubernetes object read from a file.
 #[derive(Debug, Clone, PartialEq)]
@@ -49,6 +50,48 @@ impl Document {
     pub fn origin(&self) -> String {
         format!("{}#{}", self.source.display(), self.index)
     }
+
+    /// This document does not parse as its declared kind.
+    pub fn bad_object(&self, e: impl fmt::Display) -> DocumentError {
+        DocumentError::BadObject {
+            origin: self.origin(),
+            kind: self.gvk.kind.clone(),
+            message: e.to_string(),
+        }
+    }
+
+    /// This document is a NetworkPolicy Kubernetes would reject.
+    pub fn bad_policy(&self, e: PolicyError) -> DocumentError {
+        DocumentError::BadPolicy {
+            origin: self.origin(),
+            source: Box::new(e),
+        }
+    }
+}
+
+/// A document that reads as a manifest but not as the object it declares.
+/// Shared by every consumer of manifests (`--state`, `check`, `simulate`),
+/// so the same bad file gets the same message from each.
+#[derive(Debug, Error)]
+pub enum DocumentError {
+    /// The document does not parse as its kind.
+    #[error("{origin}: not a valid {kind}: {message}")]
+    BadObject {
+        /// `file#document`.
+        origin: String,
+        /// The kind.
+        kind: String,
+        /// What is wrong.
+        message: String,
+    },
+    /// A NetworkPolicy Kubernetes would reject.
+    #[error("{origin}: {source}")]
+    BadPolicy {
+        /// `file#document`, or where the policy came from.
+        origin: String,
+        /// What is wrong.
+        source: Box<PolicyError>,
+    },
 }
 
 /// Why a file or document was not read as a manifest.

@@ -15,7 +15,7 @@ use thiserror::Error;
 use super::index::Index;
 use super::{ClusterError, ClusterView, NamespaceView, ViewStats};
 use crate::manifest::{self, Document, Manifests, Skipped};
-use crate::netpol::{Policy, PolicyError};
+use crate::netpol::Policy;
 use crate::posture::NamespaceInfo;
 
 /// The namespace a namespaced manifest lands in when it names none, as
@@ -28,24 +28,9 @@ pub enum StateError {
     /// A path cannot be read.
     #[error(transparent)]
     Read(#[from] manifest::ReadError),
-    /// A Namespace or NetworkPolicy document does not parse as one.
-    #[error("{origin}: not a valid {kind}: {message}")]
-    BadObject {
-        /// `file#document`.
-        origin: String,
-        /// The kind.
-        kind: String,
-        /// What is wrong.
-        message: String,
-    },
-    /// A NetworkPolicy Kubernetes would reject.
-    #[error("{origin}: {source}")]
-    BadPolicy {
-        /// `file#document`.
-        origin: String,
-        /// What is wrong.
-        source: Box<PolicyError>,
-    },
+    /// A Namespace or NetworkPolicy document that is not a valid one.
+    #[error(transparent)]
+    Document(#[from] manifest::DocumentError),
 }
 
 /// A cluster state read from manifests.
@@ -85,11 +70,7 @@ impl StaticCluster {
 
     /// Adds or replaces one Namespace or NetworkPolicy.
     pub fn apply(&mut self, d: &Document) -> Result<(), StateError> {
-        let bad = |e: serde_json::Error| StateError::BadObject {
-            origin: d.origin(),
-            kind: d.gvk.kind.clone(),
-            message: e.to_string(),
-        };
+        let bad = |e: serde_json::Error| d.bad_object(e);
         match (d.gvk.group.as_str(), d.gvk.kind.as_str()) {
             ("", "Namespace") => {
                 let ns: Namespace = serde_json::from_value(d.value.clone()).map_err(bad)?;
@@ -97,12 +78,7 @@ impl StaticCluster {
             }
             ("networking.k8s.io", "NetworkPolicy") => {
                 let np: NetworkPolicy = serde_json::from_value(d.value.clone()).map_err(bad)?;
-                let p = Policy::from_k8s(&np, DEFAULT_NAMESPACE).map_err(|source| {
-                    StateError::BadPolicy {
-                        origin: d.origin(),
-                        source: Box::new(source),
-                    }
-                })?;
+                let p = Policy::from_k8s(&np, DEFAULT_NAMESPACE).map_err(|e| d.bad_policy(e))?;
                 self.insert_policy(&p);
             }
             _ => {}

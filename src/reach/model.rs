@@ -13,7 +13,6 @@ use std::sync::Arc;
 use k8s_openapi::api::core::v1::{Namespace, Pod, PodSpec};
 use k8s_openapi::api::networking::v1::NetworkPolicy;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
-use thiserror::Error;
 
 use super::index::Index;
 use crate::cluster::static_dir::DEFAULT_NAMESPACE;
@@ -167,27 +166,7 @@ fn namespace_of(meta: &ObjectMeta, default_namespace: &str) -> String {
 }
 
 /// A document that cannot enter the model.
-#[derive(Debug, Error)]
-pub enum ModelError {
-    /// A kind simulation reads does not parse as that kind.
-    #[error("{origin}: not a valid {kind}: {message}")]
-    BadObject {
-        /// `file#document`.
-        origin: String,
-        /// The kind.
-        kind: String,
-        /// What is wrong.
-        message: String,
-    },
-    /// A NetworkPolicy Kubernetes would reject.
-    #[error("{origin}: {source}")]
-    BadPolicy {
-        /// `file#document`, or where the policy came from.
-        origin: String,
-        /// What is wrong.
-        source: Box<PolicyError>,
-    },
-}
+pub type ModelError = crate::manifest::DocumentError;
 
 /// Collects namespaces, workloads and policies, then builds a [`Model`].
 /// Later objects replace earlier ones of the same kind, namespace and
@@ -283,16 +262,8 @@ impl ModelBuilder {
 
     /// Adds one manifest document; errors name its file and index.
     pub fn document(&mut self, d: &Document) -> Result<&mut Self, ModelError> {
-        let obj =
-            Object::from_value(&d.gvk, d.value.clone()).map_err(|e| ModelError::BadObject {
-                origin: d.origin(),
-                kind: d.gvk.kind.clone(),
-                message: e.to_string(),
-            })?;
-        self.object(&obj).map_err(|e| ModelError::BadPolicy {
-            origin: d.origin(),
-            source: Box::new(e),
-        })
+        let obj = Object::from_value(&d.gvk, d.value.clone()).map_err(|e| d.bad_object(e))?;
+        self.object(&obj).map_err(|e| d.bad_policy(e))
     }
 
     /// The model, with its indexes computed.
