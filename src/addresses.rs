@@ -200,17 +200,7 @@ impl fmt::Display for AddrSet {
         if ranges.is_empty() {
             return f.write_str("no addresses");
         }
-        for (i, (s, e)) in ranges.iter().enumerate() {
-            if i > 0 {
-                f.write_str(",")?;
-            }
-            if s == e {
-                write!(f, "{s}")?;
-            } else {
-                write!(f, "{s}-{e}")?;
-            }
-        }
-        Ok(())
+        crate::intervals::write_ranges(f, &ranges)
     }
 }
 

@@ -1,6 +1,27 @@
 //! Sets of integers as sorted, disjoint, non-adjacent inclusive ranges: the
 //! one implementation behind port sets (`u16`) and address sets (`u128`).
 
+use std::fmt;
+
+/// Writes ranges the way every range set in palisade reads: `80,8080-8090`,
+/// a single value without a dash.
+pub fn write_ranges<T: fmt::Display + PartialEq>(
+    f: &mut fmt::Formatter<'_>,
+    ranges: &[(T, T)],
+) -> fmt::Result {
+    for (i, (s, e)) in ranges.iter().enumerate() {
+        if i > 0 {
+            f.write_str(",")?;
+        }
+        if s == e {
+            write!(f, "{s}")?;
+        } else {
+            write!(f, "{s}-{e}")?;
+        }
+    }
+    Ok(())
+}
+
 /// An integer type a range set can hold.
 pub trait Bound: Copy + Ord {
     /// The next value, or `None` at the top.

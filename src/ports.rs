@@ -141,17 +141,7 @@ impl RangeSet {
 impl fmt::Display for RangeSet {
     /// `80,8080-8090`.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        for (i, (s, e)) in self.ranges().iter().enumerate() {
-            if i > 0 {
-                f.write_str(",")?;
-            }
-            if s == e {
-                write!(f, "{s}")?;
-            } else {
-                write!(f, "{s}-{e}")?;
-            }
-        }
-        Ok(())
+        crate::intervals::write_ranges(f, self.ranges())
     }
 }
 
