@@ -255,3 +255,141 @@ async fn certs_command_output_verifies_by_the_service_names() {
     let _ = stop.send(());
     server.await.unwrap().unwrap();
 }
+
+/// The README's first command, `palisade serve --demo`: every `curl` line it
+/// prints, run by a shell exactly as printed, gets the answer the demo
+/// describes. The demo writes its certificate and reviews under the system
+/// temp dir, so `TMPDIR` points at a fresh one; the working directory holds
+/// no `policies/`, so the embedded config is what answers.
+#[test]
+fn serve_demo_prints_curl_lines_that_work_as_printed() {
+    use std::io::{BufRead, BufReader};
+
+    let tmp = tempfile::tempdir().unwrap();
+    let (https, metrics) = (
+        format!("127.0.0.1:{}", free_port()),
+        format!("127.0.0.1:{}", free_port()),
+    );
+    let mut child = Command::new(BIN)
+        .args([
+            "serve",
+            "--demo",
+            "--listen",
+            &https,
+            "--metrics-listen",
+            &metrics,
+        ])
+        .current_dir(tmp.path())
+        .env("TMPDIR", tmp.path())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let _server = Running(child);
+
+    // The banner is printed once the server listens; the metrics line ends it.
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines() {
+            let Ok(line) = line else { break };
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    let mut commands = Vec::new();
+    loop {
+        let line = rx
+            .recv_timeout(Duration::from_secs(30))
+            .expect("the demo prints its curl lines");
+        if let Some(cmd) = line.trim_start().strip_prefix("curl ") {
+            commands.push(format!("curl {cmd}"));
+            if cmd.contains("/metrics") {
+                break;
+            }
+        }
+    }
+    assert_eq!(commands.len(), 4, "{commands:#?}");
+    wait_ready(&metrics);
+
+    let run = |cmd: &str| -> String {
+        let out = Command::new("sh").args(["-c", cmd]).output().unwrap();
+        assert!(
+            out.status.success(),
+            "{cmd}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).unwrap()
+    };
+    let review = |cmd: &str| -> serde_json::Value {
+        let body = run(cmd);
+        let v: serde_json::Value =
+            serde_json::from_str(&body).unwrap_or_else(|e| panic!("{cmd}: {e}: {body}"));
+        v["response"].clone()
+    };
+
+    // A pod in fx-apps, which lacks default-deny: denied with the fix, as
+    // the README shows.
+    let r = review(&commands[0]);
+    assert_eq!(r["uid"], "072c3eac-3a87-4a49-b092-f41bd9aa5474");
+    assert_eq!(r["allowed"], false);
+    assert_eq!(r["status"]["code"], 403);
+    let msg = r["status"]["message"].as_str().unwrap();
+    assert!(
+        msg.starts_with(
+            "[require-default-deny] Pod fx-apps/web: namespace fx-apps has no default-deny"
+        ) && msg.contains("kind: NetworkPolicy"),
+        "{msg}"
+    );
+
+    // An allow-all policy in a prod namespace: denied.
+    let r = review(&commands[1]);
+    assert_eq!(r["allowed"], false);
+    assert!(
+        r["status"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("[no-allow-all]"),
+        "{r}"
+    );
+
+    // The same pod at the mutating webhook: the patch, applied to the pod
+    // as sent, gives a Pod with its role label and the sidecar.
+    let r = review(&commands[2]);
+    assert_eq!(r["allowed"], true, "{r}");
+    assert_eq!(r["patchType"], "JSONPatch");
+    use base64::Engine;
+    let patch = base64::engine::general_purpose::STANDARD
+        .decode(r["patch"].as_str().unwrap())
+        .unwrap();
+    let patch: json_patch::Patch = serde_json::from_slice(&patch).unwrap();
+    let sent: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(tmp.path().join("palisade-demo/reviews/mutate-pod.json")).unwrap(),
+    )
+    .unwrap();
+    let mut pod = sent["request"]["object"].clone();
+    json_patch::patch(&mut pod, &patch).unwrap();
+    let pod: k8s_openapi::api::core::v1::Pod = serde_json::from_value(pod).unwrap();
+    let labels = pod.metadata.labels.unwrap_or_default();
+    assert_eq!(
+        labels.get("palisade.io/role").map(String::as_str),
+        Some("frontend")
+    );
+    let spec = pod.spec.unwrap();
+    let proxies = spec
+        .containers
+        .iter()
+        .chain(spec.init_containers.iter().flatten())
+        .filter(|c| c.name == "access-proxy")
+        .count();
+    assert_eq!(proxies, 1);
+
+    // The decisions above, counted.
+    let text = run(&commands[3]);
+    assert!(
+        text.contains(r#"palisade_decisions_total{webhook="validate",kind="Pod",operation="CREATE",decision="deny",mode="enforce"} 1"#)
+            && text.contains(r#"webhook="mutate",kind="Pod",operation="CREATE",decision="patch""#),
+        "{text}"
+    );
+}
