@@ -22,13 +22,23 @@ impl NamespaceInfo {
     /// filled in when absent (manifests read offline), since the API server
     /// always sets it and selectors rely on it.
     pub fn from_k8s(ns: &k8s_openapi::api::core::v1::Namespace) -> (String, NamespaceInfo) {
-        let name = ns.metadata.name.clone().unwrap_or_default();
-        let mut labels = ns.metadata.labels.clone().unwrap_or_default();
+        let phase = ns.status.as_ref().and_then(|s| s.phase.as_deref());
+        Self::from_meta(&ns.metadata, phase)
+    }
+
+    /// From a Namespace's metadata and, when known, its phase: what a
+    /// metadata-only watch delivers (the API server sets `deletionTimestamp`
+    /// whenever the phase is `Terminating`, so metadata alone suffices).
+    pub fn from_meta(
+        meta: &k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta,
+        phase: Option<&str>,
+    ) -> (String, NamespaceInfo) {
+        let name = meta.name.clone().unwrap_or_default();
+        let mut labels = meta.labels.clone().unwrap_or_default();
         labels
             .entry(crate::selector::NAMESPACE_NAME_LABEL.to_owned())
             .or_insert_with(|| name.clone());
-        let terminating = ns.metadata.deletion_timestamp.is_some()
-            || ns.status.as_ref().and_then(|s| s.phase.as_deref()) == Some("Terminating");
+        let terminating = meta.deletion_timestamp.is_some() || phase == Some("Terminating");
         (
             name,
             NamespaceInfo {

@@ -24,7 +24,6 @@ use super::reach_watch::ReachWatch;
 use super::{ClusterError, ClusterView, NamespaceView, ViewStats};
 use crate::netpol::{Policy, PolicyFacts};
 use crate::posture::NamespaceInfo;
-use crate::selector::NAMESPACE_NAME_LABEL;
 
 /// A cluster view backed by kube-runtime watches.
 pub struct KubeCluster {
@@ -55,8 +54,9 @@ impl KubeCluster {
         });
         tasks.extend([
             tokio::spawn(watch_namespaces(
-                // Labels and deletionTimestamp are all that is needed:
-                // a metadata-only watch moves a fraction of the bytes.
+                // Labels and deletionTimestamp are all that is needed: on
+                // `PartialObjectMeta`, kube 5 lists and watches metadata
+                // only, a fraction of the bytes.
                 Api::all(me.client.clone()),
                 Arc::clone(&me.index),
                 Arc::clone(&me.namespaces_synced),
@@ -80,19 +80,6 @@ impl KubeCluster {
 
 fn write(index: &RwLock<Index>) -> std::sync::RwLockWriteGuard<'_, Index> {
     index.write().unwrap_or_else(|e| e.into_inner())
-}
-
-fn namespace_info(meta: &kube::core::ObjectMeta) -> (String, NamespaceInfo) {
-    let name = meta.name.clone().unwrap_or_default();
-    let mut labels = meta.labels.clone().unwrap_or_default();
-    labels
-        .entry(NAMESPACE_NAME_LABEL.to_owned())
-        .or_insert_with(|| name.clone());
-    let info = NamespaceInfo {
-        labels,
-        terminating: meta.deletion_timestamp.is_some(),
-    };
-    (name, info)
 }
 
 fn policy_facts(np: &NetworkPolicy) -> Option<(String, PolicyFacts)> {
@@ -133,7 +120,7 @@ async fn watch_namespaces(
             Some(Ok(ev)) => match ev {
                 Event::Init => buffer.clear(),
                 Event::InitApply(o) => {
-                    let (n, i) = namespace_info(&meta_of(&o));
+                    let (n, i) = NamespaceInfo::from_meta(&o.metadata, None);
                     buffer.insert(n, i);
                 }
                 Event::InitDone => {
@@ -143,20 +130,16 @@ async fn watch_namespaces(
                     }
                 }
                 Event::Apply(o) => {
-                    let (n, i) = namespace_info(&meta_of(&o));
+                    let (n, i) = NamespaceInfo::from_meta(&o.metadata, None);
                     write(&index).put_namespace(&n, i);
                 }
                 Event::Delete(o) => {
-                    let (n, _) = namespace_info(&meta_of(&o));
+                    let (n, _) = NamespaceInfo::from_meta(&o.metadata, None);
                     write(&index).remove_namespace(&n);
                 }
             },
         }
     }
-}
-
-fn meta_of(o: &PartialObjectMeta<Namespace>) -> kube::core::ObjectMeta {
-    o.metadata.clone()
 }
 
 async fn watch_policies(
@@ -227,7 +210,7 @@ impl ClusterView for KubeCluster {
             let mut index = write(&self.index);
             match &ns {
                 Some(n) => {
-                    let (n, info) = namespace_info(&n.metadata);
+                    let (n, info) = NamespaceInfo::from_k8s(n);
                     index.put_namespace(&n, info);
                 }
                 None => index.remove_namespace(name),
