@@ -67,8 +67,7 @@ impl ReachWatch {
             })),
             tokio::spawn(Arc::clone(&me).watch(Api::<NetworkPolicy>::all(client.clone()), 1, |inv, ev| match ev {
                 Change::Put(np) => {
-                    let ns = np.metadata.namespace.clone().unwrap_or_else(|| DEFAULT_NAMESPACE.into());
-                    match Policy::from_k8s(&np, &ns) {
+                    match Policy::from_k8s(&np, DEFAULT_NAMESPACE) {
                         Ok(p) => {
                             inv.policies.insert((p.namespace.clone(), p.name.clone()), p);
                         }
@@ -124,7 +123,13 @@ impl ReachWatch {
                 }
             };
             match ev {
-                Event::Init => apply(&mut self.lock(), Change::Reset),
+                // A re-list empties the maps before refilling them: until
+                // it is done, the last model stays published rather than
+                // one built from half a cluster.
+                Event::Init => {
+                    self.synced[slot].store(false, Ordering::Relaxed);
+                    apply(&mut self.lock(), Change::Reset)
+                }
                 Event::InitApply(o) | Event::Apply(o) => apply(&mut self.lock(), Change::Put(o)),
                 Event::Delete(o) => apply(&mut self.lock(), Change::Gone(o)),
                 Event::InitDone => self.synced[slot].store(true, Ordering::Relaxed),
