@@ -80,8 +80,6 @@ pub struct Server {
     pub https_addr: SocketAddr,
     /// Where `/metrics` answers.
     pub metrics_addr: SocketAddr,
-    /// The metrics registry (tests read counters through `/metrics`).
-    pub metrics: Arc<Metrics>,
     stop: watch::Sender<bool>,
     task: JoinHandle<Result<(), ServeError>>,
 }
@@ -125,20 +123,17 @@ pub async fn start(s: Settings) -> Result<Server, ServeError> {
         source,
     })?;
 
-    let metrics = Arc::new(Metrics::new());
-    let certs_loaded = Arc::new(AtomicBool::new(true));
     let shutting_down = Arc::new(AtomicBool::new(false));
     let state = Arc::new(AppState {
         config: s.config,
         cluster: s.cluster,
-        metrics: Arc::clone(&metrics),
-        certs_loaded,
+        metrics: Arc::new(Metrics::new()),
         shutting_down: Arc::clone(&shutting_down),
         limits: s.body,
     });
 
     let watcher = Arc::clone(&reloader).spawn_watcher(CERT_POLL);
-    let expiry = spawn_expiry_gauge(Arc::clone(&reloader), Arc::clone(&metrics));
+    let expiry = spawn_expiry_gauge(Arc::clone(&reloader), Arc::clone(&state.metrics));
 
     let (stop, stopped) = watch::channel(false);
     let signal = |mut rx: watch::Receiver<bool>| async move {
@@ -179,7 +174,6 @@ pub async fn start(s: Settings) -> Result<Server, ServeError> {
     Ok(Server {
         https_addr,
         metrics_addr,
-        metrics,
         stop,
         task,
     })

@@ -56,8 +56,6 @@ pub struct AppState {
     pub cluster: Arc<dyn ClusterView>,
     /// Counters and histograms.
     pub metrics: Arc<Metrics>,
-    /// Set once a serving certificate is loaded.
-    pub certs_loaded: Arc<AtomicBool>,
     /// Set when shutdown has begun: readiness turns false at once.
     pub shutting_down: Arc<AtomicBool>,
     /// Body limits.
@@ -162,16 +160,13 @@ async fn review_request(s: &AppState, webhook: Webhook, body: Body) -> Response 
 }
 
 async fn readyz(State(s): State<Arc<AppState>>) -> Response {
-    let certs = s.certs_loaded.load(Ordering::Relaxed);
+    // No certificate check: the listeners only start once one is loaded.
     let synced = s.cluster.is_ready();
     let stopping = s.shutting_down.load(Ordering::Relaxed);
-    if certs && synced && !stopping {
+    if synced && !stopping {
         (StatusCode::OK, "ready\n").into_response()
     } else {
         let mut why = Vec::new();
-        if !certs {
-            why.push("serving certificate not loaded");
-        }
         if !synced {
             why.push("cluster watch caches not synced");
         }
