@@ -22,7 +22,7 @@ use crate::config::Config;
 use crate::decide::{Gvk, Object, RuleId, User};
 use crate::netpol::{self, Policy};
 use crate::posture;
-use crate::roles::{self, PodFacts};
+use crate::roles::{self, LabelPlan, PodFacts};
 use crate::sidecar;
 
 /// The objects an audit looks at.
@@ -234,41 +234,47 @@ fn audit_pod(cfg: &Config, cluster: &StaticCluster, pod: &Pod) -> Vec<Finding> {
     let empty = PodSpec::default();
     let spec = pod.spec.as_ref().unwrap_or(&empty);
     let key = &cfg.roles.label;
-    let derived = roles::derive(
-        cfg,
-        &PodFacts {
-            namespace: &ns,
-            labels: &labels,
-            spec,
-        },
-    );
-    match (labels.get(key), &derived) {
-        (None, Some(d)) => out.push(finding(
+    let facts = PodFacts {
+        namespace: &ns,
+        labels: &labels,
+        spec,
+    };
+    // The mutating webhook's own label plan, read as a finding: what it
+    // would set or remove is what the pod lacks or wrongly carries.
+    let underived = |have: &str, should: String, fix: String| {
+        finding(
+            FindingKind::UnderivedRoleLabel,
+            format!(
+                "pod {ns}/{name} carries {key}={have}, which no rule derives for it; it should have {should}. It may be reached by traffic meant for that role.\nFix: {fix} (palisade admits exactly that change), or recreate the pod."
+            ),
+        )
+    };
+    match roles::plan_label(cfg, &facts, labels.get(key).map(String::as_str)) {
+        LabelPlan::Keep => {}
+        LabelPlan::Set {
+            role,
+            rule,
+            replacing: None,
+        } => out.push(finding(
             FindingKind::MissingRoleLabel,
             format!(
-                "pod {ns}/{name} has no {key} label; roles.rules[{}] gives it {key}={}. Policies that select the role do not apply to it.\nFix: recreate the pod (its controller's next rollout) so the mutating webhook labels it.",
-                d.rule, d.role
+                "pod {ns}/{name} has no {key} label; roles.rules[{rule}] gives it {key}={role}. Policies that select the role do not apply to it.\nFix: recreate the pod (its controller's next rollout) so the mutating webhook labels it."
             ),
         )),
-        (Some(have), want) if Some(have.as_str()) != want.as_ref().map(|d| d.role) => {
-            let (should, fix) = match want {
-                Some(d) => (
-                    format!("{key}={} (roles.rules[{}])", d.role, d.rule),
-                    format!("kubectl -n {ns} label pod {name} {key}={} --overwrite", d.role),
-                ),
-                None => (
-                    format!("no {key} label (no rule matches)"),
-                    format!("kubectl -n {ns} label pod {name} {key}-"),
-                ),
-            };
-            out.push(finding(
-                FindingKind::UnderivedRoleLabel,
-                format!(
-                    "pod {ns}/{name} carries {key}={have}, which no rule derives for it; it should have {should}. It may be reached by traffic meant for that role.\nFix: {fix} (palisade admits exactly that change), or recreate the pod."
-                ),
-            ));
-        }
-        _ => {}
+        LabelPlan::Set {
+            role,
+            rule,
+            replacing: Some(have),
+        } => out.push(underived(
+            &have,
+            format!("{key}={role} (roles.rules[{rule}])"),
+            format!("kubectl -n {ns} label pod {name} {key}={role} --overwrite"),
+        )),
+        LabelPlan::Remove { value } => out.push(underived(
+            &value,
+            format!("no {key} label (no rule matches)"),
+            format!("kubectl -n {ns} label pod {name} {key}-"),
+        )),
     }
     // The mutating webhook's own plan: would it inject into this pod today?
     let ns_labels = cluster
@@ -393,8 +399,7 @@ pub async fn inventory(client: kube::Client) -> Result<Inventory, kube::Error> {
 pub fn inventory_from_manifests(m: &crate::manifest::Manifests) -> Result<Inventory, String> {
     let mut inv = Inventory::default();
     for d in &m.documents {
-        let parse_err =
-            |e: serde_json::Error| format!("{}: not a valid {}: {e}", d.origin(), d.gvk.kind);
+        let parse_err = |e: serde_json::Error| d.bad_object(e).to_string();
         match (d.gvk.group.as_str(), d.gvk.kind.as_str()) {
             ("", "Namespace") => inv
                 .namespaces
