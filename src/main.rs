@@ -221,17 +221,20 @@ fn certs_command(a: CertsArgs) -> ExitCode {
     ExitCode::SUCCESS
 }
 
+/// Namespaces, NetworkPolicies and pods listed from the live cluster;
+/// `hint` ends the message when the cluster cannot be reached.
+async fn live_inventory(hint: &str) -> Result<palisade::audit::Inventory, String> {
+    let client = kube::Client::try_default().await.map_err(|e| {
+        format!("cannot reach the cluster (in-cluster config or KUBECONFIG): {e}{hint}")
+    })?;
+    palisade::audit::inventory(client)
+        .await
+        .map_err(|e| format!("cannot list from the cluster: {e}"))
+}
+
 async fn simulate_command(cmd: palisade::reach::SimulateCommand) -> ExitCode {
     let seed = if cmd.wants_cluster() {
-        let inventory = match kube::Client::try_default().await {
-            Ok(client) => palisade::audit::inventory(client)
-                .await
-                .map_err(|e| format!("cannot list from the cluster: {e}")),
-            Err(e) => Err(format!(
-                "cannot reach the cluster (in-cluster config or KUBECONFIG): {e}"
-            )),
-        };
-        match inventory {
+        match live_inventory("").await {
             Ok(inv) => {
                 let mut b = palisade::reach::ModelBuilder::new();
                 for ns in &inv.namespaces {
@@ -307,14 +310,7 @@ async fn audit_command(a: AuditArgs) -> ExitCode {
         Some(dir) => palisade::manifest::read_paths(&[dir])
             .map_err(|e| e.to_string())
             .and_then(|m| palisade::audit::inventory_from_manifests(&m)),
-        None => match kube::Client::try_default().await {
-            Ok(client) => palisade::audit::inventory(client)
-                .await
-                .map_err(|e| format!("cannot list from the cluster: {e}")),
-            Err(e) => Err(format!(
-                "cannot reach the cluster (in-cluster config or KUBECONFIG): {e}; use --state DIR to audit manifests"
-            )),
-        },
+        None => live_inventory("; use --state DIR to audit manifests").await,
     };
     let inventory = match inventory {
         Ok(i) => i,
@@ -382,13 +378,14 @@ async fn serve_command(a: ServeArgs) -> ExitCode {
     let any = |port: u16| SocketAddr::from(([0, 0, 0, 0], port));
     let (listen, metrics_listen) = if a.demo {
         (
-            a.listen.unwrap_or(local(8443)),
-            a.metrics_listen.unwrap_or(local(9090)),
+            a.listen.unwrap_or(local(serve::DEFAULT_WEBHOOK_PORT)),
+            a.metrics_listen
+                .unwrap_or(local(serve::DEFAULT_METRICS_PORT)),
         )
     } else {
         (
-            a.listen.unwrap_or(any(8443)),
-            a.metrics_listen.unwrap_or(any(9090)),
+            a.listen.unwrap_or(any(serve::DEFAULT_WEBHOOK_PORT)),
+            a.metrics_listen.unwrap_or(any(serve::DEFAULT_METRICS_PORT)),
         )
     };
 
@@ -407,33 +404,27 @@ async fn serve_command(a: ServeArgs) -> ExitCode {
     };
 
     let cluster: Arc<dyn ClusterView> = if a.demo && a.state.is_none() {
-        let mut c = StaticCluster::new();
         let mut m = palisade::manifest::Manifests::default();
         palisade::manifest::read_text(Path::new("<demo-cluster.yaml>"), DEMO_CLUSTER, &mut m);
-        if let Err(e) = c.apply_all(&m) {
-            return fail(e);
+        match static_cluster(&config, &m) {
+            Ok(c) => Arc::new(c),
+            Err(e) => return fail(e),
         }
-        if config.simulate.preview {
-            match reach_model(&m) {
-                Ok(model) => c.set_reach_model(model),
-                Err(e) => return fail(e),
-            }
-        }
-        Arc::new(c)
     } else if let Some(dir) = &a.state {
-        match StaticCluster::load(&[dir]) {
-            Ok((mut c, skipped)) => {
+        // Without the preview the directory is applied file by file, so
+        // memory stays that of the index however large the state; the
+        // preview's model needs every document at once anyway.
+        let loaded = if config.simulate.preview {
+            palisade::manifest::read_paths(&[dir])
+                .map_err(|e| e.to_string())
+                .and_then(|m| static_cluster(&config, &m).map(|c| (c, m.skipped)))
+        } else {
+            StaticCluster::load(&[dir]).map_err(|e| e.to_string())
+        };
+        match loaded {
+            Ok((c, skipped)) => {
                 for s in skipped {
                     tracing::warn!(file = %s, "skipped a file in --state that is not a manifest");
-                }
-                if config.simulate.preview {
-                    let model = palisade::manifest::read_paths(&[dir])
-                        .map_err(|e| e.to_string())
-                        .and_then(|m| reach_model(&m));
-                    match model {
-                        Ok(model) => c.set_reach_model(model),
-                        Err(e) => return fail(e),
-                    }
                 }
                 Arc::new(c)
             }
@@ -488,13 +479,20 @@ async fn serve_command(a: ServeArgs) -> ExitCode {
     }
 }
 
-/// The reachability model of a set of manifests, for admission previews.
-fn reach_model(m: &palisade::manifest::Manifests) -> Result<palisade::reach::Model, String> {
-    let mut b = palisade::reach::ModelBuilder::new();
-    for d in &m.documents {
-        b.document(d).map_err(|e| e.to_string())?;
+/// A cluster view of a set of manifests, with the reachability model for
+/// admission previews when the config asks for it.
+fn static_cluster(
+    config: &Config,
+    m: &palisade::manifest::Manifests,
+) -> Result<StaticCluster, String> {
+    let mut c = StaticCluster::new();
+    c.apply_all(m).map_err(|e| e.to_string())?;
+    if config.simulate.preview {
+        let mut b = palisade::reach::ModelBuilder::new();
+        b.documents(m).map_err(|e| e.to_string())?;
+        c.set_reach_model(b.build());
     }
-    Ok(b.build())
+    Ok(c)
 }
 
 /// Writes a self-signed certificate for 127.0.0.1/localhost and the sample

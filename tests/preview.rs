@@ -62,11 +62,11 @@ async fn server(preview: bool) -> TestServer {
     let mut cfg = common::default_config();
     cfg.simulate.preview = preview;
     if preview {
-        let mut b = palisade::reach::ModelBuilder::new();
-        for d in &m.documents {
-            b.document(d).unwrap();
-        }
-        cluster.set_reach_model(b.build());
+        let model = palisade::reach::ModelBuilder::new()
+            .documents(&m)
+            .unwrap()
+            .build();
+        cluster.set_reach_model(model);
     }
     TestServer::start(cfg, cluster).await
 }

@@ -573,11 +573,7 @@ spec:
 fn fx_model() -> palisade::reach::Model {
     let mut m = palisade::manifest::Manifests::default();
     palisade::manifest::read_text(Path::new("state.yaml"), FX_STATE, &mut m);
-    let mut b = ModelBuilder::new();
-    for d in &m.documents {
-        b.document(d).unwrap();
-    }
-    b.build()
+    ModelBuilder::new().documents(&m).unwrap().build()
 }
 
 #[test]

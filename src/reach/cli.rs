@@ -259,9 +259,7 @@ fn load(
     let mut skipped = Vec::new();
     for p in state.iter().chain(paths) {
         let m = manifest::read_paths(std::slice::from_ref(p))?;
-        for d in &m.documents {
-            b.document(d)?;
-        }
+        b.documents(&m)?;
         skipped.extend(m.skipped);
     }
     for s in &skipped {

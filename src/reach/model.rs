@@ -266,6 +266,14 @@ impl ModelBuilder {
         self.object(&obj).map_err(|e| d.bad_policy(e))
     }
 
+    /// Adds every document of `m`, in order.
+    pub fn documents(&mut self, m: &crate::manifest::Manifests) -> Result<&mut Self, ModelError> {
+        for d in &m.documents {
+            self.document(d)?;
+        }
+        Ok(self)
+    }
+
     /// The model, with its indexes computed.
     pub fn build(&self) -> Model {
         let mut namespaces = self.namespaces.clone();
