@@ -55,8 +55,17 @@ spec:
 "#;
 
 async fn server(preview: bool) -> TestServer {
+    server_with(preview, "").await
+}
+
+/// [`STATE`] plus `extra` manifests.
+async fn server_with(preview: bool, extra: &str) -> TestServer {
     let mut m = Manifests::default();
-    manifest::read_text(Path::new("state.yaml"), STATE, &mut m);
+    manifest::read_text(
+        Path::new("state.yaml"),
+        &format!("{STATE}\n---\n{extra}"),
+        &mut m,
+    );
     let mut cluster = StaticCluster::new();
     cluster.apply_all(&m).unwrap();
     let mut cfg = common::default_config();
@@ -137,7 +146,22 @@ async fn a_dry_run_delete_previews_what_it_closes() {
 
 #[tokio::test]
 async fn a_denied_allow_all_still_shows_what_it_would_have_opened_and_counts_past_ten() {
-    let s = server(true).await;
+    // Twelve client workloads elsewhere, free to egress: an allow-all
+    // ingress in fx-apps opens far more than ten connections.
+    let clients: String = (0..12)
+        .map(|i| {
+            format!(
+                "apiVersion: apps/v1\nkind: Deployment\nmetadata: {{name: client-{i:02}, namespace: clients}}\n\
+                 spec:\n  selector: {{matchLabels: {{app: client-{i:02}}}}}\n  template:\n    \
+                 metadata: {{labels: {{app: client-{i:02}}}}}\n    spec: {{containers: [{{name: c, image: c:1}}]}}\n---\n"
+            )
+        })
+        .collect();
+    let s = server_with(
+        true,
+        &format!("apiVersion: v1\nkind: Namespace\nmetadata: {{name: clients}}\n---\n{clients}"),
+    )
+    .await;
     let resp = s
         .review(
             "/validate",
@@ -151,14 +175,29 @@ async fn a_denied_allow_all_still_shows_what_it_would_have_opened_and_counts_pas
         "allow-all outside dev is still denied"
     );
     let w = warnings(&resp);
-    assert!(
-        w[0].starts_with("palisade preview of NetworkPolicy fx-apps/allow-all-ingress: opens "),
+    let opened: usize = w[0]
+        .strip_prefix("palisade preview of NetworkPolicy fx-apps/allow-all-ingress: opens ")
+        .and_then(|rest| rest.split(' ').next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("{w:?}"));
+    // 12 clients x {frontend, backend}, frontend <-> backend (backend's
+    // ingress widened past 8080), and outside addresses to each.
+    assert_eq!(opened, 28, "{w:?}");
+    assert_eq!(
+        w[1..3],
+        [
+            "opens: clients/client-00[Deployment] => fx-apps/backend[Deployment] : all ports",
+            "opens: clients/client-00[Deployment] => fx-apps/frontend[Deployment] : all ports",
+        ],
         "{w:?}"
     );
-    assert!(
-        w.iter().filter(|x| x.starts_with("opens: ")).count() <= 10,
+    assert_eq!(
+        w.iter().filter(|x| x.starts_with("opens: ")).count(),
+        10,
         "{w:?}"
     );
+    assert_eq!(w.last().unwrap(), "... and 18 more opened", "{w:?}");
+    assert_eq!(w.len(), 12, "{w:?}");
 }
 
 #[tokio::test]

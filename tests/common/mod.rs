@@ -47,6 +47,12 @@ pub fn fixture_names(prefix: &str) -> Vec<String> {
         .map(|e| e.file_name().to_string_lossy().into_owned())
         .filter(|n| n.starts_with(prefix) && n.ends_with(".json"))
         .collect();
+    // A loop over no fixtures passes whatever it asserts.
+    assert!(
+        !names.is_empty(),
+        "no fixture named {prefix}*.json in {}",
+        fixtures_dir().display()
+    );
     names.sort();
     names
 }
