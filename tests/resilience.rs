@@ -20,15 +20,15 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use common::{SERVICE_HOST, TestServer};
+use common::{Running, SERVICE_HOST, TestServer, bundle, error_chain, raw_tls};
 use futures::future::BoxFuture;
-use palisade::certs::{self, CertBundle, CertSpec};
+use palisade::certs;
 use palisade::cluster::static_dir::StaticCluster;
 use palisade::cluster::{ClusterError, ClusterView, NamespaceView, ViewStats};
 use palisade::server::listen::ListenLimits;
 use palisade::server::routes::BodyLimits;
+use rustls_pki_types::CertificateDer;
 use rustls_pki_types::pem::PemObject;
-use rustls_pki_types::{CertificateDer, ServerName};
 use serde_json::Value;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
@@ -132,37 +132,6 @@ async fn send_review(
         return Err(format!("uid {} for {uid}", v["response"]["uid"]));
     }
     Ok(v["response"].clone())
-}
-
-fn error_chain(e: &dyn std::error::Error) -> String {
-    let mut out = e.to_string();
-    let mut source = e.source();
-    while let Some(s) = source {
-        out.push_str(": ");
-        out.push_str(&s.to_string());
-        source = s.source();
-    }
-    out
-}
-
-/// A raw TLS connection, so a test can misbehave byte by byte.
-async fn raw_tls(
-    ca_pem: &str,
-    addr: SocketAddr,
-    alpn: &[u8],
-) -> std::io::Result<tokio_rustls::client::TlsStream<TcpStream>> {
-    let mut roots = rustls::RootCertStore::empty();
-    roots
-        .add(CertificateDer::from_pem_slice(ca_pem.as_bytes()).map_err(std::io::Error::other)?)
-        .map_err(std::io::Error::other)?;
-    let mut config = rustls::ClientConfig::builder()
-        .with_root_certificates(roots)
-        .with_no_client_auth();
-    config.alpn_protocols = vec![alpn.to_vec()];
-    let connector = tokio_rustls::TlsConnector::from(Arc::new(config));
-    let tcp = TcpStream::connect(addr).await?;
-    let name = ServerName::try_from(SERVICE_HOST).map_err(std::io::Error::other)?;
-    connector.connect(name, tcp).await
 }
 
 /// Has the peer closed (or reset) `stream`? Waits at most `wait`.
@@ -539,17 +508,6 @@ fn allowed_review(c: usize, n: usize) -> (&'static str, Vec<u8>, String) {
     (path_for(name), with_uid(name, &uid), uid)
 }
 
-fn bundle() -> CertBundle {
-    certs::generate(&CertSpec {
-        service: "palisade".into(),
-        namespace: "palisade-system".into(),
-        dns: vec![],
-        ips: vec![],
-        validity_days: 1,
-    })
-    .expect("certificates")
-}
-
 /// The certificate a new connection is served.
 async fn served_certificate(cas: &[&str], addr: SocketAddr) -> Result<Vec<u8>, String> {
     let client = client_for(cas, addr, true, true);
@@ -864,6 +822,7 @@ async fn sigterm_to_the_binary_answers_reviews_in_flight_and_exits_0() {
         .spawn()
         .expect("palisade serve");
     let lines = log_lines(child.stderr.take().expect("stderr"));
+    let mut child = Running(child);
     let serving: Value =
         serde_json::from_str(&wait_for_log(&lines, &["palisade is serving"])).expect("JSON log");
     let addr: SocketAddr = serving["https_addr"]
@@ -883,7 +842,7 @@ async fn sigterm_to_the_binary_answers_reviews_in_flight_and_exits_0() {
     }
     // SAFETY: kill(2) on the pid of a child this test spawned and has not
     // yet waited for.
-    let rc = unsafe { libc::kill(child.id() as libc::pid_t, libc::SIGTERM) };
+    let rc = unsafe { libc::kill(child.0.id() as libc::pid_t, libc::SIGTERM) };
     assert_eq!(rc, 0, "kill: {}", std::io::Error::last_os_error());
     wait_for_log(&lines, &["shutting down: finishing in-flight reviews"]);
     let draining: Value = serde_json::from_str(&wait_for_log(
@@ -904,13 +863,13 @@ async fn sigterm_to_the_binary_answers_reviews_in_flight_and_exits_0() {
 
     let deadline = Instant::now() + Duration::from_secs(10);
     let status = loop {
-        if let Some(s) = child.try_wait().expect("wait") {
+        if let Some(s) = child.0.try_wait().expect("wait") {
             break s;
         }
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            panic!("palisade did not exit after draining");
-        }
+        assert!(
+            Instant::now() <= deadline,
+            "palisade did not exit after draining"
+        );
         tokio::time::sleep(Duration::from_millis(20)).await;
     };
     assert!(status.success(), "exit status {status}");

@@ -3,6 +3,8 @@
 //! volume layout), bad replacements, graceful shutdown, the connection cap and
 //! slow clients.
 
+mod common;
+
 use std::io::ErrorKind;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -11,17 +13,15 @@ use std::time::{Duration, Instant};
 
 use axum::Router;
 use axum::routing::get;
-use palisade::certs::{self, CertBundle, CertSpec};
+use common::{SERVICE_HOST as HOST, bundle, error_chain, raw_tls};
+use palisade::certs::{self, CertBundle};
 use palisade::server::listen::{ListenLimits, serve_https};
 use palisade::server::tls::CertReloader;
-use rustls_pki_types::pem::PemObject;
-use rustls_pki_types::{CertificateDer, ServerName};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
 
-const HOST: &str = "palisade.palisade-system.svc";
 const HOST_FQDN: &str = "palisade.palisade-system.svc.cluster.local";
 /// Poll interval of the certificate watcher under test; short so the poll
 /// path alone would also pass the rotation deadlines.
@@ -33,17 +33,6 @@ fn init() {
         .with_test_writer()
         .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
         .try_init();
-}
-
-fn bundle() -> CertBundle {
-    certs::generate(&CertSpec {
-        service: "palisade".into(),
-        namespace: "palisade-system".into(),
-        dns: vec![],
-        ips: vec![],
-        validity_days: 7,
-    })
-    .expect("generate certificates")
 }
 
 fn app() -> Router {
@@ -135,20 +124,9 @@ async fn fetch(ca_pem: &str, host: &str, addr: SocketAddr) -> Result<String, Str
         .get(url)
         .send()
         .await
-        .map_err(error_chain)?;
-    let resp = resp.error_for_status().map_err(error_chain)?;
-    resp.text().await.map_err(error_chain)
-}
-
-fn error_chain(e: impl std::error::Error) -> String {
-    let mut out = e.to_string();
-    let mut source = e.source();
-    while let Some(s) = source {
-        out.push_str(": ");
-        out.push_str(&s.to_string());
-        source = s.source();
-    }
-    out
+        .map_err(|e| error_chain(&e))?;
+    let resp = resp.error_for_status().map_err(|e| error_chain(&e))?;
+    resp.text().await.map_err(|e| error_chain(&e))
 }
 
 fn assert_cert_rejected(result: Result<String, String>) {
@@ -371,10 +349,10 @@ async fn graceful_shutdown_finishes_in_flight_requests_then_refuses() {
         let client = builder.build().unwrap();
         let url = format!("https://{HOST}:{}/slow", server.addr.port());
         let in_flight = tokio::spawn(async move {
-            let resp = client.get(url).send().await.map_err(error_chain)?;
+            let resp = client.get(url).send().await.map_err(|e| error_chain(&e))?;
             let status = resp.status();
             let version = resp.version();
-            let body = resp.text().await.map_err(error_chain)?;
+            let body = resp.text().await.map_err(|e| error_chain(&e))?;
             Ok::<_, String>((status, version, body))
         });
 
@@ -409,31 +387,6 @@ async fn graceful_shutdown_finishes_in_flight_requests_then_refuses() {
             .unwrap()
             .unwrap();
     }
-}
-
-/// A raw TLS client, to hold connections open without a pool deciding for us.
-async fn raw_tls(
-    ca_pem: &str,
-    addr: SocketAddr,
-    alpn: &[u8],
-) -> std::io::Result<tokio_rustls::client::TlsStream<TcpStream>> {
-    let mut roots = rustls::RootCertStore::empty();
-    roots
-        .add(CertificateDer::from_pem_slice(ca_pem.as_bytes()).unwrap())
-        .unwrap();
-    let mut config = rustls::ClientConfig::builder_with_provider(Arc::new(
-        rustls::crypto::ring::default_provider(),
-    ))
-    .with_safe_default_protocol_versions()
-    .unwrap()
-    .with_root_certificates(roots)
-    .with_no_client_auth();
-    config.alpn_protocols = vec![alpn.to_vec()];
-    let connector = tokio_rustls::TlsConnector::from(Arc::new(config));
-    let tcp = TcpStream::connect(addr).await?;
-    connector
-        .connect(ServerName::try_from(HOST).unwrap(), tcp)
-        .await
 }
 
 /// One HTTP/1.1 request on `stream`, leaving the connection open.

@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-use palisade::certs::{self, CertSpec};
+use palisade::certs::{self, CertBundle, CertSpec};
 use palisade::cluster::ClusterView;
 use palisade::cluster::static_dir::StaticCluster;
 use palisade::config::Config;
@@ -25,6 +25,73 @@ pub const SERVICE_HOST: &str = "palisade.palisade-system.svc";
 /// Installs ring as the process's crypto provider (CRATES.md pitfall 1).
 pub fn init() {
     let _ = rustls::crypto::ring::default_provider().install_default();
+}
+
+/// A CA and a serving certificate for the Service names of
+/// `palisade.palisade-system`, as `palisade certs` makes them.
+pub fn bundle() -> CertBundle {
+    certs::generate(&CertSpec {
+        service: "palisade".into(),
+        namespace: "palisade-system".into(),
+        dns: vec![],
+        ips: vec![],
+        validity_days: 1,
+    })
+    .expect("generate certificates")
+}
+
+/// An error and its sources, `a: b: c`, so assertions can read the cause.
+pub fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut out = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        out.push_str(": ");
+        out.push_str(&s.to_string());
+        source = s.source();
+    }
+    out
+}
+
+/// A raw TLS connection to `addr` that trusts only `ca_pem` and verifies
+/// [`SERVICE_HOST`], offering `alpn`: for tests that hold connections open
+/// or misbehave byte by byte, without a client pool deciding for them.
+pub async fn raw_tls(
+    ca_pem: &str,
+    addr: SocketAddr,
+    alpn: &[u8],
+) -> std::io::Result<tokio_rustls::client::TlsStream<tokio::net::TcpStream>> {
+    use rustls_pki_types::pem::PemObject;
+    let mut roots = rustls::RootCertStore::empty();
+    roots
+        .add(
+            rustls_pki_types::CertificateDer::from_pem_slice(ca_pem.as_bytes())
+                .map_err(std::io::Error::other)?,
+        )
+        .map_err(std::io::Error::other)?;
+    let mut config = rustls::ClientConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .map_err(std::io::Error::other)?
+    .with_root_certificates(roots)
+    .with_no_client_auth();
+    config.alpn_protocols = vec![alpn.to_vec()];
+    let connector = tokio_rustls::TlsConnector::from(Arc::new(config));
+    let tcp = tokio::net::TcpStream::connect(addr).await?;
+    let name =
+        rustls_pki_types::ServerName::try_from(SERVICE_HOST).map_err(std::io::Error::other)?;
+    connector.connect(name, tcp).await
+}
+
+/// A child process killed when the test ends, however it ends: a failed
+/// assertion must not leave a `palisade serve` running.
+pub struct Running(pub std::process::Child);
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
 }
 
 /// The captured AdmissionReview fixtures.
@@ -99,14 +166,7 @@ impl TestServer {
     ) -> Self {
         init();
         let dir = tempfile::tempdir().expect("tempdir");
-        let bundle = certs::generate(&CertSpec {
-            service: "palisade".into(),
-            namespace: "palisade-system".into(),
-            dns: vec![],
-            ips: vec![],
-            validity_days: 1,
-        })
-        .expect("certs");
+        let bundle = bundle();
         bundle.write_to(dir.path()).expect("write certs");
         let local: SocketAddr = "127.0.0.1:0".parse().expect("addr");
         let server = serve::start(Settings {
