@@ -92,13 +92,6 @@ fn state_dir() -> PathBuf {
     data_dir().join("state")
 }
 
-fn fixtures_dir() -> PathBuf {
-    PathBuf::from(concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/../shared/fixtures/admission-reviews"
-    ))
-}
-
 const ROLE: &str = "palisade.io/role";
 const PROXY: &str = "palisade.io/proxy";
 const STATUS: &str = "palisade.io/proxy-status";
@@ -107,26 +100,14 @@ const TEMPLATE_VOLUMES: [&str; 2] = ["palisade-proxy-config", "palisade-proxy-tl
 
 /// Every `mutating-pod-*` fixture, by file name.
 fn fixtures() -> Vec<(String, Value)> {
-    let dir = fixtures_dir();
-    let mut out: Vec<(String, Value)> = std::fs::read_dir(&dir)
-        .unwrap_or_else(|e| panic!("cannot read {}: {e}", dir.display()))
-        .map(|e| e.unwrap().path())
-        .filter(|p| {
-            let name = p.file_name().unwrap().to_string_lossy();
-            name.starts_with("mutating-pod-") && name.ends_with(".json")
-        })
-        .map(|p| {
-            let name = p.file_stem().unwrap().to_string_lossy().into_owned();
-            let value = serde_json::from_slice(&std::fs::read(&p).unwrap()).unwrap();
-            (name, value)
-        })
+    let out: Vec<(String, Value)> = common::fixture_names("mutating-pod-")
+        .into_iter()
+        .map(|n| (n.trim_end_matches(".json").to_owned(), common::fixture(&n)))
         .collect();
-    out.sort_by(|a, b| a.0.cmp(&b.0));
-    // An empty or moved directory must not make the matrix pass vacuously.
+    // A moved directory or a lost capture must not shrink the matrix.
     assert!(
         out.len() >= 15,
-        "expected at least the 15 captured mutating-pod fixtures in {}, found {}",
-        dir.display(),
+        "expected at least the 15 captured mutating-pod fixtures, found {}",
         out.len()
     );
     out
@@ -528,8 +509,7 @@ fn every_mutating_pod_fixture_under_every_proxy_state() {
 }
 
 fn fixture(name: &str) -> Value {
-    let path = fixtures_dir().join(format!("{name}.json"));
-    serde_json::from_slice(&std::fs::read(&path).unwrap_or_else(|e| panic!("{name}: {e}"))).unwrap()
+    common::fixture(&format!("{name}.json"))
 }
 
 fn applied(body: &Value, resp: &Value) -> Value {
@@ -694,15 +674,12 @@ fn exempt_namespaces_are_left_alone() {
 /// network policies, a deployment) is allowed untouched.
 #[test]
 fn other_kinds_are_never_patched() {
-    let dir = fixtures_dir();
     let mut seen = 0;
-    for entry in std::fs::read_dir(&dir).unwrap() {
-        let path = entry.unwrap().path();
-        let name = path.file_name().unwrap().to_string_lossy().into_owned();
-        if !name.starts_with("mutating-") || name.starts_with("mutating-pod-") {
+    for name in common::fixture_names("mutating-") {
+        if name.starts_with("mutating-pod-") {
             continue;
         }
-        let body: Value = serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
+        let body = common::fixture(&name);
         for server in Server::ALL {
             let resp = review(server, &bytes(&body));
             assert_envelope(&resp, body["request"]["uid"].as_str().unwrap());
