@@ -238,6 +238,7 @@ fn audit_pod(cfg: &Config, cluster: &StaticCluster, pod: &Pod) -> Vec<Finding> {
         namespace: &ns,
         labels: &labels,
         spec,
+        injecting: None,
     };
     // The mutating webhook's own label plan, read as a finding: what it
     // would set or remove is what the pod lacks or wrongly carries.

@@ -7,6 +7,7 @@
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use serde::Deserialize;
 use thiserror::Error;
@@ -14,7 +15,8 @@ use thiserror::Error;
 use crate::glob::Glob;
 use crate::mode::Mode;
 use crate::netpol::{Direction, Directions};
-use crate::sidecar::{SidecarTemplate, TemplateError};
+use crate::patch::RenderError;
+use crate::sidecar::{Injection, SidecarTemplate, TemplateError};
 
 /// The config file's `apiVersion`.
 pub const API_VERSION: &str = "palisade.io/v1alpha1";
@@ -173,6 +175,27 @@ pub struct ProxyConfig {
     pub template_path: PathBuf,
     /// The template, parsed and checked.
     pub template: SidecarTemplate,
+    /// What the template adds to a pod, rendered once.
+    pub injection: Arc<Injection>,
+}
+
+impl ProxyConfig {
+    /// The proxy settings, with the injection built from `template`.
+    pub fn new(
+        label: String,
+        native_sidecar: bool,
+        template_path: PathBuf,
+        template: SidecarTemplate,
+    ) -> Result<Self, RenderError> {
+        let injection = Arc::new(Injection::new(&template, native_sidecar)?);
+        Ok(ProxyConfig {
+            label,
+            native_sidecar,
+            template_path,
+            template,
+            injection,
+        })
+    }
 }
 
 /// `simulate`.
@@ -394,12 +417,13 @@ impl Config {
             exempt_namespaces: raw.exempt_namespaces,
             trusted_groups: raw.trusted_groups,
             roles: raw.roles,
-            proxy: ProxyConfig {
-                label: raw.proxy.label,
-                native_sidecar: raw.proxy.native_sidecar,
+            proxy: ProxyConfig::new(
+                raw.proxy.label,
+                raw.proxy.native_sidecar,
                 template_path,
                 template,
-            },
+            )
+            .map_err(|e| invalid("proxy.template".into(), e.to_string()))?,
             simulate: raw.simulate,
         })
     }

@@ -7,6 +7,7 @@ use k8s_openapi::api::core::v1::PodSpec;
 
 use crate::config::{Config, RoleRule};
 use crate::selector::Labels;
+use crate::sidecar::Injection;
 
 /// The service account Kubernetes uses when a pod names none.
 pub const DEFAULT_SERVICE_ACCOUNT: &str = "default";
@@ -20,6 +21,9 @@ pub struct PodFacts<'a> {
     pub labels: &'a Labels,
     /// The pod's spec.
     pub spec: &'a PodSpec,
+    /// The sidecar about to be injected, whose images count as the pod's:
+    /// the role is derived from the pod as it will be admitted.
+    pub injecting: Option<&'a Injection>,
 }
 
 impl PodFacts<'_> {
@@ -39,6 +43,7 @@ impl PodFacts<'_> {
             .iter()
             .chain(self.spec.init_containers.iter().flatten())
             .filter_map(|c| c.image.as_deref())
+            .chain(self.injecting.into_iter().flat_map(Injection::images))
     }
 }
 
@@ -252,6 +257,7 @@ roles:
                     namespace: ns,
                     labels,
                     spec: &spec,
+                    injecting: None,
                 },
             )
             .map(|d| (d.role, d.rule));
@@ -269,6 +275,7 @@ roles:
             namespace: "shop",
             labels: &none,
             spec,
+            injecting: None,
         };
         let set = |role, replacing: Option<&str>| LabelPlan::Set {
             role,
@@ -323,7 +330,8 @@ roles:
             PodFacts {
                 namespace: "x",
                 labels: &l,
-                spec: &s
+                spec: &s,
+                injecting: None,
             }
             .service_account(),
             "default"
@@ -336,7 +344,8 @@ roles:
             PodFacts {
                 namespace: "x",
                 labels: &l,
-                spec: &s
+                spec: &s,
+                injecting: None,
             }
             .service_account(),
             "legacy"

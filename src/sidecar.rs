@@ -8,12 +8,15 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use k8s_openapi::api::core::v1::{Container, ContainerPort, Pod, PodSpec, Volume};
 use serde::Deserialize;
+use serde_json::Value;
 use thiserror::Error;
 
 use crate::config::{PROXY_STATUS_ANNOTATION, ProxyConfig};
+use crate::patch::{self, RenderError};
 use crate::selector::Labels;
 
 /// Why a sidecar template is unusable.
@@ -237,7 +240,9 @@ impl Conflict {
     }
 }
 
-/// What injection adds to a pod.
+/// What injection adds to a pod. It depends on the template and the
+/// config alone, never on the pod, so it is built once when the config
+/// loads ([`Injection::new`]) and shared by every admission.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Injection {
     /// The proxy container's name.
@@ -252,27 +257,57 @@ pub struct Injection {
     pub containers: Vec<Container>,
     /// Appended to the pod's volumes.
     pub volumes: Vec<Volume>,
+    /// The same three lists as the JSON a patch carries.
+    pub json: InjectionJson,
+}
+
+/// [`Injection`]'s lists rendered as patch values.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct InjectionJson {
+    /// [`Injection::init_containers`].
+    pub init_containers: Vec<Value>,
+    /// [`Injection::containers`].
+    pub containers: Vec<Value>,
+    /// [`Injection::volumes`].
+    pub volumes: Vec<Value>,
 }
 
 impl Injection {
-    /// The spec the pod will have once injected.
-    pub fn applied_to(&self, spec: &PodSpec) -> PodSpec {
-        let mut out = spec.clone();
-        let own_init = out.init_containers.take().unwrap_or_default();
-        let init: Vec<Container> = self
-            .init_containers
+    /// What `template` adds to a pod, as a native sidecar or not.
+    pub fn new(template: &SidecarTemplate, native: bool) -> Result<Self, RenderError> {
+        let mut proxies = template.containers.clone();
+        let (init_containers, containers) = if native {
+            for c in &mut proxies {
+                c.restart_policy = Some("Always".into());
+            }
+            let init = template.init_containers.iter().cloned().chain(proxies);
+            (init.collect(), Vec::new())
+        } else {
+            (template.init_containers.clone(), proxies)
+        };
+        let volumes = template.volumes.clone();
+        let json = InjectionJson {
+            init_containers: values(&init_containers, |c| format!("init container {}", c.name))?,
+            containers: values(&containers, |c| format!("container {}", c.name))?,
+            volumes: values(&volumes, |v| format!("volume {}", v.name))?,
+        };
+        Ok(Injection {
+            proxy: template.proxy_name().to_owned(),
+            native,
+            init_containers,
+            containers,
+            volumes,
+            json,
+        })
+    }
+
+    /// The images injection adds: role rules match the pod as admitted,
+    /// sidecar included.
+    pub fn images(&self) -> impl Iterator<Item = &str> {
+        self.init_containers
             .iter()
-            .cloned()
-            .chain(own_init)
-            .collect();
-        out.init_containers = (!init.is_empty()).then_some(init);
-        out.containers.extend(self.containers.iter().cloned());
-        if !self.volumes.is_empty() {
-            out.volumes
-                .get_or_insert_with(Vec::new)
-                .extend(self.volumes.iter().cloned());
-        }
-        out
+            .chain(&self.containers)
+            .filter_map(|c| c.image.as_deref())
     }
 
     /// What injection does, in words, for logs and audit annotations.
@@ -300,8 +335,8 @@ pub enum InjectionPlan {
     HostNetwork,
     /// Injecting would break the pod.
     Conflict(Conflict),
-    /// Inject this.
-    Inject(Injection),
+    /// Inject this (the config's one [`Injection`]).
+    Inject(Arc<Injection>),
 }
 
 /// Plans the sidecar for `pod`, given the proxy config and the switch.
@@ -333,23 +368,7 @@ pub fn plan(proxy: &ProxyConfig, switch: &Switch, pod: &Pod) -> InjectionPlan {
     if !conflict.is_empty() {
         return InjectionPlan::Conflict(conflict);
     }
-    let mut proxies = template.containers.clone();
-    let (init_containers, containers) = if proxy.native_sidecar {
-        for c in &mut proxies {
-            c.restart_policy = Some("Always".into());
-        }
-        let init = template.init_containers.iter().cloned().chain(proxies);
-        (init.collect(), Vec::new())
-    } else {
-        (template.init_containers.clone(), proxies)
-    };
-    InjectionPlan::Inject(Injection {
-        proxy: proxy_name.to_owned(),
-        native: proxy.native_sidecar,
-        init_containers,
-        containers,
-        volumes: template.volumes.clone(),
-    })
+    InjectionPlan::Inject(Arc::clone(&proxy.injection))
 }
 
 /// Every container of the pod, of all three kinds, as names go: they
@@ -427,6 +446,13 @@ fn conflicts(template: &SidecarTemplate, native: bool, spec: &PodSpec) -> Confli
     }
 }
 
+fn values<T: serde::Serialize>(
+    items: &[T],
+    what: impl Fn(&T) -> String,
+) -> Result<Vec<Value>, RenderError> {
+    items.iter().map(|x| patch::to_value(x, what(x))).collect()
+}
+
 fn protocol(p: &ContainerPort) -> &str {
     p.protocol.as_deref().unwrap_or("TCP")
 }
@@ -453,12 +479,29 @@ volumes:
 "#;
 
     fn proxy(native: bool) -> ProxyConfig {
-        ProxyConfig {
-            label: "palisade.io/proxy".into(),
-            native_sidecar: native,
-            template_path: "t.yaml".into(),
-            template: SidecarTemplate::parse(TEMPLATE, Path::new("t.yaml")).unwrap(),
+        ProxyConfig::new(
+            "palisade.io/proxy".into(),
+            native,
+            "t.yaml".into(),
+            SidecarTemplate::parse(TEMPLATE, Path::new("t.yaml")).unwrap(),
+        )
+        .unwrap()
+    }
+
+    /// The spec the pod will have once `i` is injected, as the API server
+    /// builds it from the patch.
+    fn applied(i: &Injection, spec: &PodSpec) -> PodSpec {
+        let mut out = spec.clone();
+        let own_init = out.init_containers.take().unwrap_or_default();
+        let init: Vec<Container> = i.init_containers.iter().cloned().chain(own_init).collect();
+        out.init_containers = (!init.is_empty()).then_some(init);
+        out.containers.extend(i.containers.iter().cloned());
+        if !i.volumes.is_empty() {
+            out.volumes
+                .get_or_insert_with(Vec::new)
+                .extend(i.volumes.iter().cloned());
         }
+        out
     }
 
     fn labels(pairs: &[(&str, &str)]) -> Labels {
@@ -703,7 +746,7 @@ volumes:
         let always = |c: &Container| c.restart_policy.as_deref() == Some("Always");
         assert!(!always(&i.init_containers[0]));
         assert!(always(&i.init_containers[1]) && always(&i.init_containers[2]));
-        let after = i.applied_to(p.spec.as_ref().unwrap());
+        let after = applied(&i, p.spec.as_ref().unwrap());
         assert_eq!(
             names(after.init_containers.as_deref().unwrap()),
             ["proxy-init", "access-proxy", "proxy-agent", "migrate"]
@@ -716,7 +759,7 @@ volumes:
         };
         assert_eq!(names(&i.init_containers), ["proxy-init"]);
         assert!(i.containers.iter().all(|c| c.restart_policy.is_none()));
-        let after = i.applied_to(p.spec.as_ref().unwrap());
+        let after = applied(&i, p.spec.as_ref().unwrap());
         assert_eq!(
             names(after.init_containers.as_deref().unwrap()),
             ["proxy-init", "migrate"]

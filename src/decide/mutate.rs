@@ -13,7 +13,7 @@ use super::validate::{governing_mode, request_namespace};
 use super::verdict::{RuleId, Skip, Verdict};
 use crate::cluster::NamespaceView;
 use crate::config::{Config, PROXY_STATUS_ANNOTATION};
-use crate::patch::{self, PatchBuilder, RenderError};
+use crate::patch::PatchBuilder;
 use crate::roles::{self, LabelPlan, PodFacts};
 use crate::selector::Labels;
 use crate::sidecar::{self, Conflict, INJECTED, Injection, InjectionPlan, SwitchSource};
@@ -88,7 +88,6 @@ pub fn mutate(cfg: &Config, req: &Request, view: &NamespaceView) -> Verdict {
     // against, and the pod a re-invocation brings back, so both agree.
     let empty = PodSpec::default();
     let spec = pod.spec.as_ref().unwrap_or(&empty);
-    let injected_spec = injection.as_ref().map(|i| i.applied_to(spec));
     let mut facts_labels = pod.metadata.labels.clone().unwrap_or_default();
     let current = facts_labels.remove(&cfg.roles.label);
     let label = roles::plan_label(
@@ -96,31 +95,16 @@ pub fn mutate(cfg: &Config, req: &Request, view: &NamespaceView) -> Verdict {
         &PodFacts {
             namespace: &ns,
             labels: &facts_labels,
-            spec: injected_spec.as_ref().unwrap_or(spec),
+            spec,
+            injecting: injection.as_deref(),
         },
         current.as_deref(),
     );
 
-    match render(cfg, pod, &label, injection.as_ref()) {
-        Ok(ops) => v.patch = ops,
-        Err(e) => {
-            v.violate(
-                RuleId::SidecarConflict,
-                format!(
-                    "{}: palisade could not build its patch ({e}); this is a bug in palisade.\n\
-                     Fix: annotate the pod {}: {} to create it without the sidecar, and report the bug.",
-                    req.subject(),
-                    cfg.proxy.label,
-                    sidecar::DISABLED,
-                ),
-                false,
-            );
-            return v;
-        }
-    }
+    v.patch = render(cfg, pod, &label, injection.as_deref());
     v.changes.extend(label.describe(&cfg.roles.label));
     v.changes
-        .extend(injection.as_ref().map(Injection::describe));
+        .extend(injection.as_deref().map(Injection::describe));
     if !v.allowed() {
         // A denied pod is changed by nothing: logs and audit annotations
         // must not claim a label or a sidecar went anywhere.
@@ -136,7 +120,7 @@ pub fn render(
     pod: &Pod,
     label: &LabelPlan<'_>,
     injection: Option<&Injection>,
-) -> Result<Vec<json_patch::PatchOperation>, RenderError> {
+) -> Vec<json_patch::PatchOperation> {
     const LABELS: [&str; 2] = ["metadata", "labels"];
     const ANNOTATIONS: [&str; 2] = ["metadata", "annotations"];
     let mut b = PatchBuilder::new();
@@ -147,22 +131,22 @@ pub fn render(
         LabelPlan::Remove { .. } => b.remove_from_map(&LABELS, labels, &cfg.roles.label),
     }
     let (Some(i), Some(spec)) = (injection, pod.spec.as_ref()) else {
-        return Ok(b.build());
+        return b.build();
     };
     b.prepend(
         &["spec", "initContainers"],
         spec.init_containers.as_ref().map_or(0, Vec::len),
-        values(&i.init_containers, |c| format!("init container {}", c.name))?,
+        i.json.init_containers.clone(),
     );
     b.append(
         &["spec", "containers"],
         spec.containers.len(),
-        values(&i.containers, |c| format!("container {}", c.name))?,
+        i.json.containers.clone(),
     );
     b.append(
         &["spec", "volumes"],
         spec.volumes.as_ref().map_or(0, Vec::len),
-        values(&i.volumes, |v| format!("volume {}", v.name))?,
+        i.json.volumes.clone(),
     );
     b.set_in_map(
         &ANNOTATIONS,
@@ -170,14 +154,7 @@ pub fn render(
         PROXY_STATUS_ANNOTATION,
         INJECTED,
     );
-    Ok(b.build())
-}
-
-fn values<T: serde::Serialize>(
-    items: &[T],
-    what: impl Fn(&T) -> String,
-) -> Result<Vec<serde_json::Value>, RenderError> {
-    items.iter().map(|x| patch::to_value(x, what(x))).collect()
+    b.build()
 }
 
 fn conflict_message(cfg: &Config, req: &Request, c: &Conflict) -> String {

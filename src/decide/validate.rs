@@ -201,6 +201,7 @@ fn owned_role_label(
             namespace: ns,
             labels: &labels,
             spec,
+            injecting: None,
         },
     );
     if value.map(String::as_str) == derived.as_ref().map(|d| d.role) {
