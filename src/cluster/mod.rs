@@ -12,6 +12,7 @@ use thiserror::Error;
 use crate::netpol::PolicyFacts;
 use crate::posture::NamespaceInfo;
 use crate::reach::Model;
+use crate::selector::Labels;
 
 pub mod index;
 pub mod kube;
@@ -47,6 +48,12 @@ impl NamespaceView {
             name: name.to_owned(),
             ..Default::default()
         }
+    }
+
+    /// The namespace's labels; none when the view has not seen it.
+    pub fn labels(&self) -> &Labels {
+        static NONE: Labels = Labels::new();
+        self.namespace.as_ref().map_or(&NONE, |n| &n.labels)
     }
 
     /// Is the namespace being deleted?

@@ -33,15 +33,9 @@ pub fn mutate(cfg: &Config, req: &Request, view: &NamespaceView) -> Verdict {
         return Verdict::skip(mode, Skip::NotCovered);
     };
     let mut v = Verdict::new(mode);
-    let ns_labels: Labels = view
-        .namespace
-        .as_ref()
-        .map(|n| n.labels.clone())
-        .unwrap_or_default();
-
     let switch = sidecar::switch(
         &cfg.proxy.label,
-        &ns_labels,
+        view.labels(),
         pod.metadata.annotations.as_ref(),
     );
     if let Some(value) = &switch.ignored_annotation {
@@ -88,17 +82,19 @@ pub fn mutate(cfg: &Config, req: &Request, view: &NamespaceView) -> Verdict {
     // against, and the pod a re-invocation brings back, so both agree.
     let empty = PodSpec::default();
     let spec = pod.spec.as_ref().unwrap_or(&empty);
-    let mut facts_labels = pod.metadata.labels.clone().unwrap_or_default();
-    let current = facts_labels.remove(&cfg.roles.label);
+    // Rules never read the role label itself, so the pod's labels serve
+    // as they are.
+    let empty_labels = Labels::new();
+    let labels = pod.metadata.labels.as_ref().unwrap_or(&empty_labels);
     let label = roles::plan_label(
         cfg,
         &PodFacts {
             namespace: &ns,
-            labels: &facts_labels,
+            labels,
             spec,
             injecting: injection.as_deref(),
         },
-        current.as_deref(),
+        labels.get(&cfg.roles.label).map(String::as_str),
     );
 
     v.patch = render(cfg, pod, &label, injection.as_deref());

@@ -47,15 +47,12 @@ fn labels_of(meta: Option<&ObjectMeta>) -> Labels {
 /// the labels it had before (none, for a new one), so that a request can
 /// never weaken its own check.
 pub fn governing_mode(cfg: &Config, req: &Request, ns: &str, view: &NamespaceView) -> Mode {
-    let labels = if is_namespace(req) {
-        labels_of(req.old_object.as_ref().and_then(Object::metadata))
+    if is_namespace(req) {
+        let labels = labels_of(req.old_object.as_ref().and_then(Object::metadata));
+        Posture::of(cfg, ns, &labels).mode
     } else {
-        view.namespace
-            .as_ref()
-            .map(|n| n.labels.clone())
-            .unwrap_or_default()
-    };
-    Posture::of(cfg, ns, &labels).mode
+        Posture::of(cfg, ns, view.labels()).mode
+    }
 }
 
 fn is_namespace(req: &Request) -> bool {
@@ -252,12 +249,8 @@ fn no_allow_all(
     policy: &Policy,
     v: &mut Verdict,
 ) {
-    let labels = view
-        .namespace
-        .as_ref()
-        .map(|n| n.labels.clone())
-        .unwrap_or_default();
-    if posture::is_dev(cfg, &labels) {
+    let labels = view.labels();
+    if posture::is_dev(cfg, labels) {
         return;
     }
     let env_key = &cfg.environment.label;
