@@ -3,8 +3,21 @@
 
 use std::fmt;
 
-/// Writes ranges the way every range set in palisade reads: `80,8080-8090`,
-/// a single value without a dash.
+/// One inclusive range as palisade writes it: `8080-8090`, or `80` when
+/// it holds a single value.
+pub struct RangeText<'a, T>(pub &'a T, pub &'a T);
+
+impl<T: fmt::Display + PartialEq> fmt::Display for RangeText<'_, T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.0 == self.1 {
+            write!(f, "{}", self.0)
+        } else {
+            write!(f, "{}-{}", self.0, self.1)
+        }
+    }
+}
+
+/// Writes ranges the way every range set in palisade reads: `80,8080-8090`.
 pub fn write_ranges<T: fmt::Display + PartialEq>(
     f: &mut fmt::Formatter<'_>,
     ranges: &[(T, T)],
@@ -13,11 +26,7 @@ pub fn write_ranges<T: fmt::Display + PartialEq>(
         if i > 0 {
             f.write_str(",")?;
         }
-        if s == e {
-            write!(f, "{s}")?;
-        } else {
-            write!(f, "{s}-{e}")?;
-        }
+        write!(f, "{}", RangeText(s, e))?;
     }
     Ok(())
 }

@@ -46,15 +46,12 @@ pub fn diff(before: &Model, after: &Model) -> Diff {
 
 /// The connections that differ between two partial or full results,
 /// matched by workload identity.
-pub(crate) fn changes(
+fn changes(
     before: &Reach,
     before_ids: &[WorkloadId],
     after: &Reach,
     after_ids: &[WorkloadId],
 ) -> Vec<Change> {
-    if std::ptr::eq(before_ids, after_ids) {
-        return changes_same_ids(before, after, before_ids);
-    }
     let keyed = |r: &Reach, ids: &[WorkloadId]| -> BTreeMap<(WorkloadId, WorkloadId), PortSet> {
         r.pairs
             .iter()
@@ -96,7 +93,7 @@ pub(crate) fn changes(
 /// Both sides index one workload table (a preview): pairs are compared by
 /// index, and ids cloned only for what differs. Workloads are sorted, so
 /// index order is id order.
-fn changes_same_ids(before: &Reach, after: &Reach, ids: &[WorkloadId]) -> Vec<Change> {
+pub(crate) fn changes_same_ids(before: &Reach, after: &Reach, ids: &[WorkloadId]) -> Vec<Change> {
     let mut keys: Vec<(u32, u32)> = before
         .pairs
         .keys()

@@ -190,11 +190,6 @@ impl ExtMap {
         &self.entries
     }
 
-    /// No address gets any port?
-    pub fn is_empty(&self) -> bool {
-        self.entries.is_empty()
-    }
-
     /// The ports `ip` gets.
     pub fn ports_of(&self, ip: IpAddr) -> PortSet {
         self.entries

@@ -73,27 +73,27 @@ pub(crate) struct Memos<'a> {
     pub(crate) own: PeerMemo,
 }
 
-/// The namespaces and pod groups peers are evaluated against.
+/// The namespaces and pod groups peers are evaluated against. Groups are
+/// stored in workload order, namespace first, and namespaces by name, so
+/// each namespace's groups are one contiguous run ([`Universe::groups_in`]).
 pub(crate) struct Universe<'a> {
     pub(crate) namespaces: &'a [(String, Labels)],
     pub(crate) groups: &'a [PodGroup],
-    /// Groups per namespace index.
-    pub(crate) by_namespace: Vec<Vec<u32>>,
 }
 
 impl<'a> Universe<'a> {
     pub(crate) fn new(namespaces: &'a [(String, Labels)], groups: &'a [PodGroup]) -> Self {
-        let mut by_namespace = vec![Vec::new(); namespaces.len()];
-        for (g, group) in groups.iter().enumerate() {
-            if let Some(v) = by_namespace.get_mut(group.namespace as usize) {
-                v.push(g as u32);
-            }
-        }
-        Universe {
-            namespaces,
-            groups,
-            by_namespace,
-        }
+        debug_assert!(groups.is_sorted_by_key(|g| g.namespace));
+        Universe { namespaces, groups }
+    }
+
+    /// The groups of namespace `ni`.
+    fn groups_in(&self, ni: usize) -> std::ops::Range<usize> {
+        let start = self.groups.partition_point(|g| (g.namespace as usize) < ni);
+        let end = self
+            .groups
+            .partition_point(|g| (g.namespace as usize) <= ni);
+        start..end
     }
 
     fn namespace_index(&self, name: &str) -> Option<usize> {
@@ -107,10 +107,9 @@ impl<'a> Universe<'a> {
         let Some(ns) = self.namespace_index(&policy.namespace) else {
             return Vec::new();
         };
-        self.by_namespace[ns]
-            .iter()
-            .copied()
-            .filter(|&g| policy.selects(&policy.namespace, &self.groups[g as usize].shape.labels))
+        self.groups_in(ns)
+            .filter(|&g| policy.selects(&policy.namespace, &self.groups[g].shape.labels))
+            .map(|g| g as u32)
             .collect()
     }
 
@@ -135,10 +134,10 @@ impl<'a> Universe<'a> {
                 if !peer.admits_namespace(policy_ns, ns, ns_labels) {
                     continue;
                 }
-                for &g in &self.by_namespace[ni] {
-                    let labels = &self.groups[g as usize].shape.labels;
+                for g in self.groups_in(ni) {
+                    let labels = &self.groups[g].shape.labels;
                     if peer.admits_pod(policy_ns, ns, ns_labels, labels) {
-                        set.insert(g as usize);
+                        set.insert(g);
                     }
                 }
             }

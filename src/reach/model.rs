@@ -369,11 +369,6 @@ impl Model {
         self.namespaces.iter().map(|(n, l)| (n.as_str(), l))
     }
 
-    /// Every policy, sorted by namespace and name.
-    pub fn policies(&self) -> &[Policy] {
-        &self.policies
-    }
-
     /// The policy `namespace/name`, if present.
     pub fn policy(&self, namespace: &str, name: &str) -> Option<&Policy> {
         self.policy_index(namespace, name)
@@ -464,8 +459,9 @@ impl Model {
         notes
     }
 
-    /// The model after a policy change (create, update or delete), with
-    /// its indexes rebuilt; for keeping a live model current.
+    /// The model after a policy change (create, update or delete), rebuilt
+    /// whole: the slow, obviously right answer that previews (which
+    /// compute only what the change touches) are tested against.
     pub fn with_change(&self, change: &super::preview::PolicyChange) -> Model {
         let mut b = self.to_builder();
         if let Some((ns, name)) = change.key() {

@@ -41,13 +41,7 @@ impl Serialize for PortsJson<'_> {
             let list: Vec<String> = ranges
                 .ranges()
                 .iter()
-                .map(|&(a, b)| {
-                    if a == b {
-                        a.to_string()
-                    } else {
-                        format!("{a}-{b}")
-                    }
-                })
+                .map(|(a, b)| crate::intervals::RangeText(a, b).to_string())
                 .collect();
             (proto.as_str(), list)
         }))

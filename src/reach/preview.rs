@@ -4,14 +4,12 @@
 //! egress) and to them (their ingress) can change; those rows and columns
 //! are evaluated before and after, nothing else.
 
-use std::fmt;
-
 use thiserror::Error;
 
 use super::bits::BitSet;
 use super::compute::{Reach, add_row, external_map, pair_ports};
 use super::conn::{Change, Conn};
-use super::diff::changes;
+use super::diff::changes_same_ids;
 use super::index::{Memos, Overlay, PeerMemo, Universe, View};
 use super::model::{Model, PodGroup};
 use crate::netpol::{Direction, Policy};
@@ -132,15 +130,6 @@ impl Preview {
     }
 }
 
-impl fmt::Display for Preview {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        for w in self.warnings(usize::MAX) {
-            writeln!(f, "{w}")?;
-        }
-        Ok(())
-    }
-}
-
 /// What `change` would open and close in `model`. The model's current
 /// version of the policy (if any) is the "before", whatever `change.old`
 /// says, so a slightly stale admission request cannot skew the preview.
@@ -185,7 +174,7 @@ pub fn preview(model: &Model, change: &PolicyChange) -> Preview {
     }
     let before = partial(&model.index, &model.groups, &affected);
     let after = partial(&overlay, &model.groups, &affected);
-    let changes = changes(&before, &model.workloads, &after, &model.workloads);
+    let changes = changes_same_ids(&before, &after, &model.workloads);
     let pick = |f: fn(&Change) -> crate::ports::PortSet| -> Vec<Conn> {
         changes
             .iter()
