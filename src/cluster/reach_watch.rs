@@ -7,7 +7,6 @@
 //! of pods unless asked. It needs `list`/`watch` on pods in addition to the
 //! base RBAC (see deploy/README.md).
 
-use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -22,25 +21,16 @@ use kube::runtime::watcher::{self, Event};
 use tokio::task::JoinHandle;
 
 use super::static_dir::DEFAULT_NAMESPACE;
-use crate::netpol::Policy;
-use crate::reach::{Model, ModelBuilder, PodSummary};
+use crate::reach::{Kind, Model, ModelBuilder};
 
 /// How often, at most, the model is rebuilt after a change.
 pub const REBUILD_EVERY: Duration = Duration::from_secs(2);
 
-type Key = (String, String);
-
-#[derive(Default)]
-struct Inventory {
-    namespaces: HashMap<String, Namespace>,
-    policies: HashMap<Key, Policy>,
-    pods: HashMap<Key, PodSummary>,
-}
-
 /// A reachability model kept up to date from watches.
 pub struct ReachWatch {
     model: ArcSwapOption<Model>,
-    inventory: Mutex<Inventory>,
+    // What the watches have seen, as the builder of the next model.
+    inventory: Mutex<ModelBuilder>,
     dirty: AtomicBool,
     synced: [AtomicBool; 3],
 }
@@ -50,44 +40,47 @@ impl ReachWatch {
     pub fn start(client: kube::Client) -> (Arc<Self>, Vec<JoinHandle<()>>) {
         let me = Arc::new(ReachWatch {
             model: ArcSwapOption::empty(),
-            inventory: Mutex::new(Inventory::default()),
+            inventory: Mutex::new(ModelBuilder::new()),
             dirty: AtomicBool::new(false),
             synced: Default::default(),
         });
         let tasks = vec![
-            tokio::spawn(Arc::clone(&me).watch(Api::<Namespace>::all(client.clone()), 0, |inv, ev| match ev {
+            tokio::spawn(Arc::clone(&me).watch(Api::<Namespace>::all(client.clone()), 0, |b, ev| match ev {
                 Change::Put(ns) => {
-                    let name = ns.metadata.name.clone().unwrap_or_default();
-                    inv.namespaces.insert(name, ns);
+                    b.namespace(&ns);
                 }
                 Change::Gone(ns) => {
-                    inv.namespaces.remove(ns.metadata.name.as_deref().unwrap_or_default());
+                    b.remove_namespace(ns.metadata.name.as_deref().unwrap_or_default());
                 }
-                Change::Reset => inv.namespaces.clear(),
+                Change::Reset => {
+                    b.clear(Kind::Namespaces);
+                }
             })),
-            tokio::spawn(Arc::clone(&me).watch(Api::<NetworkPolicy>::all(client.clone()), 1, |inv, ev| match ev {
+            tokio::spawn(Arc::clone(&me).watch(Api::<NetworkPolicy>::all(client.clone()), 1, |b, ev| match ev {
                 Change::Put(np) => {
-                    match Policy::from_k8s(&np, DEFAULT_NAMESPACE) {
-                        Ok(p) => {
-                            inv.policies.insert((p.namespace.clone(), p.name.clone()), p);
-                        }
-                        Err(e) => tracing::error!(error = %e, "cannot read a NetworkPolicy for the preview model"),
+                    if let Err(e) = b.network_policy(&np) {
+                        tracing::error!(error = %e, "cannot read a NetworkPolicy for the preview model");
                     }
                 }
                 Change::Gone(np) => {
-                    inv.policies.remove(&key(&np.metadata));
+                    let (ns, name) = key(&np.metadata);
+                    b.remove_policy(ns, name);
                 }
-                Change::Reset => inv.policies.clear(),
+                Change::Reset => {
+                    b.clear(Kind::Policies);
+                }
             })),
-            tokio::spawn(Arc::clone(&me).watch(Api::<Pod>::all(client), 2, |inv, ev| match ev {
+            tokio::spawn(Arc::clone(&me).watch(Api::<Pod>::all(client), 2, |b, ev| match ev {
                 Change::Put(pod) => {
-                    let k = key(&pod.metadata);
-                    inv.pods.insert(k, PodSummary::from_pod(&pod, DEFAULT_NAMESPACE));
+                    b.pod(&pod);
                 }
                 Change::Gone(pod) => {
-                    inv.pods.remove(&key(&pod.metadata));
+                    let (ns, name) = key(&pod.metadata);
+                    b.remove_pod(ns, name);
                 }
-                Change::Reset => inv.pods.clear(),
+                Change::Reset => {
+                    b.clear(Kind::Pods);
+                }
             })),
             tokio::spawn(Arc::clone(&me).rebuild_loop()),
         ];
@@ -99,7 +92,7 @@ impl ReachWatch {
         self.model.load_full()
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, Inventory> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, ModelBuilder> {
         // Every update is one map operation: a poisoned lock is consistent.
         self.inventory.lock().unwrap_or_else(|e| e.into_inner())
     }
@@ -108,7 +101,7 @@ impl ReachWatch {
         self: Arc<Self>,
         api: Api<K>,
         slot: usize,
-        apply: fn(&mut Inventory, Change<K>),
+        apply: fn(&mut ModelBuilder, Change<K>),
     ) where
         K: kube::Resource + Clone + serde::de::DeserializeOwned + std::fmt::Debug + Send + 'static,
     {
@@ -146,20 +139,7 @@ impl ReachWatch {
             if !synced || !self.dirty.swap(false, Ordering::Relaxed) {
                 continue;
             }
-            let builder = {
-                let inv = self.lock();
-                let mut b = ModelBuilder::new();
-                for ns in inv.namespaces.values() {
-                    b.namespace(ns);
-                }
-                for p in inv.policies.values() {
-                    b.policy(p.clone());
-                }
-                for s in inv.pods.values() {
-                    b.summary(s.clone());
-                }
-                b
-            };
+            let builder = self.lock().clone();
             // Building the index is CPU work for up to ~100 ms at scale:
             // keep it off the runtime's workers.
             match tokio::task::spawn_blocking(move || builder.build()).await {
@@ -176,11 +156,10 @@ enum Change<K> {
     Reset,
 }
 
-fn key(meta: &kube::core::ObjectMeta) -> Key {
+/// Namespace and name, as the builder keys pods and policies.
+fn key(meta: &kube::core::ObjectMeta) -> (&str, &str) {
     (
-        meta.namespace
-            .clone()
-            .unwrap_or_else(|| DEFAULT_NAMESPACE.into()),
-        meta.name.clone().unwrap_or_default(),
+        meta.namespace.as_deref().unwrap_or(DEFAULT_NAMESPACE),
+        meta.name.as_deref().unwrap_or_default(),
     )
 }

@@ -39,5 +39,5 @@ pub use conn::{Change, Conn, Endpoint};
 pub use diff::{Diff, diff};
 pub use explain::{Explanation, Query, Side, Target, explain};
 pub use external::ExtMap;
-pub use model::{Model, ModelBuilder, ModelError, PodShape, PodSummary, WorkloadId};
+pub use model::{Kind, Model, ModelBuilder, ModelError, PodShape, PodSummary, WorkloadId};
 pub use preview::{ChangeError, PolicyChange, Preview, preview};

@@ -168,6 +168,17 @@ fn namespace_of(meta: &ObjectMeta, default_namespace: &str) -> String {
 /// A document that cannot enter the model.
 pub type ModelError = crate::manifest::DocumentError;
 
+/// What [`ModelBuilder::clear`] forgets.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    /// Namespaces and their labels.
+    Namespaces,
+    /// Pods added with [`ModelBuilder::pod`].
+    Pods,
+    /// NetworkPolicies.
+    Policies,
+}
+
 /// Collects namespaces, workloads and policies, then builds a [`Model`].
 /// Later objects replace earlier ones of the same kind, namespace and
 /// name, as `kubectl apply` would.
@@ -230,6 +241,30 @@ impl ModelBuilder {
     pub fn remove_policy(&mut self, namespace: &str, name: &str) -> &mut Self {
         self.policies
             .remove(&(namespace.to_owned(), name.to_owned()));
+        self
+    }
+
+    /// Removes a namespace's labels, if present (its workloads and
+    /// policies stay, as in a cluster while the namespace is deleted).
+    pub fn remove_namespace(&mut self, name: &str) -> &mut Self {
+        self.namespaces.remove(name);
+        self
+    }
+
+    /// Removes a pod added with [`ModelBuilder::pod`], if present.
+    pub fn remove_pod(&mut self, namespace: &str, name: &str) -> &mut Self {
+        self.pods.remove(&(namespace.to_owned(), name.to_owned()));
+        self
+    }
+
+    /// Forgets every namespace, pod or policy: what a watch does before it
+    /// lists its kind again.
+    pub fn clear(&mut self, kind: Kind) -> &mut Self {
+        match kind {
+            Kind::Namespaces => self.namespaces.clear(),
+            Kind::Pods => self.pods.clear(),
+            Kind::Policies => self.policies.clear(),
+        }
         self
     }
 
@@ -586,5 +621,57 @@ mod tests {
         assert_eq!(m.find("shop/web[ReplicaSet]").len(), 1);
         assert!(m.find("shop/web[Deployment]").is_empty());
         assert!(m.find("other/web").is_empty());
+    }
+
+    /// What the preview watch does with deletions and re-lists: the model
+    /// loses exactly what was removed or cleared.
+    #[test]
+    fn watch_events_remove_and_clear() {
+        let mut b = ModelBuilder::new();
+        let ns: Namespace =
+            serde_saphyr::from_str("metadata: {name: shop, labels: {team: a}}").unwrap();
+        b.namespace(&ns);
+        for n in ["a", "b"] {
+            b.pod(&pod(&format!(
+                "metadata: {{name: {n}, namespace: shop, labels: {{app: {n}}}}}\nspec: {{containers: []}}\n"
+            )));
+        }
+        let np: NetworkPolicy = serde_saphyr::from_str(
+            "metadata: {name: deny, namespace: shop}\nspec: {podSelector: {}}",
+        )
+        .unwrap();
+        b.network_policy(&np).unwrap();
+
+        b.remove_pod("shop", "a");
+        let m = b.build();
+        assert_eq!(m.workloads().len(), 1);
+        assert_eq!(m.workloads()[0].to_string(), "shop/b[Pod]");
+        assert!(m.policy("shop", "deny").is_some());
+        assert_eq!(
+            m.namespaces()
+                .next()
+                .unwrap()
+                .1
+                .get("team")
+                .map(String::as_str),
+            Some("a")
+        );
+
+        b.remove_policy("shop", "deny").remove_namespace("shop");
+        let m = b.build();
+        assert!(m.policy("shop", "deny").is_none());
+        // A namespace still referenced by a pod exists with its name label only.
+        assert!(m.namespaces().next().unwrap().1.get("team").is_none());
+
+        b.network_policy(&np).unwrap();
+        b.clear(Kind::Pods);
+        let m = b.build();
+        assert!(m.workloads().is_empty());
+        assert!(
+            m.policy("shop", "deny").is_some(),
+            "clearing pods keeps policies"
+        );
+        b.clear(Kind::Policies).clear(Kind::Namespaces);
+        assert!(b.build().policy("shop", "deny").is_none());
     }
 }
