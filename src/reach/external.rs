@@ -1,123 +1,27 @@
 //! Connectivity with the world outside the cluster: for one workload and
-//! direction, which addresses get which ports. The address space is cut
-//! wherever an ipBlock (or its `except`) starts or ends, so each piece has
-//! uniform connectivity; pieces with equal ports are then joined, so a
-//! map has one entry per distinct port set.
+//! direction, which addresses get which ports. Overlapping ipBlocks are
+//! split by address-set intersection so each piece has uniform
+//! connectivity; pieces with equal ports are then joined, so a map has one
+//! entry per distinct port set.
 
 use std::collections::HashMap;
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+use std::net::IpAddr;
 
 use crate::addresses::AddrSet;
 use crate::ports::PortSet;
 
-/// A piece of address space: family (4 or 6) and an inclusive range of
-/// addresses as integers.
-type Piece = (u8, u128, u128);
-
-fn pieces(set: &AddrSet) -> Vec<Piece> {
-    set.ranges()
-        .into_iter()
-        .map(|(s, e)| match (s, e) {
-            (IpAddr::V4(s), IpAddr::V4(e)) => {
-                (4, u128::from(u32::from(s)), u128::from(u32::from(e)))
-            }
-            (IpAddr::V6(s), IpAddr::V6(e)) => (6, u128::from(s), u128::from(e)),
-            // AddrSet::ranges never mixes families in one range.
-            _ => (0, 1, 0),
-        })
-        .filter(|p| p.0 != 0)
-        .collect()
-}
-
-fn to_set(p: Piece) -> AddrSet {
-    let ip = |v: u128| -> IpAddr {
-        if p.0 == 4 {
-            IpAddr::V4(Ipv4Addr::from(v as u32))
-        } else {
-            IpAddr::V6(Ipv6Addr::from(v))
-        }
-    };
-    AddrSet::from_range(ip(p.1), ip(p.2)).unwrap_or_default()
-}
-
-/// The address space cut at every boundary of every input: each returned
-/// piece lies wholly inside or wholly outside each input, and comes with
-/// the indexes of the inputs holding it. Pieces no input holds are left
-/// out.
-fn cut(inputs: &[Vec<Piece>]) -> Vec<(Piece, Vec<usize>)> {
-    let mut out = Vec::new();
-    for fam in [4u8, 6] {
-        let mut bounds: Vec<u128> = Vec::new();
-        let mut reaches_top = false;
-        for input in inputs {
-            for &(f, s, e) in input {
-                if f != fam {
-                    continue;
-                }
-                bounds.push(s);
-                match e.checked_add(1) {
-                    Some(next) if fam == 6 || next <= u128::from(u32::MAX) => bounds.push(next),
-                    _ => reaches_top = true,
-                }
-            }
-        }
-        bounds.sort_unstable();
-        bounds.dedup();
-        let top = if fam == 4 {
-            u128::from(u32::MAX)
-        } else {
-            u128::MAX
-        };
-        for (i, &start) in bounds.iter().enumerate() {
-            let end = match bounds.get(i + 1) {
-                Some(next) => next - 1,
-                None if reaches_top => top,
-                None => continue,
-            };
-            let holders: Vec<usize> = inputs
-                .iter()
-                .enumerate()
-                .filter(|(_, ps)| contains(ps, fam, start))
-                .map(|(i, _)| i)
-                .collect();
-            if !holders.is_empty() {
-                out.push(((fam, start, end), holders));
-            }
-        }
+/// Joins address sets that carry equal values into one set per value,
+/// ordered by their lowest address (IPv4 first), so output is stable.
+fn join<T: Eq + std::hash::Hash>(items: Vec<(AddrSet, T)>) -> Vec<(AddrSet, T)> {
+    let mut groups: HashMap<T, AddrSet> = HashMap::new();
+    for (a, v) in items {
+        let set = groups.entry(v).or_insert_with(AddrSet::none);
+        *set = set.union(&a);
     }
+    let lowest = |a: &AddrSet| a.ranges().first().map(|r| r.0);
+    let mut out: Vec<(AddrSet, T)> = groups.into_iter().map(|(v, a)| (a, v)).collect();
+    out.sort_by_cached_key(|(a, _)| lowest(a));
     out
-}
-
-fn contains(pieces: &[Piece], fam: u8, addr: u128) -> bool {
-    pieces
-        .iter()
-        .any(|&(f, s, e)| f == fam && s <= addr && addr <= e)
-}
-
-/// Joins pieces that carry equal values into one address set per value,
-/// in the order values first appear (pieces come sorted, IPv4 first).
-fn join<T: Eq + std::hash::Hash + Clone>(pieces: Vec<(Piece, T)>) -> Vec<(AddrSet, T)> {
-    let mut order: Vec<T> = Vec::new();
-    let mut groups: HashMap<T, Vec<Piece>> = HashMap::new();
-    for (p, v) in pieces {
-        groups
-            .entry(v.clone())
-            .or_insert_with(|| {
-                order.push(v);
-                Vec::new()
-            })
-            .push(p);
-    }
-    order
-        .into_iter()
-        .map(|v| {
-            let ps = groups.remove(&v).unwrap_or_default();
-            let set = ps
-                .into_iter()
-                .fold(AddrSet::none(), |acc, p| acc.union(&to_set(p)));
-            (set, v)
-        })
-        .collect()
 }
 
 /// For one workload and direction: which external addresses get which
@@ -159,17 +63,34 @@ impl ExtMap {
             }
             _ => {}
         }
-        let inputs: Vec<Vec<Piece>> = parts.iter().map(|(a, _)| pieces(a)).collect();
-        let cut = cut(&inputs)
-            .into_iter()
-            .map(|(piece, holders)| {
-                let ports = holders
-                    .iter()
-                    .fold(PortSet::none(), |acc, &i| acc.union(&parts[i].1));
-                (piece, ports)
-            })
-            .collect();
-        ExtMap { entries: join(cut) }
+        // Split what is held so far wherever the next part overlaps it:
+        // entries stay disjoint, and each address carries the ports of
+        // every part that holds it.
+        let mut entries: Vec<(AddrSet, PortSet)> = Vec::new();
+        for (addrs, ports) in parts {
+            let mut rest = addrs.clone();
+            let mut next = Vec::with_capacity(entries.len() + 1);
+            for (held, held_ports) in entries {
+                let both = held.intersect(&rest);
+                if both.is_empty() {
+                    next.push((held, held_ports));
+                    continue;
+                }
+                let only = held.subtract(&both);
+                if !only.is_empty() {
+                    next.push((only, held_ports.clone()));
+                }
+                rest = rest.subtract(&both);
+                next.push((both, held_ports.union(ports)));
+            }
+            if !rest.is_empty() {
+                next.push((rest, ports.clone()));
+            }
+            entries = next;
+        }
+        ExtMap {
+            entries: join(entries),
+        }
     }
 
     /// Every address of either map gets the ports of both.
@@ -209,27 +130,35 @@ pub fn compare(
     if before == after {
         return Vec::new();
     }
-    let nb = before.entries.len();
-    let inputs: Vec<Vec<Piece>> = before
-        .entries
-        .iter()
-        .chain(&after.entries)
-        .map(|(a, _)| pieces(a))
-        .collect();
-    let diffs = cut(&inputs)
-        .into_iter()
-        .filter_map(|(piece, holders)| {
-            let b = holders
-                .iter()
-                .find(|&&i| i < nb)
-                .map(|&i| before.entries[i].1.clone());
-            let a = holders
-                .iter()
-                .find(|&&i| i >= nb)
-                .map(|&i| after.entries[i - nb].1.clone());
-            (b != a).then_some((piece, (b, a)))
-        })
-        .collect();
+    // Both maps' entries are disjoint: every address lies in at most one
+    // entry of each, so the pieces are the pairwise overlaps and what
+    // each side holds alone.
+    let mut diffs = Vec::new();
+    for (b_addrs, b_ports) in &before.entries {
+        let mut alone = b_addrs.clone();
+        for (a_addrs, a_ports) in &after.entries {
+            let both = b_addrs.intersect(a_addrs);
+            if both.is_empty() {
+                continue;
+            }
+            alone = alone.subtract(&both);
+            if b_ports != a_ports {
+                diffs.push((both, (Some(b_ports.clone()), Some(a_ports.clone()))));
+            }
+        }
+        if !alone.is_empty() {
+            diffs.push((alone, (Some(b_ports.clone()), None)));
+        }
+    }
+    for (a_addrs, a_ports) in &after.entries {
+        let alone = before
+            .entries
+            .iter()
+            .fold(a_addrs.clone(), |rest, (b_addrs, _)| rest.subtract(b_addrs));
+        if !alone.is_empty() {
+            diffs.push((alone, (None, Some(a_ports.clone()))));
+        }
+    }
     join(diffs)
         .into_iter()
         .map(|(set, (b, a))| (set, b, a))
