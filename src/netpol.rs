@@ -28,8 +28,14 @@ pub enum Direction {
 }
 
 impl Direction {
-    /// Both directions, Ingress first.
+    /// Both directions, Ingress first: `ALL[d.index()] == d`.
     pub const ALL: [Direction; 2] = [Direction::Ingress, Direction::Egress];
+
+    /// The direction's position in [`Direction::ALL`], for tables indexed
+    /// by direction.
+    pub fn index(self) -> usize {
+        self as usize
+    }
 
     /// The name as `policyTypes` spells it.
     pub fn as_str(self) -> &'static str {
@@ -1107,5 +1113,12 @@ mod tests {
             unreachable!()
         };
         assert!(!b[0].admits_namespace("ns", "ns", &none));
+    }
+
+    #[test]
+    fn direction_index_is_its_place_in_all() {
+        for (i, d) in Direction::ALL.into_iter().enumerate() {
+            assert_eq!(d.index(), i, "{d:?}");
+        }
     }
 }

@@ -126,7 +126,7 @@ impl Reach {
 
     /// Adds a group's external map to its workload's.
     pub(crate) fn add_external(&mut self, d: Direction, w: u32, map: ExtMap) {
-        let slot = &mut self.external[super::index::dir_index(d)];
+        let slot = &mut self.external[d.index()];
         match slot.get(&w) {
             None => {
                 slot.insert(w, map);
@@ -151,7 +151,7 @@ impl Reach {
             })
             .collect();
         for d in Direction::ALL {
-            for (&w, map) in &self.external[super::index::dir_index(d)] {
+            for (&w, map) in &self.external[d.index()] {
                 for (addrs, ports) in map.entries() {
                     let ext = Endpoint::External(addrs.clone());
                     let (src, dst) = match d {
@@ -199,11 +199,7 @@ pub(crate) fn reach_all(model: &Model) -> Reach {
                 Direction::Ingress => groups[g].shape.ports.clone(),
                 Direction::Egress => Vec::new(),
             };
-            let key = (
-                super::index::dir_index(d),
-                view.selecting(d, g).to_vec(),
-                ports,
-            );
+            let key = (d.index(), view.selecting(d, g).to_vec(), ports);
             let map = match cache.get(&key) {
                 Some(m) => m.clone(),
                 None => {

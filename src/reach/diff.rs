@@ -7,7 +7,6 @@ use std::collections::{BTreeMap, BTreeSet};
 use super::compute::{Reach, reach_all};
 use super::conn::{Change, Endpoint};
 use super::external::{ExtMap, compare};
-use super::index::dir_index;
 use super::model::{Model, WorkloadId};
 use crate::netpol::Direction;
 use crate::ports::PortSet;
@@ -145,7 +144,7 @@ fn external_changes(
 ) {
     for dir in Direction::ALL {
         let keyed = |r: &Reach, ids: &[WorkloadId]| -> BTreeMap<WorkloadId, ExtMap> {
-            r.external[dir_index(dir)]
+            r.external[dir.index()]
                 .iter()
                 .map(|(&w, m)| (ids[w as usize].clone(), m.clone()))
                 .collect()

@@ -19,14 +19,6 @@ use crate::netpol::{Direction, NamespaceScope, Peer, Peers, Policy, Rule};
 use crate::ports::{ContainerPort, PortSet, RulePorts};
 use crate::selector::Labels;
 
-/// Array position of a direction.
-pub(crate) fn dir_index(d: Direction) -> usize {
-    match d {
-        Direction::Ingress => 0,
-        Direction::Egress => 1,
-    }
-}
-
 /// One rule with its peers evaluated against every pod group.
 #[derive(Debug, Clone)]
 pub(crate) struct RuleData {
@@ -171,7 +163,7 @@ impl<'a> Universe<'a> {
     pub(crate) fn policy_data(&self, memo: &mut Memos<'_>, policy: &Policy) -> PolicyData {
         let mut data = PolicyData::default();
         for d in policy.types.iter() {
-            data.rules[dir_index(d)] = policy
+            data.rules[d.index()] = policy
                 .rules(d)
                 .iter()
                 .map(|r| self.rule_data(memo, &policy.namespace, r))
@@ -227,7 +219,7 @@ impl Index {
             let selected = u.selected(p);
             for d in p.types.iter() {
                 for &g in &selected {
-                    selecting[dir_index(d)][g as usize].push(pi as u32);
+                    selecting[d.index()][g as usize].push(pi as u32);
                 }
             }
             data.push(u.policy_data(&mut memo, p));
@@ -242,8 +234,8 @@ impl Index {
         };
         for d in Direction::ALL {
             let rows: Vec<BitSet> = (0..n).map(|g| row_of(&index, d, g)).collect();
-            index.cols[dir_index(d)] = transpose(&rows, n);
-            index.rows[dir_index(d)] = rows;
+            index.cols[d.index()] = transpose(&rows, n);
+            index.rows[d.index()] = rows;
         }
         index
     }
@@ -283,22 +275,22 @@ impl View for Index {
     }
 
     fn selecting(&self, d: Direction, g: usize) -> &[u32] {
-        &self.selecting[dir_index(d)][g]
+        &self.selecting[d.index()][g]
     }
 
     fn rules(&self, policy: u32, d: Direction) -> &[RuleData] {
         self.policies
             .get(policy as usize)
-            .map(|p| p.rules[dir_index(d)].as_slice())
+            .map(|p| p.rules[d.index()].as_slice())
             .unwrap_or(&[])
     }
 
     fn row(&self, d: Direction, g: usize) -> &BitSet {
-        &self.rows[dir_index(d)][g]
+        &self.rows[d.index()][g]
     }
 
     fn col(&self, d: Direction, g: usize) -> Cow<'_, BitSet> {
-        Cow::Borrowed(&self.cols[dir_index(d)][g])
+        Cow::Borrowed(&self.cols[d.index()][g])
     }
 }
 
@@ -396,14 +388,14 @@ impl View for Overlay<'_> {
 
     fn selecting(&self, d: Direction, g: usize) -> &[u32] {
         match self.changed(g) {
-            Some(c) => &c.1[dir_index(d)],
+            Some(c) => &c.1[d.index()],
             None => self.base.selecting(d, g),
         }
     }
 
     fn rules(&self, policy: u32, d: Direction) -> &[RuleData] {
         if policy == self.slot {
-            &self.data.rules[dir_index(d)]
+            &self.data.rules[d.index()]
         } else {
             self.base.rules(policy, d)
         }
@@ -411,15 +403,15 @@ impl View for Overlay<'_> {
 
     fn row(&self, d: Direction, g: usize) -> &BitSet {
         match self.changed(g) {
-            Some(c) => &c.2[dir_index(d)],
+            Some(c) => &c.2[d.index()],
             None => self.base.row(d, g),
         }
     }
 
     fn col(&self, d: Direction, g: usize) -> Cow<'_, BitSet> {
-        let mut col = self.base.cols[dir_index(d)][g].clone();
+        let mut col = self.base.cols[d.index()][g].clone();
         for c in &self.changed {
-            col.set(c.0, c.2[dir_index(d)].contains(g));
+            col.set(c.0, c.2[d.index()].contains(g));
         }
         Cow::Owned(col)
     }
