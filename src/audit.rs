@@ -36,6 +36,24 @@ pub struct Inventory {
     pub pods: Vec<Pod>,
 }
 
+impl Inventory {
+    /// The reachability model's builder over the same objects, for
+    /// `simulate --cluster`.
+    pub fn model_builder(&self) -> Result<crate::reach::ModelBuilder, netpol::PolicyError> {
+        let mut b = crate::reach::ModelBuilder::new();
+        for ns in &self.namespaces {
+            b.namespace(ns);
+        }
+        for np in &self.policies {
+            b.network_policy(np)?;
+        }
+        for pod in &self.pods {
+            b.pod(pod);
+        }
+        Ok(b)
+    }
+}
+
 /// What kind of problem a finding is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
 #[serde(rename_all = "kebab-case")]

@@ -235,21 +235,10 @@ async fn live_inventory(hint: &str) -> Result<palisade::audit::Inventory, String
 async fn simulate_command(cmd: palisade::reach::SimulateCommand) -> ExitCode {
     let seed = if cmd.wants_cluster() {
         match live_inventory("").await {
-            Ok(inv) => {
-                let mut b = palisade::reach::ModelBuilder::new();
-                for ns in &inv.namespaces {
-                    b.namespace(ns);
-                }
-                for np in &inv.policies {
-                    if let Err(e) = b.network_policy(np) {
-                        return fail(e);
-                    }
-                }
-                for pod in &inv.pods {
-                    b.pod(pod);
-                }
-                Some(b)
-            }
+            Ok(inv) => match inv.model_builder() {
+                Ok(b) => Some(b),
+                Err(e) => return fail(e),
+            },
             Err(e) => return fail(e),
         }
     } else {

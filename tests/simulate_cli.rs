@@ -652,3 +652,47 @@ fn preview_of_nothing_changing_says_so() {
         vec!["this change opens and closes no connection"]
     );
 }
+
+/// `simulate --cluster` lists namespaces, policies and pods and seeds the
+/// model through audit's inventory: the same objects as manifests must
+/// make the same model.
+#[test]
+fn a_cluster_inventory_seeds_the_model_its_manifests_make() {
+    let yaml = r#"
+apiVersion: v1
+kind: Namespace
+metadata: {name: shop, labels: {team: a}}
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: web, namespace: shop, labels: {app: web}}
+spec: {containers: [{name: c, image: x}]}
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: db, namespace: shop, labels: {app: db}}
+spec: {containers: [{name: c, image: x, ports: [{containerPort: 5432}]}]}
+---
+apiVersion: networking.k8s.io/v1
+kind: NetworkPolicy
+metadata: {name: db, namespace: shop}
+spec:
+  podSelector: {matchLabels: {app: db}}
+  policyTypes: [Ingress]
+  ingress: [{from: [{podSelector: {matchLabels: {app: web}}}], ports: [{port: 5432}]}]
+"#;
+    let mut m = palisade::manifest::Manifests::default();
+    palisade::manifest::read_text(Path::new("cluster.yaml"), yaml, &mut m);
+    let inventory = palisade::audit::inventory_from_manifests(&m).unwrap();
+    let seeded = inventory.model_builder().unwrap().build();
+    let direct = ModelBuilder::new().documents(&m).unwrap().build();
+    let lines = |model| -> Vec<String> {
+        palisade::reach::connections(model)
+            .iter()
+            .map(ToString::to_string)
+            .filter(|l| l.contains("=> shop/db[Pod]"))
+            .collect()
+    };
+    assert_eq!(lines(&seeded), lines(&direct));
+    assert_eq!(lines(&seeded), ["shop/web[Pod] => shop/db[Pod] : TCP 5432"]);
+}
