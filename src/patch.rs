@@ -113,13 +113,9 @@ impl PatchBuilder {
             return;
         }
         let ptr = pointer(array.iter().copied());
-        if len == 0 && !self.created.contains(&ptr) {
-            // One `add` of the whole array works whether the field is
-            // absent, `null` or `[]`; `/-` would fail on the first two.
-            self.add(ptr.clone(), Value::Array(items));
-            self.created.insert(ptr);
+        let Some(items) = self.create_array(&ptr, len, items) else {
             return;
-        }
+        };
         for item in items {
             let mut at = ptr.clone();
             at.push_back("-");
@@ -134,11 +130,9 @@ impl PatchBuilder {
             return;
         }
         let ptr = pointer(array.iter().copied());
-        if len == 0 && !self.created.contains(&ptr) {
-            self.add(ptr.clone(), Value::Array(items));
-            self.created.insert(ptr);
+        let Some(items) = self.create_array(&ptr, len, items) else {
             return;
-        }
+        };
         // Each add shifts what follows it, so inserting at 0, 1, 2, ...
         // keeps `items` in order ahead of what the array held.
         for (i, item) in items.into_iter().enumerate() {
@@ -151,6 +145,24 @@ impl PatchBuilder {
     /// The operations, in the order they must be applied.
     pub fn build(self) -> Vec<PatchOperation> {
         self.ops
+    }
+
+    /// Adds the whole array when the object holds none yet: one `add`
+    /// works whether the field is absent, `null` or `[]`, where `/-` or an
+    /// index would fail on the first two. Gives the items back when the
+    /// array exists (or this patch already created it).
+    fn create_array(
+        &mut self,
+        ptr: &PointerBuf,
+        len: usize,
+        items: Vec<Value>,
+    ) -> Option<Vec<Value>> {
+        if len == 0 && !self.created.contains(ptr) {
+            self.add(ptr.clone(), Value::Array(items));
+            self.created.insert(ptr.clone());
+            return None;
+        }
+        Some(items)
     }
 
     fn add(&mut self, path: PointerBuf, value: Value) {
