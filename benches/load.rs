@@ -11,7 +11,10 @@
 //! stack: [`listen::serve_https`] with the rustls config of a
 //! [`CertReloader`]. palisade is [`serve::start`], exactly what the binary
 //! runs, with decisions logged as JSON (to `/dev/null`) and counted. The
-//! baseline reads the body and answers a fixed `allowed: true` review.
+//! baseline reads the body and answers a fixed `allowed: true` review. A
+//! third server, the floor, also parses the body as JSON and echoes its
+//! uid: the least a webhook that reads its input can do, to show which part
+//! of the gap to the baseline is palisade's and which any webhook pays.
 //!
 //! The client speaks HTTP/1.1 over TLS with keep-alive, as the API server
 //! does to a webhook behind a Service (kubernetes#82090; HTTP/2 is used only
@@ -34,8 +37,8 @@
 //! (closed-loop window, 5), `PALISADE_BENCH_OPEN_SECONDS` (10),
 //! `PALISADE_BENCH_RATE` (2000), `PALISADE_BENCH_CONNECTIONS` (closed loop,
 //! 16), `PALISADE_BENCH_OPEN_CONNECTIONS` (32), `PALISADE_BENCH_PROTOCOL`
-//! (`h1` or `h2`), `PALISADE_BENCH_ONLY` (`palisade` or `baseline`: one
-//! server alone, for a profiler).
+//! (`h1` or `h2`), `PALISADE_BENCH_ONLY` (`palisade`, `baseline` or
+//! `floor`: one server alone, for a profiler).
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -237,6 +240,40 @@ fn state() -> StaticCluster {
     let mut c = StaticCluster::new();
     c.apply_all(&m).expect("bench state");
     c
+}
+
+/// The least any webhook that reads its input does: check the body is
+/// JSON (every byte, as serde_json reads it: nothing kept but the uid) and
+/// echo the uid. What palisade pays beyond this is its own decision work;
+/// what this pays beyond the baseline, no webhook can avoid.
+async fn floor(body: Body) -> Response {
+    #[derive(serde::Deserialize)]
+    struct Review<'a> {
+        #[serde(borrow)]
+        request: Request<'a>,
+    }
+    #[derive(serde::Deserialize)]
+    struct Request<'a> {
+        #[serde(borrow)]
+        uid: std::borrow::Cow<'a, str>,
+    }
+    let Ok(bytes) = axum::body::to_bytes(body, BodyLimits::default().max_bytes).await else {
+        return StatusCode::BAD_REQUEST.into_response();
+    };
+    let Ok(review) = serde_json::from_slice::<Review<'_>>(&bytes) else {
+        return StatusCode::BAD_REQUEST.into_response();
+    };
+    let answer = serde_json::json!({
+        "apiVersion": "admission.k8s.io/v1",
+        "kind": "AdmissionReview",
+        "response": {"uid": review.request.uid, "allowed": true},
+    });
+    (
+        StatusCode::OK,
+        [(header::CONTENT_TYPE, "application/json")],
+        answer.to_string(),
+    )
+        .into_response()
 }
 
 async fn noop(body: Body) -> Response {
@@ -765,26 +802,36 @@ fn main() {
             body: BodyLimits::default(),
         }))
         .expect("palisade starts");
-    let (stop_baseline, stopped) = oneshot::channel::<()>();
-    let baseline_addr = server_rt.block_on(async {
-        let reloader = CertReloader::load(&cert, &key).expect("certificates");
-        let tls = reloader.server_config().expect("server config");
-        let listener = tokio::net::TcpListener::bind(local).await.expect("bind");
-        let addr = listener.local_addr().expect("addr");
-        let app = Router::new()
+    let (stop_others, stopped) = tokio::sync::watch::channel(());
+    let other = |app: Router| {
+        let mut stopped = stopped.clone();
+        server_rt.block_on(async {
+            let reloader = CertReloader::load(&cert, &key).expect("certificates");
+            let tls = reloader.server_config().expect("server config");
+            let listener = tokio::net::TcpListener::bind(local).await.expect("bind");
+            let addr = listener.local_addr().expect("addr");
+            tokio::spawn(listen::serve_https(
+                listener,
+                tls,
+                app,
+                ListenLimits::default(),
+                async move {
+                    let _ = stopped.changed().await;
+                },
+            ));
+            addr
+        })
+    };
+    let baseline_addr = other(
+        Router::new()
             .route("/validate", post(noop))
-            .route("/mutate", post(noop));
-        tokio::spawn(listen::serve_https(
-            listener,
-            tls,
-            app,
-            ListenLimits::default(),
-            async move {
-                let _ = stopped.await;
-            },
-        ));
-        addr
-    });
+            .route("/mutate", post(noop)),
+    );
+    let floor_addr = other(
+        Router::new()
+            .route("/validate", post(floor))
+            .route("/mutate", post(floor)),
+    );
     let targets = [
         Target {
             name: "baseline",
@@ -793,6 +840,10 @@ fn main() {
         Target {
             name: "palisade",
             addr: palisade_server.https_addr,
+        },
+        Target {
+            name: "floor",
+            addr: floor_addr,
         },
     ];
 
@@ -836,8 +887,8 @@ fn main() {
     stage_costs(&reviews, &state());
     let reviews = Arc::new(reviews);
 
-    let mut results: [Results; 2] = Default::default();
-    // Profiling one server alone: PALISADE_BENCH_ONLY=palisade (or baseline).
+    let mut results: [Results; 3] = Default::default();
+    // Profiling one server alone: PALISADE_BENCH_ONLY=palisade (or baseline, floor).
     let only = std::env::var("PALISADE_BENCH_ONLY").ok();
     let skip = |t: &Target| only.as_deref().is_some_and(|o| o != t.name);
     for round in 1..=knobs.rounds {
@@ -928,7 +979,7 @@ fn main() {
         );
         med.push(m);
     }
-    let (b, p) = (med[0], med[1]);
+    let (b, p, f) = (med[0], med[1], med[2]);
     let tput = p.0 / b.0;
     let p99 = p.3 / b.3;
     println!(
@@ -949,7 +1000,16 @@ fn main() {
         p.5 - b.5
     );
 
+    println!(
+        "  ratio floor/baseline (reading the JSON, nothing else): max throughput {:.2}, p99 at {}/s {:.2}, server CPU per review at {}/s {:.1} µs more than the baseline",
+        f.0 / b.0,
+        knobs.rate,
+        f.3 / b.3,
+        knobs.rate,
+        f.5 - b.5
+    );
+
     palisade_server.shutdown();
-    let _ = stop_baseline.send(());
+    let _ = stop_others.send(());
     let _ = server_rt.block_on(palisade_server.wait());
 }

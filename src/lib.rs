@@ -18,6 +18,7 @@ pub mod netpol;
 pub mod patch;
 pub mod ports;
 pub mod posture;
+pub mod prune;
 pub mod reach;
 pub mod review;
 pub mod roles;

@@ -599,19 +599,44 @@ fn oracle(body: &[u8]) -> Result<String, String> {
     Ok(uid.to_owned())
 }
 
-/// The object parses as its declared kind's k8s-openapi type (kinds
-/// palisade does not decide are not looked at).
+/// The object parses as its declared kind's k8s-openapi type, as far as
+/// palisade reads it (kinds palisade does not decide are not looked at).
+///
+/// palisade decodes only the members its rules read (`src/prune.rs` says
+/// why); what else an object holds is no reason to reject a review, as
+/// long as it is JSON. The members read are listed again here, in the
+/// oracle's own terms, and the rest removed before the typed parse.
 fn object_valid(group: &str, kind: &str, o: &Value) -> Result<(), String> {
     use k8s_openapi::api::{apps::v1 as apps, batch::v1 as batch, core::v1 as core};
     use serde_json::from_value as from;
-    let mut o = o.clone();
-    // palisade does not read metadata.managedFields (review.rs says why),
-    // so what is in it is no reason to reject a review.
-    if let Some(meta) = o.get_mut("metadata").and_then(Value::as_object_mut)
-        && meta.contains_key("managedFields")
-    {
-        meta.insert("managedFields".into(), Value::Null);
-    }
+    const META: &str =
+        "metadata.{name,generateName,namespace,labels,annotations,deletionTimestamp}";
+    const SPEC: &[&str] = &[
+        "containers.*.{name,image,ports,restartPolicy}",
+        "initContainers.*.{name,image,ports,restartPolicy}",
+        "ephemeralContainers.*.name",
+        "volumes.*.name",
+        "{hostNetwork,serviceAccountName,serviceAccount}",
+    ];
+    let top = ["apiVersion", "kind", META].map(str::to_owned).to_vec();
+    let pod = |prefix: &str| -> Vec<String> {
+        let mut p = vec![format!("{prefix}{META}")];
+        p.extend(SPEC.iter().map(|s| format!("{prefix}spec.{s}")));
+        p
+    };
+    let workload = |template: &str| [top.clone(), pod(template)].concat();
+    let paths = match (group, kind) {
+        ("", "Pod") => [top.clone(), pod("")].concat(),
+        ("", "Namespace") | ("networking.k8s.io", "NetworkPolicy") => {
+            [top.clone(), vec!["spec".into(), "status".into()]].concat()
+        }
+        ("batch", "CronJob") => workload("spec.jobTemplate.spec.template."),
+        ("", "ReplicationController")
+        | ("apps", "Deployment" | "StatefulSet" | "DaemonSet" | "ReplicaSet")
+        | ("batch", "Job") => workload("spec.template."),
+        _ => return Ok(()),
+    };
+    let o = keep_only(o, &paths.iter().map(String::as_str).collect::<Vec<_>>());
     let r = match (group, kind) {
         ("", "Pod") => from::<core::Pod>(o).map(drop),
         ("", "Namespace") => from::<core::Namespace>(o).map(drop),
@@ -628,6 +653,58 @@ fn object_valid(group: &str, kind: &str, o: &Value) -> Result<(), String> {
         _ => Ok(()),
     };
     r.map_err(|e| e.to_string())
+}
+
+/// `v` with only the members named by `paths`: dotted member names, `*`
+/// for every item of an array, `{a,b}` for several members. Where a path
+/// expects an object or an array and finds something else, the value is
+/// kept whole, for the typed parse to judge.
+fn keep_only(v: &Value, paths: &[&str]) -> Value {
+    fn split(path: &str) -> (&str, Option<&str>) {
+        // `{a,b}` is one step; a dot inside it does not split.
+        let end = if path.starts_with('{') {
+            path.find('}').map_or(path.len(), |i| i + 1)
+        } else {
+            path.find('.').unwrap_or(path.len())
+        };
+        (&path[..end], path.get(end + 1..).filter(|r| !r.is_empty()))
+    }
+    let steps: Vec<(&str, Option<&str>)> = paths.iter().map(|p| split(p)).collect();
+    match v {
+        Value::Array(items) if steps.iter().all(|(s, _)| *s == "*") => {
+            let rest: Vec<&str> = steps.iter().filter_map(|(_, r)| *r).collect();
+            if steps.iter().any(|(_, r)| r.is_none()) {
+                return v.clone();
+            }
+            Value::Array(items.iter().map(|i| keep_only(i, &rest)).collect())
+        }
+        Value::Object(members) if steps.iter().all(|(s, _)| *s != "*") => {
+            let mut out = serde_json::Map::new();
+            for (name, value) in members {
+                let mut whole = false;
+                let mut rest = Vec::new();
+                for (step, r) in &steps {
+                    let names: Vec<&str> = step
+                        .trim_matches(|c| c == '{' || c == '}')
+                        .split(',')
+                        .collect();
+                    if names.contains(&name.as_str()) {
+                        match r {
+                            None => whole = true,
+                            Some(r) => rest.push(*r),
+                        }
+                    }
+                }
+                if whole {
+                    out.insert(name.clone(), value.clone());
+                } else if !rest.is_empty() {
+                    out.insert(name.clone(), keep_only(value, &rest));
+                }
+            }
+            Value::Object(out)
+        }
+        _ => v.clone(),
+    }
 }
 
 // ---------------------------------------------------------------- checks
@@ -749,6 +826,42 @@ fn unmutated_fixtures_are_all_valid() {
         let req = review::parse(&f.compact).unwrap_or_else(|e| panic!("{}: {e}", f.name));
         assert_eq!(req.uid, uid);
         decide_and_respond(&req, &metrics);
+    }
+}
+
+/// The oracle and the parser agree on where the line between read and
+/// unread runs: a wrong type in a member palisade reads is rejected by
+/// both, one in a member it skips by neither.
+#[test]
+fn read_fields_are_judged_and_unread_ones_are_not() {
+    let f = fixtures()
+        .iter()
+        .find(|f| f.name == "mutating-pod-create-with-labels.json")
+        .expect("fixture");
+    let base: Value = serde_json::from_slice(&f.compact).expect("JSON");
+    let with = |pointer: &str, value: Value| {
+        let mut v = base.clone();
+        *v.pointer_mut(pointer)
+            .unwrap_or_else(|| panic!("{pointer}")) = value;
+        serde_json::to_vec(&v).expect("JSON")
+    };
+    let o = "/request/object";
+    for (pointer, read) in [
+        (format!("{o}/spec/containers/0/image"), true),
+        (format!("{o}/spec/containers/0/name"), true),
+        (format!("{o}/metadata/labels"), true),
+        (
+            format!("{o}/spec/containers/0/terminationMessagePath"),
+            false,
+        ),
+        (format!("{o}/spec/restartPolicy"), false),
+        (format!("{o}/metadata/managedFields"), false),
+        (format!("{o}/spec/volumes/0/projected"), false),
+        (format!("{o}/status"), false),
+    ] {
+        let body = with(&pointer, Value::from(7));
+        assert_eq!(oracle(&body).is_ok(), !read, "oracle on {pointer}");
+        assert_eq!(review::parse(&body).is_ok(), !read, "parse on {pointer}");
     }
 }
 

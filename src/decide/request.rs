@@ -8,7 +8,10 @@ use k8s_openapi::api::batch::v1::{CronJob, Job};
 use k8s_openapi::api::core::v1::{Namespace, Pod, PodTemplateSpec, ReplicationController};
 use k8s_openapi::api::networking::v1::NetworkPolicy;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
+
+use crate::prune::{self, Keep};
 
 /// API group, version and kind.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
@@ -190,62 +193,58 @@ pub enum Object {
 }
 
 impl Object {
-    /// Reads an object of kind `gvk` from JSON. Kinds palisade does not
+    /// Reads an object of kind `gvk` from a review's JSON text: only the
+    /// fields the rules read (see [`prune`]). Kinds palisade does not
     /// decide are not parsed at all.
-    pub fn from_json(gvk: &Gvk, json: &str) -> Result<Object, serde_json::Error> {
-        Ok(match (gvk.group.as_str(), gvk.kind.as_str()) {
-            ("", "Pod") => Object::Pod(Box::new(serde_json::from_str(json)?)),
-            ("networking.k8s.io", "NetworkPolicy") => {
-                Object::NetworkPolicy(Box::new(serde_json::from_str(json)?))
-            }
-            ("", "Namespace") => Object::Namespace(Box::new(serde_json::from_str(json)?)),
-            _ => match WorkloadKind::from_gvk(gvk) {
-                // Workloads are rarer than pods on the wire; one generic
-                // path through a JSON value keeps seven kinds in one place.
-                Some(_) => Self::from_value(gvk, serde_json::from_str(json)?)?,
-                None => Object::Other(gvk.clone()),
-            },
-        })
+    pub fn from_wire(gvk: &Gvk, json: &str) -> Result<Object, serde_json::Error> {
+        Self::decode(gvk, Wire(json))
     }
 
-    /// Reads an object of kind `gvk` from an already-parsed JSON value.
+    /// Reads an object of kind `gvk` from an already-parsed JSON value, a
+    /// manifest's: all of it, so a mistake anywhere in it is reported.
     pub fn from_value(gvk: &Gvk, value: serde_json::Value) -> Result<Object, serde_json::Error> {
-        use serde_json::from_value as from;
+        Self::decode(gvk, value)
+    }
+
+    fn decode(gvk: &Gvk, src: impl Source) -> Result<Object, serde_json::Error> {
         Ok(match (gvk.group.as_str(), gvk.kind.as_str()) {
-            ("", "Pod") => Object::Pod(Box::new(from(value)?)),
-            ("networking.k8s.io", "NetworkPolicy") => Object::NetworkPolicy(Box::new(from(value)?)),
-            ("", "Namespace") => Object::Namespace(Box::new(from(value)?)),
+            ("", "Pod") => Object::Pod(Box::new(src.read(&prune::POD)?)),
+            ("networking.k8s.io", "NetworkPolicy") => {
+                Object::NetworkPolicy(Box::new(src.read(&prune::WHOLE_BUT_METADATA)?))
+            }
+            ("", "Namespace") => Object::Namespace(Box::new(src.read(&prune::WHOLE_BUT_METADATA)?)),
             _ => {
                 let Some(kind) = WorkloadKind::from_gvk(gvk) else {
                     return Ok(Object::Other(gvk.clone()));
                 };
+                let keep = &prune::WORKLOAD;
                 let (metadata, template) = match kind {
                     WorkloadKind::Deployment => {
-                        let d: Deployment = from(value)?;
+                        let d: Deployment = src.read(keep)?;
                         (d.metadata, Some(d.spec.template))
                     }
                     WorkloadKind::StatefulSet => {
-                        let d: StatefulSet = from(value)?;
+                        let d: StatefulSet = src.read(keep)?;
                         (d.metadata, Some(d.spec.template))
                     }
                     WorkloadKind::DaemonSet => {
-                        let d: DaemonSet = from(value)?;
+                        let d: DaemonSet = src.read(keep)?;
                         (d.metadata, Some(d.spec.template))
                     }
                     WorkloadKind::ReplicaSet => {
-                        let d: ReplicaSet = from(value)?;
+                        let d: ReplicaSet = src.read(keep)?;
                         (d.metadata, d.spec.template)
                     }
                     WorkloadKind::Job => {
-                        let d: Job = from(value)?;
+                        let d: Job = src.read(keep)?;
                         (d.metadata, d.spec.map(|s| s.template))
                     }
                     WorkloadKind::CronJob => {
-                        let d: CronJob = from(value)?;
+                        let d: CronJob = src.read(&prune::CRON_JOB)?;
                         (d.metadata, d.spec.job_template.spec.map(|s| s.template))
                     }
                     WorkloadKind::ReplicationController => {
-                        let d: ReplicationController = from(value)?;
+                        let d: ReplicationController = src.read(keep)?;
                         (d.metadata, d.spec.and_then(|s| s.template))
                     }
                 };
@@ -267,6 +266,26 @@ impl Object {
             Object::Namespace(n) => Some(&n.metadata),
             Object::Other(_) => None,
         }
+    }
+}
+
+/// Where an object is read from: a review's text, of which only what the
+/// rules read is decoded, or a manifest's value, decoded whole.
+trait Source {
+    fn read<T: DeserializeOwned>(self, keep: &'static Keep) -> Result<T, serde_json::Error>;
+}
+
+struct Wire<'a>(&'a str);
+
+impl Source for Wire<'_> {
+    fn read<T: DeserializeOwned>(self, keep: &'static Keep) -> Result<T, serde_json::Error> {
+        prune::from_str(self.0, keep)
+    }
+}
+
+impl Source for serde_json::Value {
+    fn read<T: DeserializeOwned>(self, _: &'static Keep) -> Result<T, serde_json::Error> {
+        serde_json::from_value(self)
     }
 }
 
@@ -335,7 +354,7 @@ mod tests {
 
     #[test]
     fn kinds_decode_to_their_types() {
-        let d = Object::from_json(
+        let d = Object::from_wire(
             &Gvk::new("apps", "v1", "Deployment"),
             r#"{"metadata":{"name":"web"},"spec":{"selector":{},"template":{"metadata":{"labels":{"app":"web"}},"spec":{"containers":[{"name":"c","image":"nginx"}]}}}}"#,
         )
@@ -359,15 +378,15 @@ mod tests {
         );
 
         assert_eq!(
-            Object::from_json(&Gvk::new("", "v1", "ConfigMap"), "{}").unwrap(),
+            Object::from_wire(&Gvk::new("", "v1", "ConfigMap"), "{}").unwrap(),
             Object::Other(Gvk::new("", "v1", "ConfigMap"))
         );
         // Same kind name in another group is not ours.
         assert!(matches!(
-            Object::from_json(&Gvk::new("example.com", "v1", "Deployment"), "{}").unwrap(),
+            Object::from_wire(&Gvk::new("example.com", "v1", "Deployment"), "{}").unwrap(),
             Object::Other(_)
         ));
-        assert!(Object::from_json(&Gvk::new("", "v1", "Pod"), r#"{"spec": 3}"#).is_err());
+        assert!(Object::from_wire(&Gvk::new("", "v1", "Pod"), r#"{"spec": 3}"#).is_err());
     }
 
     #[test]
