@@ -69,22 +69,26 @@ pub fn decision(
     let decision = verdict.decision();
     let rules: Vec<&str> = verdict.violations.iter().map(|v| v.rule.as_str()).collect();
     let reason: Vec<String> = verdict.violations.iter().map(|v| v.summary()).collect();
+    let (rules, reason) = (rules.join(","), reason.join(" | "));
     let changes = verdict.changes.join("; ");
+    let object = req.subject();
+    // Strings as `&str`, not `%` Display: the JSON formatter then writes
+    // them as they are instead of formatting each into a buffer first.
     macro_rules! emit {
         ($level:ident) => {
             tracing::$level!(
                 webhook = webhook.as_str(),
-                uid = %req.uid,
-                user = %req.user.username,
-                kind = %req.kind.kind,
+                uid = req.uid.as_str(),
+                user = req.user.username.as_str(),
+                kind = req.kind.kind.as_str(),
                 operation = req.operation.as_str(),
-                object = %req.subject(),
+                object = object.as_str(),
                 dry_run = req.dry_run,
                 mode = verdict.mode.as_str(),
                 decision = decision.as_str(),
-                rules = %rules.join(","),
-                reason = %reason.join(" | "),
-                changes = %changes,
+                rules = rules.as_str(),
+                reason = reason.as_str(),
+                changes = changes.as_str(),
                 confirmation = ?confirmation,
                 micros = elapsed.as_micros() as u64,
                 "admission decision"
