@@ -5,7 +5,7 @@
 //! `status`, `managedFields`. Decoding all of it into k8s-openapi's types
 //! was two thirds of palisade's own work per review; decoding only what is
 //! read takes a quarter less (docs/performance.md has the figures).
-//! [`Pruned`] wraps a deserializer so that the members a [`Keep`] does not
+//! [`from_str`] wraps the deserializer so that the members a [`Keep`] does not
 //! name are skipped unread (serde_json checks their syntax, nothing more)
 //! and the members it names reach k8s-openapi's own `Deserialize`
 //! impls as they are. The result is the same typed object with the unread
@@ -124,14 +124,13 @@ pub fn from_str<T: DeserializeOwned>(json: &str, keep: &'static Keep) -> serde_j
 }
 
 /// A deserializer that hides the members `keep` does not name.
-pub struct Pruned<D> {
+struct Pruned<D> {
     de: D,
     keep: &'static Keep,
 }
 
 impl<D> Pruned<D> {
-    /// Wraps `de`.
-    pub fn new(de: D, keep: &'static Keep) -> Self {
+    fn new(de: D, keep: &'static Keep) -> Self {
         Pruned { de, keep }
     }
 }
