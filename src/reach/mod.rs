@@ -13,9 +13,9 @@
 //!   a connection is a few bit tests.
 //! - [`compute`]: every allowed connection ([`connections`]).
 //! - [`external`]: connectivity with addresses outside the cluster.
-//! - [`diff`]: connections added, removed and changed between two models.
-//! - [`preview`]: what one policy change opens and closes ([`preview()`]).
-//! - [`explain`]: allowed or denied, and which policy and rule decide.
+//! - [`diff`](mod@diff): connections added, removed and changed between two models.
+//! - [`preview`](mod@preview): what one policy change opens and closes ([`preview()`]).
+//! - [`explain`](mod@explain): allowed or denied, and which policy and rule decide.
 //! - [`output`]: text, JSON, Markdown and Graphviz renderings.
 //! - [`cli`]: `palisade simulate list | eval | diff`.
 
