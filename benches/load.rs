@@ -38,12 +38,16 @@
 //! `PALISADE_BENCH_RATE` (2000), `PALISADE_BENCH_CONNECTIONS` (closed loop,
 //! 16), `PALISADE_BENCH_OPEN_CONNECTIONS` (32), `PALISADE_BENCH_PROTOCOL`
 //! (`h1` or `h2`), `PALISADE_BENCH_ONLY` (`palisade`, `baseline` or
-//! `floor`: one server alone, for a profiler).
+//! `floor`: one server alone, for a profiler), `PALISADE_BENCH_FLOOR_WORK_US`
+//! (0: the floor also does this many microseconds of pure CPU work per
+//! review, a loop calibrated once on an idle thread, to show what ratio a
+//! webhook with that much work of its own can reach on this machine).
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::Path;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use axum::Router;
@@ -242,6 +246,41 @@ fn state() -> StaticCluster {
     c
 }
 
+/// Iterations of [`work`] the floor runs per review
+/// (`PALISADE_BENCH_FLOOR_WORK_US`, converted once by [`calibrate_work`]).
+static FLOOR_WORK: AtomicU64 = AtomicU64::new(0);
+
+/// Pure CPU work the optimiser cannot remove: no memory traffic, no
+/// syscalls, so what it adds under load is the cost of a handler being
+/// busy for that long, nothing else.
+fn work(iterations: u64) -> u64 {
+    let mut x = 0u64;
+    for i in 0..iterations {
+        x = std::hint::black_box(x.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(i));
+    }
+    x
+}
+
+/// Iterations of [`work`] that take `micros` on this thread, timed before
+/// any server runs (the fastest of five tries, so a preempted try does not
+/// shrink the work).
+fn calibrate_work(micros: f64) -> u64 {
+    if micros <= 0.0 {
+        return 0;
+    }
+    const PROBE: u64 = 2_000_000;
+    let best = (0..5)
+        .map(|_| {
+            let t = Instant::now();
+            std::hint::black_box(work(PROBE));
+            t.elapsed()
+        })
+        .min()
+        .unwrap_or(Duration::from_millis(1));
+    let per_iteration_ns = best.as_nanos().max(1) as f64 / PROBE as f64;
+    (micros * 1e3 / per_iteration_ns) as u64
+}
+
 /// The least any webhook that reads its input does: check the body is
 /// JSON (every byte, as serde_json reads it: nothing kept but the uid) and
 /// echo the uid. What palisade pays beyond this is its own decision work;
@@ -263,6 +302,7 @@ async fn floor(body: Body) -> Response {
     let Ok(review) = serde_json::from_slice::<Review<'_>>(&bytes) else {
         return StatusCode::BAD_REQUEST.into_response();
     };
+    std::hint::black_box(work(FLOOR_WORK.load(Ordering::Relaxed)));
     let answer = serde_json::json!({
         "apiVersion": "admission.k8s.io/v1",
         "kind": "AdmissionReview",
@@ -789,6 +829,19 @@ fn main() {
         .build()
         .expect("client runtime");
 
+    let floor_work_us: f64 = env_or("PALISADE_BENCH_FLOOR_WORK_US", 0.0);
+    FLOOR_WORK.store(calibrate_work(floor_work_us), Ordering::Relaxed);
+    let floor_says = if floor_work_us > 0.0 {
+        format!("reading the JSON plus {floor_work_us} µs of pure CPU work")
+    } else {
+        "reading the JSON, nothing else".to_owned()
+    };
+    if floor_work_us > 0.0 {
+        println!(
+            "floor: {floor_says} ({} loop iterations per review)",
+            FLOOR_WORK.load(Ordering::Relaxed)
+        );
+    }
     let local: SocketAddr = "127.0.0.1:0".parse().expect("addr");
     let palisade_server = server_rt
         .block_on(serve::start(Settings {
@@ -942,7 +995,26 @@ fn main() {
         }
     }
 
-    if only.is_some() || knobs.open.is_zero() {
+    if only.is_some() {
+        palisade_server.shutdown();
+        return;
+    }
+    if knobs.open.is_zero() {
+        // Closed loop only (PALISADE_BENCH_OPEN_SECONDS=0): the quick way
+        // to trace throughput against PALISADE_BENCH_FLOOR_WORK_US.
+        let tput: Vec<f64> = results
+            .iter()
+            .map(|r| median(r.throughput.clone()))
+            .collect();
+        println!(
+            "\nsummary, closed loop only (median of {} rounds): max reviews/s baseline {:.0}, palisade {:.0} ({:.2}), floor {:.0} ({:.2}; {floor_says})",
+            knobs.rounds,
+            tput[0],
+            tput[1],
+            tput[1] / tput[0],
+            tput[2],
+            tput[2] / tput[0],
+        );
         palisade_server.shutdown();
         return;
     }
@@ -1001,7 +1073,7 @@ fn main() {
     );
 
     println!(
-        "  ratio floor/baseline (reading the JSON, nothing else): max throughput {:.2}, p99 at {}/s {:.2}, server CPU per review at {}/s {:.1} µs more than the baseline",
+        "  ratio floor/baseline ({floor_says}): max throughput {:.2}, p99 at {}/s {:.2}, server CPU per review at {}/s {:.1} µs more than the baseline",
         f.0 / b.0,
         knobs.rate,
         f.3 / b.3,
