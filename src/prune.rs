@@ -118,9 +118,18 @@ pub const WHOLE_BUT_METADATA: Keep = Keep::Fields(&[
 /// whole text must still be one well-formed JSON value.
 pub fn from_str<T: DeserializeOwned>(json: &str, keep: &'static Keep) -> serde_json::Result<T> {
     let mut de = serde_json::Deserializer::from_str(json);
-    let value = T::deserialize(Pruned::new(&mut de, keep))?;
+    let value = deserialize(&mut de, keep)?;
     de.end()?;
     Ok(value)
+}
+
+/// Reads `T` from the value `de` is at, only as far as `keep` says: the
+/// same reading as [`from_str`], for a value inside a larger document.
+pub fn deserialize<'de, T: DeserializeOwned, D: Deserializer<'de>>(
+    de: D,
+    keep: &'static Keep,
+) -> Result<T, D::Error> {
+    T::deserialize(Pruned::new(de, keep))
 }
 
 /// A deserializer that hides the members `keep` does not name.

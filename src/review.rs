@@ -63,20 +63,26 @@ pub enum ReviewError {
     },
 }
 
+/// The review around a request `R`: [`Streamed`] or [`Captured`].
 #[derive(Deserialize)]
-#[serde(rename_all = "camelCase")]
-struct WireReview<'a> {
+#[serde(rename_all = "camelCase", bound(deserialize = "R: Deserialize<'de>"))]
+struct WireReview<R> {
     #[serde(default)]
     api_version: String,
     #[serde(default)]
     kind: String,
-    #[serde(borrow, default, deserialize_with = "object_or_null")]
-    request: Option<WireRequest<'a>>,
+    #[serde(default, deserialize_with = "object_or_null")]
+    request: Option<R>,
 }
 
+/// A request whose objects are `O`: decoded ([`Streamed`]), or captured as
+/// text to be decoded once the kind is known ([`Captured`]).
 #[derive(Deserialize)]
-#[serde(rename_all = "camelCase")]
-struct WireRequest<'a> {
+#[serde(
+    rename_all = "camelCase",
+    bound(deserialize = "O: Deserialize<'de> + Default")
+)]
+struct WireRequest<O> {
     #[serde(default)]
     uid: String,
     #[serde(deserialize_with = "object_only")]
@@ -93,10 +99,185 @@ struct WireRequest<'a> {
     user_info: User,
     #[serde(default)]
     dry_run: Option<bool>,
-    #[serde(borrow, default)]
-    object: Option<&'a RawValue>,
-    #[serde(borrow, default)]
-    old_object: Option<&'a RawValue>,
+    #[serde(default)]
+    object: O,
+    #[serde(default)]
+    old_object: O,
+}
+
+/// The request as the fallback reading takes it: each object's text,
+/// decoded once the whole request has been read and its kind is known.
+type Captured<'a> = WireRequest<Option<&'a RawValue>>;
+
+/// The request read in one pass, each object decoded as it streams by.
+/// That needs the kind before the objects, which is how the API server
+/// writes a review; a body that has them the other way round, or that this
+/// reading rejects for any reason, is read again as [`Captured`], whose
+/// answer is the one given, so the two readings never disagree.
+struct Streamed(WireRequest<Option<Object>>);
+
+/// The members of a request, as [`Streamed`] meets them.
+enum Field {
+    Uid,
+    Kind,
+    SubResource,
+    Name,
+    Namespace,
+    Operation,
+    UserInfo,
+    DryRun,
+    Object,
+    OldObject,
+    Other,
+}
+
+impl<'de> Deserialize<'de> for Field {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Field, D::Error> {
+        struct FieldVisitor;
+        impl Visitor<'_> for FieldVisitor {
+            type Value = Field;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a member name")
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<Field, E> {
+                Ok(match v {
+                    "uid" => Field::Uid,
+                    "kind" => Field::Kind,
+                    "subResource" => Field::SubResource,
+                    "name" => Field::Name,
+                    "namespace" => Field::Namespace,
+                    "operation" => Field::Operation,
+                    "userInfo" => Field::UserInfo,
+                    "dryRun" => Field::DryRun,
+                    "object" => Field::Object,
+                    "oldObject" => Field::OldObject,
+                    _ => Field::Other,
+                })
+            }
+        }
+        d.deserialize_identifier(FieldVisitor)
+    }
+}
+
+/// Stores a member's value, refusing a second one as serde's derived
+/// structs do.
+fn once<T, E: de::Error>(slot: &mut Option<T>, value: T, field: &'static str) -> Result<(), E> {
+    if slot.is_some() {
+        return Err(E::duplicate_field(field));
+    }
+    *slot = Some(value);
+    Ok(())
+}
+
+/// A member read through one of the `deserialize_with` functions above.
+struct With<T>(T);
+
+macro_rules! with {
+    ($t:ty, $f:path) => {
+        impl<'de> Deserialize<'de> for With<$t> {
+            fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+                $f(d).map(With)
+            }
+        }
+    };
+}
+with!(Gvk, object_only);
+with!(User, object_only);
+with!(Operation, operation);
+
+/// `object` or `oldObject` of kind `.0`: `null`, or decoded as
+/// [`Object::from_wire`] decodes its text.
+struct ObjectSeed<'k>(&'k Gvk);
+
+impl<'de> de::DeserializeSeed<'de> for ObjectSeed<'_> {
+    type Value = Option<Object>;
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Option<Object>, D::Error> {
+        d.deserialize_option(self)
+    }
+}
+
+impl<'de> Visitor<'de> for ObjectSeed<'_> {
+    type Value = Option<Object>;
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "a {} or null", self.0)
+    }
+    fn visit_none<E: de::Error>(self) -> Result<Option<Object>, E> {
+        Ok(None)
+    }
+    fn visit_some<D: Deserializer<'de>>(self, d: D) -> Result<Option<Object>, D::Error> {
+        Object::from_stream(self.0, d).map(Some)
+    }
+}
+
+impl<'de> Deserialize<'de> for Streamed {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Streamed, D::Error> {
+        d.deserialize_map(StreamedVisitor)
+    }
+}
+
+struct StreamedVisitor;
+
+impl<'de> Visitor<'de> for StreamedVisitor {
+    type Value = Streamed;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("an admission request")
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Streamed, A::Error> {
+        let (mut uid, mut kind, mut sub_resource, mut name, mut namespace) =
+            (None, None::<Gvk>, None, None, None);
+        let (mut operation, mut user_info, mut dry_run, mut object, mut old_object) =
+            (None, None, None, None, None);
+        while let Some(field) = map.next_key::<Field>()? {
+            match field {
+                Field::Uid => once(&mut uid, map.next_value()?, "uid")?,
+                Field::Kind => {
+                    let With(gvk) = map.next_value()?;
+                    once(&mut kind, gvk, "kind")?;
+                }
+                Field::SubResource => once(&mut sub_resource, map.next_value()?, "subResource")?,
+                Field::Name => once(&mut name, map.next_value()?, "name")?,
+                Field::Namespace => once(&mut namespace, map.next_value()?, "namespace")?,
+                Field::Operation => {
+                    let With(op) = map.next_value()?;
+                    once(&mut operation, op, "operation")?;
+                }
+                Field::UserInfo => {
+                    let With(user) = map.next_value()?;
+                    once(&mut user_info, user, "userInfo")?;
+                }
+                Field::DryRun => once(&mut dry_run, map.next_value()?, "dryRun")?,
+                Field::Object | Field::OldObject => {
+                    let (slot, member) = match field {
+                        Field::Object => (&mut object, "object"),
+                        _ => (&mut old_object, "oldObject"),
+                    };
+                    let Some(gvk) = &kind else {
+                        return Err(de::Error::custom(format_args!(
+                            "request.{member} comes before request.kind"
+                        )));
+                    };
+                    once(slot, map.next_value_seed(ObjectSeed(gvk))?, member)?;
+                }
+                Field::Other => {
+                    map.next_value::<de::IgnoredAny>()?;
+                }
+            }
+        }
+        Ok(Streamed(WireRequest {
+            uid: uid.unwrap_or_default(),
+            kind: kind.ok_or_else(|| de::Error::missing_field("kind"))?,
+            sub_resource: sub_resource.flatten(),
+            name: name.flatten(),
+            namespace: namespace.flatten(),
+            operation: operation.ok_or_else(|| de::Error::missing_field("operation"))?,
+            user_info: user_info.unwrap_or_default(),
+            dry_run: dry_run.flatten(),
+            object: object.flatten(),
+            old_object: old_object.flatten(),
+        }))
+    }
 }
 
 /// serde's derived structs also read a JSON array, field by field in
@@ -173,21 +354,35 @@ fn operation<'de, D: Deserializer<'de>>(d: D) -> Result<Operation, D::Error> {
 
 /// Reads an AdmissionReview request body.
 pub fn parse(body: &[u8]) -> Result<Request, ReviewError> {
+    match parse_in_one_pass(body) {
+        Some(request) => Ok(request),
+        None => parse_captured(body),
+    }
+}
+
+/// Reads a review body in one pass, decoding each object as it streams by;
+/// `None` when this reading cannot take the body (an object before its
+/// kind, or anything [`parse_captured`] might reject, which then gives the
+/// answer). Most of a review is its object, so not scanning it twice is a
+/// fifth of the parse; the two readings agree on every body they both take.
+pub fn parse_in_one_pass(body: &[u8]) -> Option<Request> {
+    // Valid UTF-8 only: the captured reading checks each object's text
+    // for it, and this one must not take what that one rejects.
+    let text = std::str::from_utf8(body).ok()?;
+    let review = envelope::<Streamed, _>(serde_json::Deserializer::from_str(text)).ok()?;
+    let Streamed(mut r) = checked(review).ok()?;
+    let (object, old_object) = (r.object.take(), r.old_object.take());
+    Some(request(r, object, old_object))
+}
+
+/// Reads a review body in two passes: the request with each object's text
+/// set aside, then each object as the kind the request names. This is the
+/// reading whose answers, and errors, [`parse`] gives.
+pub fn parse_captured(body: &[u8]) -> Result<Request, ReviewError> {
     let malformed = |e: serde_json::Error| ReviewError::Malformed(e.to_string());
-    let mut de = serde_json::Deserializer::from_slice(body);
-    let review: WireReview<'_> = object_only(&mut de).map_err(malformed)?;
-    // Trailing bytes after the object are not a review either.
-    de.end().map_err(malformed)?;
-    if review.api_version != API_VERSION || review.kind != KIND {
-        return Err(ReviewError::WrongKind {
-            api_version: review.api_version,
-            kind: review.kind,
-        });
-    }
-    let r = review.request.ok_or(ReviewError::MissingRequest)?;
-    if r.uid.is_empty() {
-        return Err(ReviewError::MissingUid);
-    }
+    let review = envelope::<Captured<'_>, _>(serde_json::Deserializer::from_slice(body))
+        .map_err(malformed)?;
+    let r = checked(review)?;
     let object =
         |field: &'static str, raw: Option<&RawValue>| -> Result<Option<Object>, ReviewError> {
             match raw {
@@ -202,9 +397,58 @@ pub fn parse(body: &[u8]) -> Result<Request, ReviewError> {
                     }),
             }
         };
-    Ok(Request {
-        object: object("object", r.object)?,
-        old_object: object("oldObject", r.old_object)?,
+    let (object, old_object) = (
+        object("object", r.object)?,
+        object("oldObject", r.old_object)?,
+    );
+    Ok(request(r, object, old_object))
+}
+
+/// The review object, and nothing after it: trailing bytes are not a
+/// review either.
+fn envelope<'de, R: Deserialize<'de>, Rd: serde_json::de::Read<'de>>(
+    mut de: serde_json::Deserializer<Rd>,
+) -> serde_json::Result<WireReview<R>> {
+    let review = object_only(&mut de)?;
+    de.end()?;
+    Ok(review)
+}
+
+/// The request of a review of the version palisade speaks, with a uid.
+fn checked<R: HasUid>(review: WireReview<R>) -> Result<R, ReviewError> {
+    if review.api_version != API_VERSION || review.kind != KIND {
+        return Err(ReviewError::WrongKind {
+            api_version: review.api_version,
+            kind: review.kind,
+        });
+    }
+    let r = review.request.ok_or(ReviewError::MissingRequest)?;
+    if r.uid().is_empty() {
+        return Err(ReviewError::MissingUid);
+    }
+    Ok(r)
+}
+
+trait HasUid {
+    fn uid(&self) -> &str;
+}
+
+impl<O> HasUid for WireRequest<O> {
+    fn uid(&self) -> &str {
+        &self.uid
+    }
+}
+
+impl HasUid for Streamed {
+    fn uid(&self) -> &str {
+        &self.0.uid
+    }
+}
+
+fn request<O>(r: WireRequest<O>, object: Option<Object>, old_object: Option<Object>) -> Request {
+    Request {
+        object,
+        old_object,
         uid: r.uid,
         kind: r.kind,
         sub_resource: r.sub_resource.filter(|s| !s.is_empty()),
@@ -213,7 +457,7 @@ pub fn parse(body: &[u8]) -> Result<Request, ReviewError> {
         name: r.name.filter(|s| !s.is_empty()),
         user: r.user_info,
         dry_run: r.dry_run.unwrap_or(false),
-    })
+    }
 }
 
 #[derive(Serialize)]
@@ -380,6 +624,87 @@ mod tests {
         };
         assert!(pod.metadata.managed_fields.is_none());
         assert_eq!(pod.metadata.labels.unwrap()["app"], "web");
+    }
+
+    /// Every captured review, as captured and compacted as the API server
+    /// sends it.
+    fn captured_bodies() -> Vec<(String, Vec<u8>)> {
+        let dir = std::path::Path::new(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../shared/fixtures/admission-reviews"
+        ));
+        let mut out = Vec::new();
+        for entry in std::fs::read_dir(dir).unwrap() {
+            let path = entry.unwrap().path();
+            if path.extension().is_some_and(|e| e == "json") {
+                let text = std::fs::read(&path).unwrap();
+                let value: serde_json::Value = serde_json::from_slice(&text).unwrap();
+                let name = path.file_name().unwrap().to_string_lossy().into_owned();
+                out.push((
+                    format!("{name} (compact)"),
+                    serde_json::to_vec(&value).unwrap(),
+                ));
+                out.push((name, text));
+            }
+        }
+        assert!(out.len() > 100, "the captured reviews are there");
+        out
+    }
+
+    #[test]
+    fn captured_reviews_are_read_in_one_pass_as_in_two() {
+        for (name, body) in captured_bodies() {
+            let once =
+                parse_in_one_pass(&body).unwrap_or_else(|| panic!("{name}: not read in one pass"));
+            let twice = parse_captured(&body).unwrap_or_else(|e| panic!("{name}: {e}"));
+            assert_eq!(once, twice, "{name}");
+        }
+    }
+
+    #[test]
+    fn what_one_pass_cannot_take_is_read_in_two() {
+        let object_first = r#"{"apiVersion":"admission.k8s.io/v1","kind":"AdmissionReview","request":{"object":{"metadata":{"name":"p","labels":{"app":"web"}},"spec":{"containers":[{"name":"c","image":"nginx"}]}},"uid":"u-1","kind":{"group":"","version":"v1","kind":"Pod"},"namespace":"ns","operation":"CREATE"}}"#;
+        assert!(parse_in_one_pass(object_first.as_bytes()).is_none());
+        let r = parse(object_first.as_bytes()).unwrap();
+        let Some(Object::Pod(pod)) = &r.object else {
+            panic!("a pod: {r:?}")
+        };
+        assert_eq!(pod.metadata.labels.as_ref().unwrap()["app"], "web");
+        assert_eq!(r, parse_captured(object_first.as_bytes()).unwrap());
+
+        // Not UTF-8 inside a member no rule reads: the captured reading
+        // rejects the object's text, so one pass must not take it either.
+        let mut bad_utf8 = POD
+            .replace(r#""spec":{"#, r#""spec":{"x":"?","#)
+            .into_bytes();
+        let at = bad_utf8.iter().position(|&b| b == b'?').unwrap();
+        bad_utf8[at] = 0xff;
+        assert!(parse_in_one_pass(&bad_utf8).is_none());
+        let e = parse(&bad_utf8).unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            parse_captured(&bad_utf8).unwrap_err().to_string()
+        );
+
+        // Errors come from the captured reading, in its words.
+        let bad_pod = POD.replace(r#""spec":{"containers":[]}"#, r#""spec":{"containers":7}"#);
+        for body in [
+            POD.replace(
+                r#""operation":"CREATE""#,
+                r#""operation":"CREATE","kind":{"kind":"Pod","version":"v1"}"#,
+            ),
+            bad_pod.clone(),
+            POD.replace(r#""uid":"u-1""#, r#""uid":"""#),
+            POD.replace(r#""dryRun":true"#, r#""dryRun":"yes""#),
+        ] {
+            assert!(parse_in_one_pass(body.as_bytes()).is_none(), "{body}");
+            assert_eq!(
+                parse(body.as_bytes()).unwrap_err().to_string(),
+                parse_captured(body.as_bytes()).unwrap_err().to_string()
+            );
+        }
+        let e = parse(bad_pod.as_bytes()).unwrap_err().to_string();
+        assert!(e.starts_with("request.object is not a valid v1/Pod"), "{e}");
     }
 
     #[test]

@@ -8,6 +8,9 @@
 //!
 //! What must hold, for every input:
 //! - nothing panics;
+//! - a body the one-pass reading (`review::parse_in_one_pass`) takes is
+//!   read the same by the captured reading (`review::parse_captured`),
+//!   which answers everything else;
 //! - a body `review::parse` accepts is a valid review by an independent
 //!   reading of the wire format (`oracle` below: the AdmissionReview schema
 //!   over `serde_json::Value`, objects checked against their k8s-openapi
@@ -773,6 +776,20 @@ fn review_bodies_never_panic_and_bad_ones_are_rejected() {
             let f = &fx[i.index(fx.len())];
             let bytes = body(f, &m);
             let parsed = review::parse(&bytes);
+            // The one-pass reading takes a body only where the captured
+            // reading gives the same request.
+            if let Some(once) = review::parse_in_one_pass(&bytes) {
+                match review::parse_captured(&bytes) {
+                    Ok(twice) => prop_assert_eq!(once, twice),
+                    Err(e) => {
+                        return Err(TestCaseError::fail(format!(
+                            "{}: read in one pass, rejected in two ({e}): {}",
+                            f.name,
+                            String::from_utf8_lossy(&bytes[..bytes.len().min(2000)])
+                        )));
+                    }
+                }
+            }
             let expected = oracle(&bytes);
             match &parsed {
                 Ok(req) if expected.as_ref().is_err_and(|e| e == UNREADABLE) => {

@@ -2,13 +2,14 @@
 //! whether it came over the wire (`serve`) or from a manifest (`check`).
 
 use std::fmt;
+use std::marker::PhantomData;
 
 use k8s_openapi::api::apps::v1::{DaemonSet, Deployment, ReplicaSet, StatefulSet};
 use k8s_openapi::api::batch::v1::{CronJob, Job};
 use k8s_openapi::api::core::v1::{Namespace, Pod, PodTemplateSpec, ReplicationController};
 use k8s_openapi::api::networking::v1::NetworkPolicy;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
-use serde::de::DeserializeOwned;
+use serde::de::{DeserializeOwned, Deserializer, IgnoredAny};
 use serde::{Deserialize, Serialize};
 
 use crate::prune::{self, Keep};
@@ -200,13 +201,20 @@ impl Object {
         Self::decode(gvk, Wire(json))
     }
 
+    /// Reads an object of kind `gvk` from the value `de` is at, as
+    /// [`Object::from_wire`] reads it from text: the same fields, judged
+    /// the same way, without first isolating the object's text.
+    pub fn from_stream<'de, D: Deserializer<'de>>(gvk: &Gvk, de: D) -> Result<Object, D::Error> {
+        Self::decode(gvk, Stream(de, PhantomData))
+    }
+
     /// Reads an object of kind `gvk` from an already-parsed JSON value, a
     /// manifest's: all of it, so a mistake anywhere in it is reported.
     pub fn from_value(gvk: &Gvk, value: serde_json::Value) -> Result<Object, serde_json::Error> {
         Self::decode(gvk, value)
     }
 
-    fn decode(gvk: &Gvk, src: impl Source) -> Result<Object, serde_json::Error> {
+    fn decode<S: Source>(gvk: &Gvk, src: S) -> Result<Object, S::Error> {
         Ok(match (gvk.group.as_str(), gvk.kind.as_str()) {
             ("", "Pod") => Object::Pod(Box::new(src.read(&prune::POD)?)),
             ("networking.k8s.io", "NetworkPolicy") => {
@@ -215,6 +223,7 @@ impl Object {
             ("", "Namespace") => Object::Namespace(Box::new(src.read(&prune::WHOLE_BUT_METADATA)?)),
             _ => {
                 let Some(kind) = WorkloadKind::from_gvk(gvk) else {
+                    src.skip()?;
                     return Ok(Object::Other(gvk.clone()));
                 };
                 let keep = &prune::WORKLOAD;
@@ -272,20 +281,44 @@ impl Object {
 /// Where an object is read from: a review's text, of which only what the
 /// rules read is decoded, or a manifest's value, decoded whole.
 trait Source {
-    fn read<T: DeserializeOwned>(self, keep: &'static Keep) -> Result<T, serde_json::Error>;
+    type Error;
+    fn read<T: DeserializeOwned>(self, keep: &'static Keep) -> Result<T, Self::Error>;
+    /// Passes over an object palisade does not decide.
+    fn skip(self) -> Result<(), Self::Error>;
 }
 
 struct Wire<'a>(&'a str);
 
 impl Source for Wire<'_> {
-    fn read<T: DeserializeOwned>(self, keep: &'static Keep) -> Result<T, serde_json::Error> {
+    type Error = serde_json::Error;
+    fn read<T: DeserializeOwned>(self, keep: &'static Keep) -> Result<T, Self::Error> {
         prune::from_str(self.0, keep)
+    }
+    fn skip(self) -> Result<(), Self::Error> {
+        Ok(())
     }
 }
 
 impl Source for serde_json::Value {
-    fn read<T: DeserializeOwned>(self, _: &'static Keep) -> Result<T, serde_json::Error> {
+    type Error = serde_json::Error;
+    fn read<T: DeserializeOwned>(self, _: &'static Keep) -> Result<T, Self::Error> {
         serde_json::from_value(self)
+    }
+    fn skip(self) -> Result<(), Self::Error> {
+        Ok(())
+    }
+}
+
+/// A value inside a document being read, consumed as it is decoded.
+struct Stream<'de, D>(D, PhantomData<&'de ()>);
+
+impl<'de, D: Deserializer<'de>> Source for Stream<'de, D> {
+    type Error = D::Error;
+    fn read<T: DeserializeOwned>(self, keep: &'static Keep) -> Result<T, Self::Error> {
+        prune::deserialize(self.0, keep)
+    }
+    fn skip(self) -> Result<(), Self::Error> {
+        IgnoredAny::deserialize(self.0).map(|_| ())
     }
 }
 
