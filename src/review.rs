@@ -386,8 +386,9 @@ pub fn parse_captured(body: &[u8]) -> Result<Request, ReviewError> {
     let object =
         |field: &'static str, raw: Option<&RawValue>| -> Result<Option<Object>, ReviewError> {
             match raw {
+                // `null` is `None` already: serde_json reads it as an
+                // absent option, never as a raw value.
                 None => Ok(None),
-                Some(raw) if raw.get() == "null" => Ok(None),
                 Some(raw) => Object::from_wire(&r.kind, raw.get())
                     .map(Some)
                     .map_err(|e| ReviewError::BadObject {
