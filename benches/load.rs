@@ -832,16 +832,15 @@ fn main() {
     let floor_work_us: f64 = env_or("PALISADE_BENCH_FLOOR_WORK_US", 0.0);
     FLOOR_WORK.store(calibrate_work(floor_work_us), Ordering::Relaxed);
     let floor_says = if floor_work_us > 0.0 {
-        format!("reading the JSON plus {floor_work_us} µs of pure CPU work")
+        let says = format!("reading the JSON plus {floor_work_us} µs of pure CPU work");
+        println!(
+            "floor: {says} ({} loop iterations per review)",
+            FLOOR_WORK.load(Ordering::Relaxed)
+        );
+        says
     } else {
         "reading the JSON, nothing else".to_owned()
     };
-    if floor_work_us > 0.0 {
-        println!(
-            "floor: {floor_says} ({} loop iterations per review)",
-            FLOOR_WORK.load(Ordering::Relaxed)
-        );
-    }
     let local: SocketAddr = "127.0.0.1:0".parse().expect("addr");
     let palisade_server = server_rt
         .block_on(serve::start(Settings {
