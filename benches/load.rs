@@ -779,13 +779,13 @@ struct Results {
 fn main() {
     let _ = rustls::crypto::ring::default_provider().install_default();
     let knobs = Knobs::from_env();
-    // Decisions are formatted as the binary formats them (JSON, info) and
-    // written where they cost a syscall but clutter nothing.
+    // Decisions are formatted and queued as the binary does it (JSON, info,
+    // the same writer thread) and written where they clutter nothing.
     let devnull = std::fs::OpenOptions::new()
         .write(true)
         .open("/dev/null")
         .expect("/dev/null");
-    palisade::server::log::init_with_writer(std::sync::Mutex::new(devnull), false);
+    let _log = palisade::server::log::init_with_writer(devnull, false);
 
     let cores = std::thread::available_parallelism().map_or(0, |n| n.get());
     println!(

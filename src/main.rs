@@ -346,7 +346,8 @@ const DEMO_REVIEWS: [(&str, &str, &str, &str); 3] = [
 ];
 
 async fn serve_command(a: ServeArgs) -> ExitCode {
-    palisade::server::log::init();
+    // Held to the end: dropping it writes out the log lines still queued.
+    let _log = palisade::server::log::init();
     let mut config = match (&a.config, a.demo) {
         (Some(path), _) => Config::load(path),
         (None, true) => Config::embedded(),

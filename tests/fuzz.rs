@@ -758,7 +758,11 @@ fn decide_and_respond(
 /// Logs go through the JSON formatter (to nowhere), so the fields the
 /// binary formats for every decision are computed here too.
 fn init_logs() {
-    palisade::server::log::init_with_writer(std::io::sink, false);
+    // The writer's thread is kept for the whole test process.
+    std::mem::forget(palisade::server::log::init_with_writer(
+        std::io::sink(),
+        false,
+    ));
     common::init();
 }
 

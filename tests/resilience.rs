@@ -1,7 +1,8 @@
 //! palisade under hostile and changing conditions, over real sockets:
 //! slow clients holding connections, oversize bodies, idle HTTP/2
 //! connections, certificate rotation and shutdown while reviews are being
-//! sent, and SIGTERM to the real binary with reviews in flight.
+//! sent, SIGTERM to the real binary with reviews in flight, and a binary
+//! whose log reader stops reading.
 //!
 //! tests/tls.rs covers the same mechanisms one at a time without load; here
 //! they run against the full server (`serve::start`, what the binary runs)
@@ -689,9 +690,46 @@ async fn shutdown_under_load_answers_every_review_in_flight() {
 
 // ------------------------------------------------------------ the binary
 
+/// Starts the real binary, `palisade serve --state DIR`, on ports of its
+/// own choosing, with the certificates of `b`; its log lines (JSON, info)
+/// come on the returned stderr.
+fn start_binary(b: &certs::CertBundle, dir: &Path) -> (Running, std::process::ChildStderr) {
+    let certs_dir = dir.join("certs");
+    let state_dir = dir.join("state");
+    b.write_to(&certs_dir).expect("certificates");
+    std::fs::create_dir_all(&state_dir).expect("state dir");
+    std::fs::write(state_dir.join("state.yaml"), STATE).expect("state");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_palisade"))
+        .arg("serve")
+        .arg("--config")
+        .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("policies/palisade.yaml"))
+        .arg("--state")
+        .arg(&state_dir)
+        .args(["--listen", "127.0.0.1:0", "--metrics-listen", "127.0.0.1:0"])
+        .arg("--tls-cert")
+        .arg(certs_dir.join(certs::CERT_FILE))
+        .arg("--tls-key")
+        .arg(certs_dir.join(certs::KEY_FILE))
+        .env("RUST_LOG", "info")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("palisade serve");
+    let stderr = child.stderr.take().expect("stderr");
+    (Running(child), stderr)
+}
+
+/// An address from the "palisade is serving" log line.
+fn logged_addr(serving: &Value, field: &str) -> SocketAddr {
+    serving[field]
+        .as_str()
+        .and_then(|a| a.parse().ok())
+        .unwrap_or_else(|| panic!("{field} in the log: {serving}"))
+}
+
 /// Reads the binary's log lines on a thread (so the pipe never fills) and
 /// hands them over.
-fn log_lines(stderr: std::process::ChildStderr) -> std::sync::mpsc::Receiver<String> {
+fn log_lines(stderr: impl std::io::Read + Send + 'static) -> std::sync::mpsc::Receiver<String> {
     let (tx, rx) = std::sync::mpsc::channel();
     std::thread::spawn(move || {
         for line in BufReader::new(stderr).lines().map_while(Result::ok) {
@@ -799,36 +837,12 @@ impl HeldRequest {
 async fn sigterm_to_the_binary_answers_reviews_in_flight_and_exits_0() {
     init();
     let dir = tempfile::tempdir().expect("tempdir");
-    let certs_dir = dir.path().join("certs");
-    let state_dir = dir.path().join("state");
     let b = bundle();
-    b.write_to(&certs_dir).expect("certificates");
-    std::fs::create_dir_all(&state_dir).expect("state dir");
-    std::fs::write(state_dir.join("state.yaml"), STATE).expect("state");
-    let mut child = Command::new(env!("CARGO_BIN_EXE_palisade"))
-        .arg("serve")
-        .arg("--config")
-        .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("policies/palisade.yaml"))
-        .arg("--state")
-        .arg(&state_dir)
-        .args(["--listen", "127.0.0.1:0", "--metrics-listen", "127.0.0.1:0"])
-        .arg("--tls-cert")
-        .arg(certs_dir.join(certs::CERT_FILE))
-        .arg("--tls-key")
-        .arg(certs_dir.join(certs::KEY_FILE))
-        .env("RUST_LOG", "info")
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("palisade serve");
-    let lines = log_lines(child.stderr.take().expect("stderr"));
-    let mut child = Running(child);
+    let (mut child, stderr) = start_binary(&b, dir.path());
+    let lines = log_lines(stderr);
     let serving: Value =
         serde_json::from_str(&wait_for_log(&lines, &["palisade is serving"])).expect("JSON log");
-    let addr: SocketAddr = serving["https_addr"]
-        .as_str()
-        .and_then(|a| a.parse().ok())
-        .expect("https_addr in the log");
+    let addr = logged_addr(&serving, "https_addr");
 
     // Mid-run: clients have been sending reviews.
     let load = Load::start(&[&b.ca_pem], addr, 4, allowed_review);
@@ -874,4 +888,89 @@ async fn sigterm_to_the_binary_answers_reviews_in_flight_and_exits_0() {
     };
     assert!(status.success(), "exit status {status}");
     wait_for_log(&lines, &["all connections drained", "\"scheme\":\"https\""]);
+}
+
+/// Nobody reads the binary's stderr (a stalled container runtime: the pipe
+/// fills after about a hundred decision lines) while clients send two
+/// thousand reviews: every one is answered in time, none of their log
+/// lines is lost, and once stderr is read again they all arrive, in order,
+/// before the line of a review sent afterwards.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_binary_whose_stderr_is_not_read_keeps_answering_and_loses_no_log_line() {
+    const REVIEWS: usize = 2_000;
+    init();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let b = bundle();
+    let (_child, stderr) = start_binary(&b, dir.path());
+    // Read up to the "serving" line, then stop reading: the pipe fills.
+    let (serving, stalled) = tokio::task::spawn_blocking(move || {
+        let mut reader = BufReader::new(stderr);
+        let mut line = String::new();
+        while !line.contains("palisade is serving") {
+            line.clear();
+            let n = reader.read_line(&mut line).expect("read stderr");
+            assert!(n > 0, "palisade exited before serving");
+        }
+        (line, reader)
+    })
+    .await
+    .expect("reader");
+    let serving: Value = serde_json::from_str(&serving).expect("JSON log");
+    let (addr, metrics) = (
+        logged_addr(&serving, "https_addr"),
+        logged_addr(&serving, "metrics_addr"),
+    );
+
+    let load = Load::start(&[&b.ca_pem], addr, 4, allowed_review);
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while load.ok.load(Ordering::Relaxed) < REVIEWS {
+        assert!(
+            Instant::now() < deadline,
+            "only {} reviews answered while stderr was not read",
+            load.ok.load(Ordering::Relaxed)
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let (ok, failures) = load.finish().await;
+    assert!(failures.is_empty(), "{failures:?}");
+
+    let text = reqwest::get(format!("http://{metrics}/metrics"))
+        .await
+        .expect("metrics")
+        .text()
+        .await
+        .expect("metrics text");
+    assert!(
+        text.lines()
+            .any(|l| l == "palisade_log_lines_dropped_total 0"),
+        "{text}"
+    );
+
+    // Read stderr again; one more review marks the end.
+    let lines = log_lines(stalled);
+    let client = client_for(&[&b.ca_pem], addr, true, false);
+    let name = "validating-pod-create-with-labels.json";
+    send_review(
+        &client,
+        addr,
+        path_for(name),
+        with_uid(name, "after-the-stall"),
+        "after-the-stall",
+    )
+    .await
+    .expect("a review after the stall");
+    let mut logged = 0;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let line = lines
+            .recv_timeout(deadline.saturating_duration_since(Instant::now()))
+            .unwrap_or_else(|e| panic!("{logged} of {ok} decision lines, then: {e}"));
+        if line.contains("\"uid\":\"after-the-stall\"") {
+            break;
+        }
+        if line.contains("admission decision") && line.contains("\"uid\":\"load-") {
+            logged += 1;
+        }
+    }
+    assert_eq!(logged, ok, "one decision line for every review answered");
 }

@@ -1,6 +1,7 @@
 //! Prometheus metrics: what was decided, how fast, and whether palisade can
 //! see the cluster and prove who it is.
 
+use std::sync::Mutex;
 use std::sync::atomic::{AtomicI64, Ordering};
 
 use prometheus_client::encoding::EncodeLabelSet;
@@ -63,6 +64,10 @@ pub struct Metrics {
     cache_objects: Family<ResourceLabel, Gauge>,
     cert_expiry: Gauge,
     cert_expiry_seconds: AtomicI64,
+    log_lines_dropped: Counter,
+    /// Serialises the catch-up of `log_lines_dropped` with the log
+    /// writer's own count, so two scrapes at once do not add it twice.
+    log_lines_dropped_sync: Mutex<()>,
 }
 
 fn latency_histogram() -> Histogram {
@@ -91,6 +96,7 @@ impl Metrics {
         let cache_synced = Gauge::default();
         let cache_objects = Family::<ResourceLabel, Gauge>::default();
         let cert_expiry = Gauge::default();
+        let log_lines_dropped = Counter::default();
         registry.register(
             "decisions",
             "Admission requests decided, by webhook, kind, operation, decision and mode",
@@ -131,6 +137,11 @@ impl Metrics {
             "notAfter of the serving certificate, as a Unix time",
             cert_expiry.clone(),
         );
+        registry.register(
+            "log_lines_dropped",
+            "Log lines dropped because stderr was not read fast enough (reviews are answered regardless)",
+            log_lines_dropped.clone(),
+        );
         Metrics {
             registry,
             decisions,
@@ -142,6 +153,8 @@ impl Metrics {
             cache_objects,
             cert_expiry,
             cert_expiry_seconds: AtomicI64::new(0),
+            log_lines_dropped,
+            log_lines_dropped_sync: Mutex::new(()),
         }
     }
 
@@ -216,6 +229,17 @@ impl Metrics {
             self.cache_objects
                 .get_or_create(&ResourceLabel { resource })
                 .set(i64::try_from(n).unwrap_or(i64::MAX));
+        }
+        {
+            let _one_at_a_time = self
+                .log_lines_dropped_sync
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            let seen = self.log_lines_dropped.get();
+            let now = super::log::dropped_lines();
+            if now > seen {
+                self.log_lines_dropped.inc_by(now - seen);
+            }
         }
         let mut out = String::new();
         // Writing to a String cannot fail.
