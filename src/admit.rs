@@ -2,7 +2,9 @@
 //! is about, read it from the cluster view, decide, and re-read before a
 //! denial that rests on what a watch cache said.
 
-use crate::cluster::{ClusterView, NamespaceView};
+use std::time::Duration;
+
+use crate::cluster::{ClusterError, ClusterView, NamespaceView};
 use crate::config::Config;
 use crate::decide::{self, Request, Verdict, preview};
 
@@ -66,6 +68,13 @@ pub async fn admit(
     (verdict, how)
 }
 
+/// How long a fresh read before a denial may take. The API server gives
+/// the whole webhook call `timeoutSeconds` (5 s in deploy/); a read still
+/// pending after this is counted as failed, so the review is answered on
+/// the cache's word (a denial with its reason) instead of timing out,
+/// which the API server would report as an opaque webhook failure.
+pub const CONFIRM_TIMEOUT: Duration = Duration::from_secs(2);
+
 async fn confirm(
     cfg: &Config,
     cluster: &dyn ClusterView,
@@ -74,7 +83,14 @@ async fn confirm(
     ns: &str,
     verdict: Verdict,
 ) -> (Verdict, Confirmation) {
-    match cluster.confirm(ns).await {
+    let read = match tokio::time::timeout(CONFIRM_TIMEOUT, cluster.confirm(ns)).await {
+        Ok(read) => read,
+        Err(_) => Err(ClusterError {
+            what: format!("namespace {ns}"),
+            message: format!("no answer from the API server within {CONFIRM_TIMEOUT:?}"),
+        }),
+    };
+    match read {
         Ok(fresh) => {
             let again = decide_with(cfg, webhook, req, &fresh);
             let how = if again.allowed() {
@@ -104,17 +120,29 @@ pub fn decide_with(cfg: &Config, webhook: Webhook, req: &Request, view: &Namespa
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::cluster::{ClusterError, ViewStats};
+    use crate::cluster::ViewStats;
     use crate::decide::{Gvk, Object, Operation, User};
     use crate::netpol::{Directions, PolicyFacts};
     use futures::future::BoxFuture;
     use std::sync::atomic::{AtomicUsize, Ordering};
 
     /// A watch cache that has not yet seen a policy the API server has:
-    /// the cached view lacks default-deny, a fresh read has it (or fails).
+    /// the cached view lacks default-deny, a fresh read has it (or fails,
+    /// or never answers).
     struct Lagging {
         fresh: Option<NamespaceView>,
         reads: AtomicUsize,
+        stalls: bool,
+    }
+
+    impl Lagging {
+        fn new(fresh: Option<NamespaceView>) -> Self {
+            Lagging {
+                fresh,
+                reads: AtomicUsize::new(0),
+                stalls: false,
+            }
+        }
     }
 
     impl ClusterView for Lagging {
@@ -126,6 +154,9 @@ mod tests {
             name: &'a str,
         ) -> BoxFuture<'a, Result<NamespaceView, ClusterError>> {
             self.reads.fetch_add(1, Ordering::SeqCst);
+            if self.stalls {
+                return Box::pin(futures::future::pending());
+            }
             let out = self.fresh.clone().ok_or(ClusterError {
                 what: format!("namespace {name}"),
                 message: "connection refused".into(),
@@ -170,10 +201,7 @@ mod tests {
     #[tokio::test]
     async fn a_denial_from_a_lagging_cache_is_overturned_by_a_fresh_read() {
         let cfg = Config::embedded().unwrap();
-        let view = Lagging {
-            fresh: Some(fenced()),
-            reads: AtomicUsize::new(0),
-        };
+        let view = Lagging::new(Some(fenced()));
         let (v, how) = admit(&cfg, &view, Webhook::Validate, &pod_create()).await;
         assert!(v.allowed(), "{v:?}");
         assert_eq!(how, Confirmation::Overturned);
@@ -183,30 +211,44 @@ mod tests {
     #[tokio::test]
     async fn a_confirmed_or_unconfirmable_denial_stands() {
         let cfg = Config::embedded().unwrap();
-        let confirmed = Lagging {
-            fresh: Some(NamespaceView::unknown("shop")),
-            reads: AtomicUsize::new(0),
-        };
+        let confirmed = Lagging::new(Some(NamespaceView::unknown("shop")));
         let (v, how) = admit(&cfg, &confirmed, Webhook::Validate, &pod_create()).await;
         assert!(!v.allowed());
         assert_eq!(how, Confirmation::Confirmed);
-        let down = Lagging {
-            fresh: None,
-            reads: AtomicUsize::new(0),
-        };
+        let down = Lagging::new(None);
         let (v, how) = admit(&cfg, &down, Webhook::Validate, &pod_create()).await;
         assert!(!v.allowed(), "fails closed");
         assert_eq!(how, Confirmation::Failed);
+    }
+
+    /// An API server that accepts the read and never answers: the review
+    /// is still answered, on the cache's word, before the webhook's own
+    /// timeout.
+    #[tokio::test]
+    async fn a_fresh_read_that_never_answers_leaves_the_denial_in_time() {
+        let cfg = Config::embedded().unwrap();
+        let stalled = Lagging {
+            stalls: true,
+            ..Lagging::new(Some(fenced()))
+        };
+        let started = std::time::Instant::now();
+        let (v, how) = tokio::time::timeout(
+            Duration::from_secs(5),
+            admit(&cfg, &stalled, Webhook::Validate, &pod_create()),
+        )
+        .await
+        .expect("answered within the API server's timeoutSeconds");
+        assert!(!v.allowed(), "the cached view stands: {v:?}");
+        assert_eq!(how, Confirmation::Failed);
+        assert_eq!(stalled.reads.load(Ordering::SeqCst), 1);
+        assert!(started.elapsed() >= CONFIRM_TIMEOUT);
     }
 
     #[tokio::test]
     async fn only_denials_cost_a_read() {
         let mut cfg = Config::embedded().unwrap();
         cfg.mode = crate::mode::Mode::Warn;
-        let view = Lagging {
-            fresh: Some(fenced()),
-            reads: AtomicUsize::new(0),
-        };
+        let view = Lagging::new(Some(fenced()));
         let (v, how) = admit(&cfg, &view, Webhook::Validate, &pod_create()).await;
         assert!(v.allowed());
         assert_eq!(how, Confirmation::NotNeeded);
