@@ -38,6 +38,19 @@ impl Gvk {
         }
     }
 
+    /// The kind's name if palisade decides objects of this kind (a Pod, a
+    /// workload, a NetworkPolicy, a Namespace, each in its own API group);
+    /// `None` for any other kind. Metrics are labelled by it, so their
+    /// series stay bounded whatever kinds a client makes up.
+    pub fn decided_kind(&self) -> Option<&'static str> {
+        match (self.group.as_str(), self.kind.as_str()) {
+            ("", "Pod") => Some("Pod"),
+            ("networking.k8s.io", "NetworkPolicy") => Some("NetworkPolicy"),
+            ("", "Namespace") => Some("Namespace"),
+            _ => WorkloadKind::from_gvk(self).map(WorkloadKind::as_str),
+        }
+    }
+
     /// From a manifest's `apiVersion` (`apps/v1`, `v1`) and `kind`.
     pub fn from_api_version(api_version: &str, kind: &str) -> Self {
         match api_version.split_once('/') {

@@ -20,8 +20,10 @@ use crate::decide::{Request, Verdict};
 pub struct DecisionLabels {
     /// `validate` or `mutate`.
     pub webhook: &'static str,
-    /// The object's kind.
-    pub kind: String,
+    /// The object's kind if palisade decides it, else `other`: a label
+    /// taken as sent would let any client that reaches the port add series
+    /// without bound.
+    pub kind: &'static str,
     /// CREATE, UPDATE, DELETE, CONNECT.
     pub operation: &'static str,
     /// allow, deny, would-deny, patch, would-patch, skip.
@@ -171,7 +173,7 @@ impl Metrics {
         self.decisions
             .get_or_create(&DecisionLabels {
                 webhook: webhook.as_str(),
-                kind: req.kind.kind.clone(),
+                kind: req.kind.decided_kind().unwrap_or("other"),
                 operation: req.operation.as_str(),
                 decision: verdict.decision().as_str(),
                 mode,
@@ -245,5 +247,89 @@ impl Metrics {
         // Writing to a String cannot fail.
         let _ = prometheus_client::encoding::text::encode(&mut out, &self.registry);
         out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::decide::{Gvk, Operation, Skip, User};
+    use crate::mode::Mode;
+
+    fn request(group: &str, kind: &str) -> Request {
+        Request {
+            uid: "u".into(),
+            kind: Gvk::new(group, "v1", kind),
+            sub_resource: None,
+            operation: Operation::Create,
+            namespace: Some("shop".into()),
+            name: Some("x".into()),
+            user: User::default(),
+            dry_run: false,
+            object: None,
+            old_object: None,
+        }
+    }
+
+    fn decision_series(text: &str) -> Vec<&str> {
+        text.lines()
+            .filter(|l| l.starts_with("palisade_decisions_total{"))
+            .collect()
+    }
+
+    #[test]
+    fn made_up_kinds_share_one_series_and_decided_kinds_keep_their_names() {
+        let m = Metrics::new();
+        let skipped = Verdict::skip(Mode::Enforce, Skip::NotCovered);
+        for i in 0..1_000 {
+            let req = request("example.com", &format!("Kind{i}"));
+            m.record(
+                Webhook::Validate,
+                &req,
+                &skipped,
+                Confirmation::NotNeeded,
+                0.0,
+            );
+        }
+        // A kind palisade decides, but in another API group, is not it.
+        let impostor = request("example.com", "Pod");
+        m.record(
+            Webhook::Validate,
+            &impostor,
+            &skipped,
+            Confirmation::NotNeeded,
+            0.0,
+        );
+        let allowed = Verdict::new(Mode::Enforce);
+        for (group, kind) in [
+            ("", "Pod"),
+            ("apps", "Deployment"),
+            ("networking.k8s.io", "NetworkPolicy"),
+        ] {
+            m.record(
+                Webhook::Validate,
+                &request(group, kind),
+                &allowed,
+                Confirmation::NotNeeded,
+                0.0,
+            );
+        }
+
+        let text = m.encode(true, ViewStats::default());
+        let series = decision_series(&text);
+        assert_eq!(series.len(), 4, "{series:#?}");
+        let other = series
+            .iter()
+            .find(|l| l.contains("kind=\"other\""))
+            .expect("one series for every kind palisade does not decide");
+        assert!(other.ends_with(" 1001"), "{other}");
+        for kind in ["Pod", "Deployment", "NetworkPolicy"] {
+            assert!(
+                series
+                    .iter()
+                    .any(|l| l.contains(&format!("kind=\"{kind}\"")) && l.ends_with(" 1")),
+                "{kind}: {series:#?}"
+            );
+        }
     }
 }
