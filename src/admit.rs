@@ -7,6 +7,7 @@ use std::time::Duration;
 use crate::cluster::{ClusterError, ClusterView, NamespaceView};
 use crate::config::Config;
 use crate::decide::{self, Request, Verdict, preview};
+use crate::server::log::clip;
 
 /// Which webhook is answering.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -103,7 +104,8 @@ async fn confirm(
         Err(e) => {
             // Deny on the cache's word: failing closed is what
             // failurePolicy: Fail asks of a webhook that cannot see.
-            tracing::warn!(namespace = %ns, error = %e, "could not confirm a denial with a fresh read; the cached view stands");
+            let error = e.to_string();
+            tracing::warn!(namespace = %clip(ns), error = %clip(&error), "could not confirm a denial with a fresh read; the cached view stands");
             (verdict, Confirmation::Failed)
         }
     }

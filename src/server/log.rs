@@ -11,6 +11,7 @@
 //! dropped and counted (`palisade_log_lines_dropped_total`), and reviews go
 //! on being answered. Decisions are counted in the metrics either way.
 
+use std::borrow::Cow;
 use std::io::{self, BufWriter, IsTerminal, Write};
 use std::sync::OnceLock;
 use std::time::Duration;
@@ -118,7 +119,28 @@ pub fn dropped_lines() -> u64 {
         .map_or(0, |c| u64::try_from(c.dropped_lines()).unwrap_or(u64::MAX))
 }
 
-/// Logs one decision: uid, user, object, verdict, and the reason.
+/// Longest value a log line carries from a request, in bytes. The API
+/// server's own values are far shorter (a name is at most 253 bytes, a uid
+/// 36), but a client that reaches the port directly can send a uid or a
+/// name of megabytes; clipped, a line stays a few kilobytes and the queue
+/// of [`QUEUE_LINES`] stays a few megabytes whatever is sent.
+pub const FIELD_MAX: usize = 1_024;
+
+/// `value`, cut to [`FIELD_MAX`] bytes (at a character boundary) with a
+/// note of its whole length when longer.
+pub fn clip(value: &str) -> Cow<'_, str> {
+    if value.len() <= FIELD_MAX {
+        return Cow::Borrowed(value);
+    }
+    let mut end = FIELD_MAX;
+    while !value.is_char_boundary(end) {
+        end -= 1;
+    }
+    Cow::Owned(format!("{}…[{} bytes]", &value[..end], value.len()))
+}
+
+/// Logs one decision: uid, user, object, verdict, and the reason. Values
+/// that come from the request are [`clip`]ped.
 pub fn decision(
     webhook: Webhook,
     req: &Request,
@@ -132,23 +154,29 @@ pub fn decision(
     let (rules, reason) = (rules.join(","), reason.join(" | "));
     let changes = verdict.changes.join("; ");
     let object = req.subject();
+    let (uid, user, kind) = (
+        clip(&req.uid),
+        clip(&req.user.username),
+        clip(&req.kind.kind),
+    );
+    let (object, reason, changes) = (clip(&object), clip(&reason), clip(&changes));
     // Strings as `&str`, not `%` Display: the JSON formatter then writes
     // them as they are instead of formatting each into a buffer first.
     macro_rules! emit {
         ($level:ident) => {
             tracing::$level!(
                 webhook = webhook.as_str(),
-                uid = req.uid.as_str(),
-                user = req.user.username.as_str(),
-                kind = req.kind.kind.as_str(),
+                uid = uid.as_ref(),
+                user = user.as_ref(),
+                kind = kind.as_ref(),
                 operation = req.operation.as_str(),
-                object = object.as_str(),
+                object = object.as_ref(),
                 dry_run = req.dry_run,
                 mode = verdict.mode.as_str(),
                 decision = decision.as_str(),
                 rules = rules.as_str(),
-                reason = reason.as_str(),
-                changes = changes.as_str(),
+                reason = reason.as_ref(),
+                changes = changes.as_ref(),
                 confirmation = ?confirmation,
                 micros = elapsed.as_micros() as u64,
                 "admission decision"
@@ -190,6 +218,94 @@ mod tests {
         fn flush(&mut self) -> io::Result<()> {
             Ok(())
         }
+    }
+
+    #[test]
+    fn clip_keeps_what_fits_and_cuts_the_rest_at_a_character() {
+        let fits = "a".repeat(FIELD_MAX);
+        assert!(matches!(clip(&fits), Cow::Borrowed(v) if v == fits));
+        assert!(matches!(clip(""), Cow::Borrowed("")));
+
+        let long = "b".repeat(FIELD_MAX + 1);
+        assert_eq!(
+            clip(&long),
+            format!("{}…[{} bytes]", &long[..FIELD_MAX], FIELD_MAX + 1)
+        );
+
+        // "é" is two bytes: the cut falls inside one and moves back.
+        let accents = format!("a{}", "é".repeat(FIELD_MAX));
+        let clipped = clip(&accents);
+        let (kept, note) = clipped.split_once('…').expect("clipped");
+        assert_eq!(kept.len(), FIELD_MAX - 1);
+        assert!(accents.starts_with(kept));
+        assert_eq!(note, format!("[{} bytes]", accents.len()));
+    }
+
+    /// The decision line as the binary writes it (JSON, flattened), for a
+    /// request whose uid, user, kind and name are a megabyte each: the
+    /// line stays a few kilobytes and is still one JSON object.
+    #[test]
+    fn a_decision_line_carries_clipped_request_values() {
+        use crate::decide::{Gvk, Operation, User};
+
+        #[derive(Clone)]
+        struct Buffer(Arc<Mutex<Vec<u8>>>);
+        impl Write for Buffer {
+            fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+                self.0.lock().expect("lock").extend_from_slice(buf);
+                Ok(buf.len())
+            }
+            fn flush(&mut self) -> io::Result<()> {
+                Ok(())
+            }
+        }
+
+        let huge = "x".repeat(1 << 20);
+        let req = Request {
+            uid: huge.clone(),
+            kind: Gvk::new("example.com", "v1", &huge),
+            sub_resource: None,
+            operation: Operation::Create,
+            namespace: Some("shop".into()),
+            name: Some(huge.clone()),
+            user: User {
+                username: huge.clone(),
+                groups: vec![],
+            },
+            dry_run: false,
+            object: None,
+            old_object: None,
+        };
+        let out = Buffer(Arc::new(Mutex::new(Vec::new())));
+        let writer = out.clone();
+        let subscriber = tracing_subscriber::fmt()
+            .json()
+            .flatten_event(true)
+            .with_current_span(false)
+            .with_writer(move || writer.clone())
+            .finish();
+        tracing::subscriber::with_default(subscriber, || {
+            decision(
+                Webhook::Validate,
+                &req,
+                &Verdict::new(crate::mode::Mode::Enforce),
+                Confirmation::NotNeeded,
+                Duration::from_micros(7),
+            );
+        });
+        let line = String::from_utf8(out.0.lock().expect("lock").clone()).expect("UTF-8");
+        assert!(line.len() < 8 * FIELD_MAX, "{} bytes", line.len());
+        let v: serde_json::Value = serde_json::from_str(&line).expect("one JSON line");
+        let clipped = format!("{}…[{} bytes]", &huge[..FIELD_MAX], huge.len());
+        for field in ["uid", "user", "kind"] {
+            assert_eq!(v[field], clipped.as_str(), "{field}");
+        }
+        assert!(
+            v["object"].as_str().is_some_and(|o| o.ends_with(" bytes]")),
+            "{v}"
+        );
+        assert_eq!(v["message"], "admission decision");
+        assert_eq!(v["micros"], 7);
     }
 
     #[test]

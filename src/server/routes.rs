@@ -89,7 +89,9 @@ async fn mutate(State(s): State<Arc<AppState>>, body: Body) -> Response {
 
 fn bad_request(s: &AppState, webhook: Webhook, reason: String) -> Response {
     s.metrics.bad_request(webhook);
-    tracing::info!(webhook = webhook.as_str(), reason = %reason, "rejected a body that is not an AdmissionReview");
+    // A parse error can quote what was sent, and what was sent can be
+    // megabytes: the log line keeps a clipped copy, the client gets it all.
+    tracing::info!(webhook = webhook.as_str(), reason = %super::log::clip(&reason), "rejected a body that is not an AdmissionReview");
     (
         StatusCode::BAD_REQUEST,
         [(header::CONTENT_TYPE, "text/plain; charset=utf-8")],
