@@ -8,6 +8,7 @@
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, RwLock};
+use std::time::Duration;
 
 use futures::future::BoxFuture;
 use futures::{StreamExt, TryStreamExt};
@@ -24,6 +25,14 @@ use super::reach_watch::ReachWatch;
 use super::{ClusterError, ClusterView, NamespaceView, ViewStats};
 use crate::netpol::{Policy, PolicyFacts};
 use crate::posture::NamespaceInfo;
+
+/// How long the fresh read before a denial may take. The client's own read
+/// timeout is sized for watches (minutes), and the API server gives the
+/// whole webhook call `timeoutSeconds` (5 s in deploy/): a read still
+/// pending after this counts as failed, so the review is answered on the
+/// cache's word (a denial with its reason) instead of timing out, which
+/// the user would see as an opaque webhook failure.
+pub const CONFIRM_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// A cluster view backed by kube-runtime watches.
 pub struct KubeCluster {
@@ -192,14 +201,23 @@ impl ClusterView for KubeCluster {
                 what: format!("{what} {name}"),
                 message: e.to_string(),
             };
-            let ns = Api::<Namespace>::all(self.client.clone())
-                .get_opt(name)
+            let reads = async {
+                let ns = Api::<Namespace>::all(self.client.clone())
+                    .get_opt(name)
+                    .await
+                    .map_err(|e| err("namespace", e))?;
+                let list = Api::<NetworkPolicy>::namespaced(self.client.clone(), name)
+                    .list(&ListParams::default())
+                    .await
+                    .map_err(|e| err("NetworkPolicies of namespace", e))?;
+                Ok((ns, list))
+            };
+            let (ns, list) = tokio::time::timeout(CONFIRM_TIMEOUT, reads)
                 .await
-                .map_err(|e| err("namespace", e))?;
-            let list = Api::<NetworkPolicy>::namespaced(self.client.clone(), name)
-                .list(&ListParams::default())
-                .await
-                .map_err(|e| err("NetworkPolicies of namespace", e))?;
+                .map_err(|_| ClusterError {
+                    what: format!("namespace {name}"),
+                    message: format!("no answer from the API server within {CONFIRM_TIMEOUT:?}"),
+                })??;
             let facts: Vec<PolicyFacts> = list
                 .items
                 .iter()
@@ -231,5 +249,46 @@ impl ClusterView for KubeCluster {
 
     fn reach_model(&self) -> Option<Arc<crate::reach::Model>> {
         self.preview.as_ref().and_then(|p| p.model())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Instant;
+
+    use super::*;
+
+    /// An API server that accepts connections and never answers (a
+    /// partition, an overloaded etcd): the confirming read gives up in
+    /// time for the review to be answered inside the webhook's timeout.
+    #[tokio::test]
+    async fn a_fresh_read_the_api_server_never_answers_fails_in_time() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        let holder = tokio::spawn(async move {
+            let mut held = Vec::new();
+            while let Ok((conn, _)) = listener.accept().await {
+                held.push(conn);
+            }
+        });
+        let uri: hyper::Uri = format!("http://{addr}").parse().expect("uri");
+        let client = kube::Client::try_from(kube::Config::new(uri)).expect("client");
+        let (cluster, watches) = KubeCluster::start(client, false);
+
+        let started = Instant::now();
+        let read = tokio::time::timeout(Duration::from_secs(5), cluster.confirm("shop"))
+            .await
+            .expect("the read gives up inside the API server's 5 s timeoutSeconds");
+        let err = read.expect_err("no answer is a failed read");
+        assert_eq!(err.what, "namespace shop");
+        assert_eq!(err.message, "no answer from the API server within 2s");
+        assert!(started.elapsed() >= CONFIRM_TIMEOUT);
+        assert!(!cluster.is_ready(), "the watches have listed nothing");
+        for task in watches {
+            task.abort();
+        }
+        holder.abort();
     }
 }
