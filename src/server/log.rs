@@ -18,6 +18,9 @@ use std::time::Duration;
 
 use tracing_appender::non_blocking::{ErrorCounter, NonBlockingBuilder, WorkerGuard};
 use tracing_subscriber::EnvFilter;
+use tracing_subscriber::fmt::format::JsonFields;
+
+use super::json_line::JsonLines;
 
 use crate::admit::{Confirmation, Webhook};
 use crate::decide::{Decision, Request, Verdict};
@@ -83,9 +86,8 @@ pub fn init_with_writer<W: Write + Send + 'static>(writer: W, text: bool) -> Gua
         builder.try_init()
     } else {
         builder
-            .json()
-            .flatten_event(true)
-            .with_current_span(false)
+            .fmt_fields(JsonFields::new())
+            .event_format(JsonLines::default())
             .try_init()
     };
     match result {
@@ -279,9 +281,8 @@ mod tests {
         let out = Buffer(Arc::new(Mutex::new(Vec::new())));
         let writer = out.clone();
         let subscriber = tracing_subscriber::fmt()
-            .json()
-            .flatten_event(true)
-            .with_current_span(false)
+            .fmt_fields(JsonFields::new())
+            .event_format(JsonLines::default())
             .with_writer(move || writer.clone())
             .finish();
         tracing::subscriber::with_default(subscriber, || {

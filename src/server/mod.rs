@@ -1,6 +1,7 @@
 //! The thin shell around the decisions: TLS with hot-reloaded certificates,
 //! accept loops, HTTP routes, metrics and logs.
 
+pub mod json_line;
 pub mod listen;
 pub mod log;
 pub mod metrics;
