@@ -26,10 +26,13 @@ use crate::admit::{Confirmation, Webhook};
 use crate::decide::{Decision, Request, Verdict};
 
 /// Log lines held while the writer falls behind, before new ones are
-/// dropped. A decision line is about half a kilobyte, so this bounds the
-/// queue near 4 MiB and absorbs about four seconds of stalled stderr at
-/// 2,000 reviews/s.
-pub const QUEUE_LINES: usize = 8_192;
+/// dropped. A decision line is about half a kilobyte: the queue absorbs
+/// two seconds of stalled stderr at 2,000 reviews/s (a minute at the rate
+/// of a busy cluster) in about 2 MiB. With every value from the request
+/// [`clip`]ped to its longest, a line is at most about 7 KiB, so even a
+/// hostile client cannot make the queue hold more than about 28 MiB, well
+/// under the 128 MiB limit of deploy/.
+pub const QUEUE_LINES: usize = 4_096;
 
 /// Lines dropped since [`init`], for the metrics.
 static DROPPED: OnceLock<ErrorCounter> = OnceLock::new();
@@ -128,17 +131,26 @@ pub fn dropped_lines() -> u64 {
 /// of [`QUEUE_LINES`] stays a few megabytes whatever is sent.
 pub const FIELD_MAX: usize = 1_024;
 
-/// `value`, cut to [`FIELD_MAX`] bytes (at a character boundary) with a
-/// note of its whole length when longer.
+/// `value`, cut where its JSON form (escapes included: a control
+/// character takes six bytes there) would pass [`FIELD_MAX`] bytes, with
+/// a note of its whole length; unchanged when it fits.
 pub fn clip(value: &str) -> Cow<'_, str> {
-    if value.len() <= FIELD_MAX {
+    // Six bytes is the most one input byte can take once escaped.
+    if value.len() <= FIELD_MAX / 6 {
         return Cow::Borrowed(value);
     }
-    let mut end = FIELD_MAX;
-    while !value.is_char_boundary(end) {
-        end -= 1;
+    let mut escaped = 0;
+    for (i, c) in value.char_indices() {
+        escaped += match c {
+            '"' | '\\' | '\n' | '\r' | '\t' | '\u{8}' | '\u{c}' => 2,
+            c if u32::from(c) < 0x20 => 6,
+            c => c.len_utf8(),
+        };
+        if escaped > FIELD_MAX {
+            return Cow::Owned(format!("{}…[{} bytes]", &value[..i], value.len()));
+        }
     }
-    Cow::Owned(format!("{}…[{} bytes]", &value[..end], value.len()))
+    Cow::Borrowed(value)
 }
 
 /// Logs one decision: uid, user, object, verdict, and the reason. Values
@@ -241,6 +253,20 @@ mod tests {
         assert_eq!(kept.len(), FIELD_MAX - 1);
         assert!(accents.starts_with(kept));
         assert_eq!(note, format!("[{} bytes]", accents.len()));
+
+        // What counts is the length once escaped, as the line carries it.
+        for (one, escaped) in [("\u{1}", 6), ("\"", 2), ("\\", 2), ("\n", 2)] {
+            let long = one.repeat(FIELD_MAX);
+            let clipped = clip(&long);
+            let (kept, _) = clipped.split_once('…').expect("clipped");
+            let kept_escaped = serde_json::to_string(kept).expect("JSON").len() - 2;
+            assert!(
+                kept_escaped <= FIELD_MAX && kept_escaped + escaped > FIELD_MAX,
+                "{one:?}: {kept_escaped}"
+            );
+        }
+        let fits_escaped = "\u{1}".repeat(FIELD_MAX / 6);
+        assert!(matches!(clip(&fits_escaped), Cow::Borrowed(_)));
     }
 
     /// The decision line as the binary writes it (JSON, flattened), for a
