@@ -38,17 +38,28 @@ impl Gvk {
         }
     }
 
+    /// Which of the kinds palisade decides this is (each in its own API
+    /// group); `None` for any other kind.
+    fn decided(&self) -> Option<Decided> {
+        match (self.group.as_str(), self.kind.as_str()) {
+            ("", "Pod") => Some(Decided::Pod),
+            ("networking.k8s.io", "NetworkPolicy") => Some(Decided::NetworkPolicy),
+            ("", "Namespace") => Some(Decided::Namespace),
+            _ => WorkloadKind::from_gvk(self).map(Decided::Workload),
+        }
+    }
+
     /// The kind's name if palisade decides objects of this kind (a Pod, a
     /// workload, a NetworkPolicy, a Namespace, each in its own API group);
     /// `None` for any other kind. Metrics are labelled by it, so their
     /// series stay bounded whatever kinds a client makes up.
     pub fn decided_kind(&self) -> Option<&'static str> {
-        match (self.group.as_str(), self.kind.as_str()) {
-            ("", "Pod") => Some("Pod"),
-            ("networking.k8s.io", "NetworkPolicy") => Some("NetworkPolicy"),
-            ("", "Namespace") => Some("Namespace"),
-            _ => WorkloadKind::from_gvk(self).map(WorkloadKind::as_str),
-        }
+        self.decided().map(|d| match d {
+            Decided::Pod => "Pod",
+            Decided::NetworkPolicy => "NetworkPolicy",
+            Decided::Namespace => "Namespace",
+            Decided::Workload(k) => k.as_str(),
+        })
     }
 
     /// From a manifest's `apiVersion` (`apps/v1`, `v1`) and `kind`.
@@ -68,6 +79,16 @@ impl fmt::Display for Gvk {
             write!(f, "{}/{}/{}", self.group, self.version, self.kind)
         }
     }
+}
+
+/// The kinds palisade decides: what [`Object`] reads, and what metrics
+/// name.
+#[derive(Debug, Clone, Copy)]
+enum Decided {
+    Pod,
+    NetworkPolicy,
+    Namespace,
+    Workload(WorkloadKind),
 }
 
 /// The admission operation.
@@ -228,17 +249,19 @@ impl Object {
     }
 
     fn decode<S: Source>(gvk: &Gvk, src: S) -> Result<Object, S::Error> {
-        Ok(match (gvk.group.as_str(), gvk.kind.as_str()) {
-            ("", "Pod") => Object::Pod(Box::new(src.read(&prune::POD)?)),
-            ("networking.k8s.io", "NetworkPolicy") => {
+        Ok(match gvk.decided() {
+            Some(Decided::Pod) => Object::Pod(Box::new(src.read(&prune::POD)?)),
+            Some(Decided::NetworkPolicy) => {
                 Object::NetworkPolicy(Box::new(src.read(&prune::WHOLE_BUT_METADATA)?))
             }
-            ("", "Namespace") => Object::Namespace(Box::new(src.read(&prune::WHOLE_BUT_METADATA)?)),
-            _ => {
-                let Some(kind) = WorkloadKind::from_gvk(gvk) else {
-                    src.skip()?;
-                    return Ok(Object::Other(gvk.clone()));
-                };
+            Some(Decided::Namespace) => {
+                Object::Namespace(Box::new(src.read(&prune::WHOLE_BUT_METADATA)?))
+            }
+            None => {
+                src.skip()?;
+                Object::Other(gvk.clone())
+            }
+            Some(Decided::Workload(kind)) => {
                 let keep = &prune::WORKLOAD;
                 let (metadata, template) = match kind {
                     WorkloadKind::Deployment => {
