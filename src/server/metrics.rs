@@ -1,11 +1,11 @@
 //! Prometheus metrics: what was decided, how fast, and whether palisade can
 //! see the cluster and prove who it is.
 
-use std::sync::Mutex;
 use std::sync::atomic::{AtomicI64, Ordering};
 
-use prometheus_client::encoding::EncodeLabelSet;
-use prometheus_client::metrics::counter::Counter;
+use prometheus_client::collector::Collector;
+use prometheus_client::encoding::{DescriptorEncoder, EncodeLabelSet, EncodeMetric};
+use prometheus_client::metrics::counter::{ConstCounter, Counter};
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
@@ -53,6 +53,24 @@ struct ResourceLabel {
     resource: &'static str,
 }
 
+/// `palisade_log_lines_dropped_total`: the log writer's count, as it is
+/// when scraped.
+#[derive(Debug)]
+struct LogLinesDropped;
+
+impl Collector for LogLinesDropped {
+    fn encode(&self, mut encoder: DescriptorEncoder) -> std::fmt::Result {
+        let counter = ConstCounter::new(super::log::dropped_lines());
+        let metric = encoder.encode_descriptor(
+            "log_lines_dropped",
+            "Log lines dropped because stderr was not read fast enough (reviews are answered regardless).",
+            None,
+            counter.metric_type(),
+        )?;
+        counter.encode(metric)
+    }
+}
+
 /// Every metric palisade exports.
 #[derive(Debug)]
 pub struct Metrics {
@@ -66,10 +84,6 @@ pub struct Metrics {
     cache_objects: Family<ResourceLabel, Gauge>,
     cert_expiry: Gauge,
     cert_expiry_seconds: AtomicI64,
-    log_lines_dropped: Counter,
-    /// Serialises the catch-up of `log_lines_dropped` with the log
-    /// writer's own count, so two scrapes at once do not add it twice.
-    log_lines_dropped_sync: Mutex<()>,
 }
 
 fn latency_histogram() -> Histogram {
@@ -98,7 +112,6 @@ impl Metrics {
         let cache_synced = Gauge::default();
         let cache_objects = Family::<ResourceLabel, Gauge>::default();
         let cert_expiry = Gauge::default();
-        let log_lines_dropped = Counter::default();
         registry.register(
             "decisions",
             "Admission requests decided, by webhook, kind, operation, decision and mode",
@@ -139,11 +152,8 @@ impl Metrics {
             "notAfter of the serving certificate, as a Unix time",
             cert_expiry.clone(),
         );
-        registry.register(
-            "log_lines_dropped",
-            "Log lines dropped because stderr was not read fast enough (reviews are answered regardless)",
-            log_lines_dropped.clone(),
-        );
+        // Read from the log writer's own count at each scrape.
+        registry.register_collector(Box::new(LogLinesDropped));
         Metrics {
             registry,
             decisions,
@@ -155,8 +165,6 @@ impl Metrics {
             cache_objects,
             cert_expiry,
             cert_expiry_seconds: AtomicI64::new(0),
-            log_lines_dropped,
-            log_lines_dropped_sync: Mutex::new(()),
         }
     }
 
@@ -231,17 +239,6 @@ impl Metrics {
             self.cache_objects
                 .get_or_create(&ResourceLabel { resource })
                 .set(i64::try_from(n).unwrap_or(i64::MAX));
-        }
-        {
-            let _one_at_a_time = self
-                .log_lines_dropped_sync
-                .lock()
-                .unwrap_or_else(std::sync::PoisonError::into_inner);
-            let seen = self.log_lines_dropped.get();
-            let now = super::log::dropped_lines();
-            if now > seen {
-                self.log_lines_dropped.inc_by(now - seen);
-            }
         }
         let mut out = String::new();
         // Writing to a String cannot fail.
@@ -331,5 +328,24 @@ mod tests {
                 "{kind}: {series:#?}"
             );
         }
+    }
+
+    #[test]
+    fn dropped_log_lines_are_a_counter_read_at_each_scrape() {
+        let text = Metrics::new().encode(true, ViewStats::default());
+        let lines: Vec<&str> = text
+            .lines()
+            .filter(|l| l.contains("log_lines_dropped"))
+            .collect();
+        assert_eq!(
+            lines,
+            [
+                "# HELP palisade_log_lines_dropped Log lines dropped because stderr was not read fast enough (reviews are answered regardless).",
+                "# TYPE palisade_log_lines_dropped counter",
+                // No log writer in this process: nothing dropped.
+                "palisade_log_lines_dropped_total 0",
+            ],
+            "{text}"
+        );
     }
 }
