@@ -179,7 +179,7 @@ impl fmt::Write for Escaped<'_, '_> {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use std::io;
     use std::sync::{Arc, Mutex};
 
@@ -207,18 +207,25 @@ mod tests {
         }
     }
 
-    /// The lines `emit` logs through [`JsonLines`] and through
-    /// tracing-subscriber's formatter as palisade used to configure it.
-    fn both(emit: impl Fn()) -> (String, String) {
-        let (ours, theirs) = (Buffer::default(), Buffer::default());
-        let w = ours.clone();
-        let fast = tracing_subscriber::fmt()
+    /// The lines `emit` logs in palisade's JSON format (every level).
+    pub(crate) fn lines(emit: impl Fn()) -> String {
+        let out = Buffer::default();
+        let w = out.clone();
+        let subscriber = tracing_subscriber::fmt()
             .with_max_level(Level::TRACE)
             .fmt_fields(JsonFields::new())
             .event_format(JsonLines::default())
             .with_writer(move || w.clone())
             .finish();
-        tracing::subscriber::with_default(fast, &emit);
+        tracing::subscriber::with_default(subscriber, emit);
+        out.text()
+    }
+
+    /// The lines `emit` logs through [`JsonLines`] and through
+    /// tracing-subscriber's formatter as palisade used to configure it.
+    fn both(emit: impl Fn()) -> (String, String) {
+        let ours = lines(&emit);
+        let theirs = Buffer::default();
         let w = theirs.clone();
         let general = tracing_subscriber::fmt()
             .with_max_level(Level::TRACE)
@@ -228,7 +235,7 @@ mod tests {
             .with_writer(move || w.clone())
             .finish();
         tracing::subscriber::with_default(general, &emit);
-        (ours.text(), theirs.text())
+        (ours, theirs.text())
     }
 
     /// The lines, each without its timestamp (the two runs differ in

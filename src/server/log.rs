@@ -276,18 +276,6 @@ mod tests {
     fn a_decision_line_carries_clipped_request_values() {
         use crate::decide::{Gvk, Operation, User};
 
-        #[derive(Clone)]
-        struct Buffer(Arc<Mutex<Vec<u8>>>);
-        impl Write for Buffer {
-            fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-                self.0.lock().expect("lock").extend_from_slice(buf);
-                Ok(buf.len())
-            }
-            fn flush(&mut self) -> io::Result<()> {
-                Ok(())
-            }
-        }
-
         let huge = "x".repeat(1 << 20);
         let req = Request {
             uid: huge.clone(),
@@ -304,14 +292,7 @@ mod tests {
             object: None,
             old_object: None,
         };
-        let out = Buffer(Arc::new(Mutex::new(Vec::new())));
-        let writer = out.clone();
-        let subscriber = tracing_subscriber::fmt()
-            .fmt_fields(JsonFields::new())
-            .event_format(JsonLines::default())
-            .with_writer(move || writer.clone())
-            .finish();
-        tracing::subscriber::with_default(subscriber, || {
+        let line = crate::server::json_line::tests::lines(|| {
             decision(
                 Webhook::Validate,
                 &req,
@@ -320,7 +301,6 @@ mod tests {
                 Duration::from_micros(7),
             );
         });
-        let line = String::from_utf8(out.0.lock().expect("lock").clone()).expect("UTF-8");
         assert!(line.len() < 8 * FIELD_MAX, "{} bytes", line.len());
         let v: serde_json::Value = serde_json::from_str(&line).expect("one JSON line");
         let clipped = format!("{}…[{} bytes]", &huge[..FIELD_MAX], huge.len());
