@@ -3,10 +3,10 @@
 //!
 //! Written against the captured requests in `../shared/fixtures` rather
 //! than kube-core's types for three reasons: the object is decoded
-//! straight into its typed form, with no intermediate tree (it is first
-//! captured as a `RawValue`, since its kind may come after it), and only as
-//! far as the rules read it ([`crate::prune`]); the
-//! patch goes out base64-encoded as the API server expects (kube-core sends
+//! straight into its typed form, with no intermediate tree (as it streams
+//! by when its kind came first, as the API server writes it; else from its
+//! text captured as a `RawValue`), and only as far as the rules read it
+//! ([`crate::prune`]); the patch goes out base64-encoded as the API server expects (kube-core sends
 //! an array of numbers, kube-rs#1781); and the response carries exactly the
 //! fields the API server reads, `status.reason` included.
 
