@@ -960,6 +960,9 @@ async fn a_binary_whose_stderr_is_not_read_keeps_answering_and_loses_no_log_line
     .await
     .expect("a review after the stall");
     let mut logged = 0;
+    // Each client sends its reviews one after another, so its lines come
+    // in the order of their numbers.
+    let mut last_of_client = std::collections::HashMap::new();
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
         let line = lines
@@ -968,9 +971,25 @@ async fn a_binary_whose_stderr_is_not_read_keeps_answering_and_loses_no_log_line
         if line.contains("\"uid\":\"after-the-stall\"") {
             break;
         }
-        if line.contains("admission decision") && line.contains("\"uid\":\"load-") {
-            logged += 1;
+        if !line.contains("admission decision") {
+            continue;
         }
+        let v: Value = serde_json::from_str(&line).expect("JSON log");
+        let Some((client, n)) = v["uid"]
+            .as_str()
+            .and_then(|u| u.strip_prefix("load-"))
+            .and_then(|u| u.split_once('-'))
+        else {
+            continue;
+        };
+        let n: usize = n.parse().expect("review number");
+        if let Some(before) = last_of_client.insert(client.to_owned(), n) {
+            assert!(
+                before < n,
+                "client {client}: review {n} logged after {before}"
+            );
+        }
+        logged += 1;
     }
     assert_eq!(logged, ok, "one decision line for every review answered");
 }
