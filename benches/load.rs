@@ -71,6 +71,11 @@ use tokio::net::TcpStream;
 use tokio::sync::{Mutex, mpsc, oneshot};
 use tokio_rustls::TlsConnector;
 
+/// The binary's allocator, so that palisade here costs what it costs there
+/// (the baseline and the client use it too: one process, one allocator).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// The Service name the serving certificate is issued for.
 const HOST: &str = "palisade.palisade-system.svc";
 /// Thread-name prefix of the servers' runtime, to read its CPU time.

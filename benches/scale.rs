@@ -33,6 +33,10 @@ use palisade::cluster::static_dir::StaticCluster;
 use palisade::config::Config;
 use palisade::review;
 
+/// The binary's allocator, so that the state's memory here is what it is there.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 const CHILD_ENV: &str = "PALISADE_SCALE_CHILD";
 
 fn env_or<T: std::str::FromStr>(name: &str, default: T) -> T {
