@@ -12,15 +12,16 @@
 //! on being answered. Decisions are counted in the metrics either way.
 
 use std::borrow::Cow;
-use std::io::{self, BufWriter, IsTerminal, Write};
+use std::io::{self, IsTerminal, Write};
 use std::sync::OnceLock;
 use std::time::Duration;
 
-use tracing_appender::non_blocking::{ErrorCounter, NonBlockingBuilder, WorkerGuard};
 use tracing_subscriber::EnvFilter;
+use tracing_subscriber::fmt::MakeWriter;
 use tracing_subscriber::fmt::format::JsonFields;
 
 use super::json_line::JsonLines;
+use super::log_queue::{self, LineQueue};
 
 use crate::admit::{Confirmation, Webhook};
 use crate::decide::{Decision, Request, Verdict};
@@ -34,8 +35,8 @@ use crate::decide::{Decision, Request, Verdict};
 /// under the 128 MiB limit of deploy/.
 pub const QUEUE_LINES: usize = 4_096;
 
-/// Lines dropped since [`init`], for the metrics.
-static DROPPED: OnceLock<ErrorCounter> = OnceLock::new();
+/// The queue of the installed subscriber, for the count of dropped lines.
+static QUEUE: OnceLock<LineQueue> = OnceLock::new();
 
 /// Keeps the log writer's thread. Dropping it writes out the lines still
 /// queued (waiting at most about a second if stderr is stalled), so hold
@@ -43,7 +44,7 @@ static DROPPED: OnceLock<ErrorCounter> = OnceLock::new();
 #[must_use = "dropping the guard stops the log writer"]
 #[derive(Debug)]
 pub struct Guard {
-    _worker: Option<WorkerGuard>,
+    _writer: Option<log_queue::Guard>,
 }
 
 /// Installs the global subscriber, writing to stderr (once; later calls
@@ -73,18 +74,44 @@ impl Write for Stderr {
 }
 
 /// Installs the subscriber [`init`] installs, writing to `writer` through
-/// the same bounded queue and thread: JSON lines unless `text`. The load
-/// bench uses it to pay the same per-decision cost as the binary without
-/// flooding its own output.
+/// the same bounded queue and thread ([`log_queue`]): JSON lines unless
+/// `text`. The load bench uses it to pay the same per-decision cost as the
+/// binary without flooding its own output.
 pub fn init_with_writer<W: Write + Send + 'static>(writer: W, text: bool) -> Guard {
-    // The writer thread takes every line queued so far, then flushes: one
-    // write(2) per batch instead of one per line.
-    let (writer, guard) = queue(BufWriter::new(writer));
-    let dropped = writer.error_counter();
+    if tracing::dispatcher::has_been_set() {
+        // Already installed (tests start several servers in one process).
+        return Guard { _writer: None };
+    }
+    match log_queue::spawn(writer, QUEUE_LINES, "palisade-log") {
+        Ok((queue, guard)) => {
+            if install(queue.clone(), text) {
+                let _ = QUEUE.set(queue);
+                return Guard {
+                    _writer: Some(guard),
+                };
+            }
+            // Installed by another thread meanwhile: this queue is unused.
+            Guard { _writer: None }
+        }
+        Err(e) => {
+            // No thread to spare at start-up: log synchronously rather
+            // than not at all.
+            install(|| Stderr, text);
+            tracing::warn!(error = %e, "cannot start the log writer thread; logging synchronously");
+            Guard { _writer: None }
+        }
+    }
+}
+
+/// Sets the global subscriber writing to `make`; false if one was set.
+fn install<M>(make: M, text: bool) -> bool
+where
+    M: for<'w> MakeWriter<'w> + Send + Sync + 'static,
+{
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(writer);
+        .with_writer(make);
     let result = if text {
         builder.try_init()
     } else {
@@ -93,35 +120,12 @@ pub fn init_with_writer<W: Write + Send + 'static>(writer: W, text: bool) -> Gua
             .event_format(JsonLines::default())
             .try_init()
     };
-    match result {
-        Ok(()) => {
-            let _ = DROPPED.set(dropped);
-            Guard {
-                _worker: Some(guard),
-            }
-        }
-        // Already installed (tests start several servers in one process):
-        // this writer and its thread are not used.
-        Err(_) => Guard { _worker: None },
-    }
-}
-
-/// The bounded, lossy queue in front of `writer`, and its thread.
-fn queue<W: Write + Send + 'static>(
-    writer: W,
-) -> (tracing_appender::non_blocking::NonBlocking, WorkerGuard) {
-    NonBlockingBuilder::default()
-        .lossy(true)
-        .buffered_lines_limit(QUEUE_LINES)
-        .thread_name("palisade-log")
-        .finish(writer)
+    result.is_ok()
 }
 
 /// Log lines dropped because the queue was full (0 before [`init`]).
 pub fn dropped_lines() -> u64 {
-    DROPPED
-        .get()
-        .map_or(0, |c| u64::try_from(c.dropped_lines()).unwrap_or(u64::MAX))
+    QUEUE.get().map_or(0, LineQueue::dropped_lines)
 }
 
 /// Longest value a log line carries from a request, in bytes. The API
@@ -206,33 +210,7 @@ pub fn decision(
 
 #[cfg(test)]
 mod tests {
-    use std::sync::mpsc;
-    use std::sync::{Arc, Mutex};
-
-    use tracing_subscriber::fmt::MakeWriter;
-
     use super::*;
-
-    /// A log reader that reads nothing until `open` says so, as a stalled
-    /// container runtime does to a full pipe.
-    struct Stalled {
-        open: Option<mpsc::Receiver<()>>,
-        out: Arc<Mutex<Vec<u8>>>,
-    }
-
-    impl Write for Stalled {
-        fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-            if let Some(open) = self.open.take() {
-                let _ = open.recv();
-            }
-            self.out.lock().expect("lock").extend_from_slice(buf);
-            Ok(buf.len())
-        }
-
-        fn flush(&mut self) -> io::Result<()> {
-            Ok(())
-        }
-    }
 
     #[test]
     fn clip_keeps_what_fits_and_cuts_the_rest_at_a_character() {
@@ -313,51 +291,5 @@ mod tests {
         );
         assert_eq!(v["message"], "admission decision");
         assert_eq!(v["micros"], 7);
-    }
-
-    #[test]
-    fn a_stalled_reader_never_blocks_the_logger_and_what_is_kept_arrives_whole_in_order() {
-        let (open, gate) = mpsc::channel();
-        let out = Arc::new(Mutex::new(Vec::new()));
-        let (writer, guard) = queue(BufWriter::new(Stalled {
-            open: Some(gate),
-            out: Arc::clone(&out),
-        }));
-        let dropped = writer.error_counter();
-        let lines = 2 * QUEUE_LINES;
-        // On a thread, so that a blocking write fails the test instead of
-        // hanging it.
-        let (done, finished) = mpsc::channel();
-        std::thread::spawn(move || {
-            for i in 0..lines {
-                let line = format!("{{\"line\":{i}}}\n");
-                let _ = writer.make_writer().write_all(line.as_bytes());
-            }
-            let _ = done.send(());
-        });
-        finished
-            .recv_timeout(Duration::from_secs(20))
-            .expect("logging went on while nobody read the lines");
-        let lost = dropped.dropped_lines();
-        // The queue holds QUEUE_LINES; the thread's buffer (8 KiB) a few
-        // hundred more of these short lines.
-        assert!(
-            (QUEUE_LINES - 1_000..=QUEUE_LINES).contains(&lost),
-            "dropped {lost} of {lines}"
-        );
-
-        open.send(()).expect("reader");
-        drop(guard); // writes out what is queued
-        let out = String::from_utf8(out.lock().expect("lock").clone()).expect("UTF-8");
-        let kept: Vec<usize> = out
-            .lines()
-            .map(|l| {
-                let v: serde_json::Value = serde_json::from_str(l).expect("a whole line");
-                v["line"].as_u64().expect("number") as usize
-            })
-            .collect();
-        assert_eq!(kept.len() + lost, lines, "every line kept or counted");
-        assert!(kept.windows(2).all(|w| w[0] < w[1]), "in order");
-        assert_eq!(kept[0], 0, "the first lines are kept, the latest dropped");
     }
 }

@@ -4,6 +4,7 @@
 pub mod json_line;
 pub mod listen;
 pub mod log;
+pub mod log_queue;
 pub mod metrics;
 pub mod routes;
 pub mod tls;
