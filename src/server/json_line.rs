@@ -310,22 +310,21 @@ pub(crate) mod tests {
     #[test]
     fn a_decision_line_is_the_same_line() {
         use crate::admit::{Confirmation, Webhook};
-        use crate::decide::{Gvk, Operation, Request, User, Verdict};
-        let req = Request {
-            uid: "705ab4f5-6393-11e8-b7cc-42010a800002".into(),
-            kind: Gvk::new("", "v1", "Pod"),
-            sub_resource: None,
-            operation: Operation::Create,
-            namespace: Some("fx-apps".into()),
-            name: Some("web-\"0\"".into()),
-            user: User {
-                username: "system:serviceaccount:kube-system:replicaset-controller".into(),
-                groups: vec![],
-            },
-            dry_run: true,
-            object: None,
-            old_object: None,
+        use crate::decide::{Gvk, Object, User, Verdict};
+        let pod = Gvk::new("", "v1", "Pod");
+        let user = User {
+            username: "system:serviceaccount:kube-system:replicaset-controller".into(),
+            groups: vec![],
         };
+        let mut req = crate::check::create_request(
+            &pod,
+            Some("fx-apps"),
+            "web-\"0\"",
+            &user,
+            Object::Pod(Box::default()),
+            "705ab4f5-6393-11e8-b7cc-42010a800002".into(),
+        );
+        req.dry_run = true;
         let mut verdict = Verdict::new(crate::mode::Mode::Enforce);
         verdict.changes.push("label role=web".into());
         assert_same(|| {

@@ -252,24 +252,22 @@ mod tests {
     /// line stays a few kilobytes and is still one JSON object.
     #[test]
     fn a_decision_line_carries_clipped_request_values() {
-        use crate::decide::{Gvk, Operation, User};
+        use crate::decide::{Gvk, Object, User};
 
         let huge = "x".repeat(1 << 20);
-        let req = Request {
-            uid: huge.clone(),
-            kind: Gvk::new("example.com", "v1", &huge),
-            sub_resource: None,
-            operation: Operation::Create,
-            namespace: Some("shop".into()),
-            name: Some(huge.clone()),
-            user: User {
-                username: huge.clone(),
-                groups: vec![],
-            },
-            dry_run: false,
-            object: None,
-            old_object: None,
+        let kind = Gvk::new("example.com", "v1", &huge);
+        let user = User {
+            username: huge.clone(),
+            groups: vec![],
         };
+        let req = crate::check::create_request(
+            &kind,
+            Some("shop"),
+            &huge,
+            &user,
+            Object::Other(kind.clone()),
+            huge.clone(),
+        );
         let line = crate::server::json_line::tests::lines(|| {
             decision(
                 Webhook::Validate,

@@ -250,22 +250,21 @@ impl Metrics {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::decide::{Gvk, Operation, Skip, User};
+    use crate::check::create_request;
+    use crate::decide::{Gvk, Object, Skip, User};
     use crate::mode::Mode;
 
     fn request(group: &str, kind: &str) -> Request {
-        Request {
-            uid: "u".into(),
-            kind: Gvk::new(group, "v1", kind),
-            sub_resource: None,
-            operation: Operation::Create,
-            namespace: Some("shop".into()),
-            name: Some("x".into()),
-            user: User::default(),
-            dry_run: false,
-            object: None,
-            old_object: None,
-        }
+        let gvk = Gvk::new(group, "v1", kind);
+        let object = Object::Other(gvk.clone());
+        create_request(
+            &gvk,
+            Some("shop"),
+            "x",
+            &User::default(),
+            object,
+            "u".into(),
+        )
     }
 
     fn decision_series(text: &str) -> Vec<&str> {
