@@ -94,8 +94,9 @@ pub fn init_with_writer<W: Write + Send + 'static>(writer: W, text: bool) -> Gua
             Guard { _writer: None }
         }
         Err(e) => {
-            // No thread to spare at start-up: log synchronously rather
-            // than not at all.
+            // No thread to spare at start-up: log synchronously, to
+            // stderr (`writer` went with the thread that never started),
+            // rather than not at all.
             install(|| Stderr, text);
             tracing::warn!(error = %e, "cannot start the log writer thread; logging synchronously");
             Guard { _writer: None }

@@ -184,7 +184,7 @@ pub fn spawn<W: Write + Send + 'static>(
 fn write_out<W: Write>(shared: &Shared, mut out: W) {
     let mut batch = Vec::new();
     loop {
-        let stopping = {
+        {
             let mut state = shared.lock();
             while state.bytes.is_empty() && !state.stopping {
                 state.waiting = true;
@@ -196,8 +196,7 @@ fn write_out<W: Write>(shared: &Shared, mut out: W) {
             state.waiting = false;
             std::mem::swap(&mut state.bytes, &mut batch);
             state.lines = 0;
-            state.stopping
-        };
+        }
         if batch.is_empty() {
             return; // stopping, and nothing left
         }
@@ -208,11 +207,9 @@ fn write_out<W: Write>(shared: &Shared, mut out: W) {
         if batch.capacity() > KEEP_BYTES {
             batch = Vec::new();
         }
-        if !stopping {
-            let state = shared.lock();
-            if !state.stopping {
-                let _ = shared.wake.wait_timeout(state, LINGER);
-            }
+        let state = shared.lock();
+        if !state.stopping {
+            let _ = shared.wake.wait_timeout(state, LINGER);
         }
     }
 }
@@ -280,10 +277,11 @@ mod tests {
             .recv_timeout(Duration::from_secs(20))
             .expect("logging went on while nobody read the lines");
         let lost = usize::try_from(queue.dropped_lines()).expect("count");
-        // The queue holds CAPACITY lines; the batch stuck in the write,
-        // whatever had arrived when the writer first woke.
+        // The queue holds CAPACITY lines, and the batch stuck in the write
+        // whatever had arrived when the writer first woke: up to CAPACITY
+        // lines, or none if the logger was done before the writer woke.
         assert!(
-            (CAPACITY..2 * CAPACITY).contains(&lost),
+            (CAPACITY..=2 * CAPACITY).contains(&lost),
             "dropped {lost} of {lines}"
         );
 
@@ -295,9 +293,12 @@ mod tests {
         assert_eq!(kept[0], 0, "the first lines are kept, the latest dropped");
     }
 
-    /// The point of the queue: many lines, few writes. A logger that sends
-    /// 2,000 lines over about 100 ms sees them written in a handful of
-    /// batches (one per LINGER), not one write per line.
+    /// The point of the queue: a line that arrives while the writer
+    /// lingers waits for the next batch instead of waking it. Lines sent
+    /// one at a time, each well after the writer could have written the
+    /// last, go out in about one write per LINGER; a writer woken for each
+    /// line (no linger, or tracing-appender's queue) makes one write per
+    /// line, 200 here.
     #[test]
     fn lines_that_arrive_while_the_writer_lingers_are_written_together() {
         let out = Arc::new(Mutex::new(Vec::new()));
@@ -312,15 +313,13 @@ mod tests {
             "test-log",
         )
         .expect("thread");
-        let lines = 2_000;
+        let lines = 200;
         for i in 0..lines {
             queue
                 .make_writer()
                 .write_all(format!("{i}\n").as_bytes())
                 .expect("queued");
-            if i % 100 == 99 {
-                std::thread::sleep(Duration::from_millis(5));
-            }
+            std::thread::sleep(Duration::from_micros(200));
         }
         drop(guard);
         assert_eq!(
@@ -328,9 +327,9 @@ mod tests {
             (0..lines).collect::<Vec<_>>()
         );
         let writes = writes.load(Ordering::Relaxed);
-        // About 100 ms of logging at one batch per 10 ms; a slow, busy
-        // machine stretches it, but nowhere near a write per line.
-        assert!((1..=lines as u64 / 10).contains(&writes), "{writes} writes");
+        // 200 lines over 40 ms or more: about 4 batches of 10 ms; a slow
+        // machine stretches the sleeps, which makes fewer, larger batches.
+        assert!((1..=lines as u64 / 4).contains(&writes), "{writes} writes");
         assert_eq!(queue.dropped_lines(), 0);
     }
 
