@@ -5,7 +5,7 @@
 use crate::cluster::{ClusterView, NamespaceView};
 use crate::config::Config;
 use crate::decide::{self, Request, Verdict, preview};
-use crate::server::log::clip;
+use crate::log_field::clip;
 
 /// Which webhook is answering.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]

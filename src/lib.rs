@@ -12,6 +12,7 @@ pub mod config;
 pub mod decide;
 pub mod glob;
 pub mod intervals;
+pub mod log_field;
 pub mod manifest;
 pub mod mode;
 pub mod netpol;

@@ -91,7 +91,7 @@ fn bad_request(s: &AppState, webhook: Webhook, reason: String) -> Response {
     s.metrics.bad_request(webhook);
     // A parse error can quote what was sent, and what was sent can be
     // megabytes: the log line keeps a clipped copy, the client gets it all.
-    tracing::info!(webhook = webhook.as_str(), reason = %super::log::clip(&reason), "rejected a body that is not an AdmissionReview");
+    tracing::info!(webhook = webhook.as_str(), reason = %crate::log_field::clip(&reason), "rejected a body that is not an AdmissionReview");
     (
         StatusCode::BAD_REQUEST,
         [(header::CONTENT_TYPE, "text/plain; charset=utf-8")],
