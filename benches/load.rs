@@ -43,6 +43,9 @@
 //! review, a loop calibrated once on an idle thread, to show what ratio a
 //! webhook with that much work of its own can reach on this machine).
 
+#[path = "../tests/common/shared.rs"]
+mod shared;
+
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::Path;
@@ -197,11 +200,8 @@ struct Review {
 /// The captured fixtures, compacted as the API server sends them, plus
 /// each pod and deployment CREATE moved to the open namespace.
 fn load_mix() -> (Vec<Review>, Vec<serde_json::Value>) {
-    let dir = Path::new(concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/../shared/fixtures/admission-reviews"
-    ));
-    let mut names: Vec<String> = std::fs::read_dir(dir)
+    let dir = shared::shared_fixtures("admission-reviews");
+    let mut names: Vec<String> = std::fs::read_dir(&dir)
         .expect("fixtures directory")
         .filter_map(|e| e.ok())
         .map(|e| e.file_name().to_string_lossy().into_owned())

@@ -20,6 +20,9 @@
 //! namespace, default 10), `PALISADE_SCALE_REVIEWS` (timed reviews per size,
 //! default 20000).
 
+#[path = "../tests/common/shared.rs"]
+mod shared;
+
 use std::fmt::Write as _;
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
@@ -144,12 +147,9 @@ fn percentile(sorted: &[Duration], p: f64) -> Duration {
 
 /// A pod CREATE review for namespace `ns`, from the captured fixture.
 fn pod_review(ns: &str, uid: usize) -> Vec<u8> {
-    let path = concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/../shared/fixtures/admission-reviews/validating-pod-create-with-labels.json"
-    );
+    let path = shared::shared_fixtures("admission-reviews/validating-pod-create-with-labels.json");
     let mut v: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(path).expect("fixture")).expect("JSON");
+        serde_json::from_str(&std::fs::read_to_string(&path).expect("fixture")).expect("JSON");
     v["request"]["namespace"] = ns.into();
     v["request"]["object"]["metadata"]["namespace"] = ns.into();
     v["request"]["uid"] = format!("scale-{uid}").into();

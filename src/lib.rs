@@ -27,3 +27,9 @@ pub mod selector;
 pub mod serve;
 pub mod server;
 pub mod sidecar;
+
+/// The shared fixtures, for unit tests: the same helper as the integration
+/// tests and benches use.
+#[cfg(test)]
+#[path = "../tests/common/shared.rs"]
+mod shared_fixtures;

@@ -630,12 +630,9 @@ mod tests {
     /// Every captured review, as captured and compacted as the API server
     /// sends it.
     fn captured_bodies() -> Vec<(String, Vec<u8>)> {
-        let dir = std::path::Path::new(concat!(
-            env!("CARGO_MANIFEST_DIR"),
-            "/../shared/fixtures/admission-reviews"
-        ));
+        let dir = crate::shared_fixtures::shared_fixtures("admission-reviews");
         let mut out = Vec::new();
-        for entry in std::fs::read_dir(dir).unwrap() {
+        for entry in std::fs::read_dir(&dir).unwrap() {
             let path = entry.unwrap().path();
             if path.extension().is_some_and(|e| e == "json") {
                 let text = std::fs::read(&path).unwrap();

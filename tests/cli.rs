@@ -122,8 +122,8 @@ fn serve_with_state_answers_curl_and_counts_decisions() {
     );
     wait_ready(&metrics);
 
-    let fixture = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../shared/fixtures/admission-reviews/validating-pod-create-with-labels.json");
+    let fixture =
+        common::shared_fixtures("admission-reviews/validating-pod-create-with-labels.json");
     let body = curl(&[
         "--cacert",
         certs.join("ca.crt").to_str().unwrap(),

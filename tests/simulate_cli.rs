@@ -3,6 +3,10 @@
 //! NetworkPolicy admission review, the renderings (`dot` must render with
 //! Graphviz, `md` is a table), and the CLI's handling of bad input.
 
+#[path = "common/shared.rs"]
+mod shared;
+use shared::shared_fixtures;
+
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
@@ -387,17 +391,12 @@ fn dot_renders_with_graphviz() {
     assert!(svg.contains("shop"), "namespace cluster label missing");
 
     // The whole fixture with the most connections renders too.
-    let big = concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/../shared/fixtures/connectivity/ipblockstest/manifests"
-    );
+    let big = shared_fixtures("connectivity/ipblockstest/manifests");
+    let big = big.to_str().unwrap();
     let o = simulate(&["list", "--output", "dot", big]);
     assert!(render_dot(&o.stdout).contains("<svg"));
     // And a diff.
-    let root = concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/../shared/fixtures/connectivity/"
-    );
+    let root = format!("{}/", shared_fixtures("connectivity").display());
     let o = simulate(&[
         "diff",
         "--output",
@@ -410,10 +409,7 @@ fn dot_renders_with_graphviz() {
 
 #[test]
 fn diff_fails_on_open_only_when_something_opens() {
-    let root = concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/../shared/fixtures/connectivity/"
-    );
+    let root = format!("{}/", shared_fixtures("connectivity").display());
     let old = format!("{root}netpol-analysis-example-minimal/manifests");
     let new = format!("{root}netpol-diff-example-minimal/manifests");
     let o = simulate(&["diff", "--fail-on", "open", &old, &new]);
@@ -436,10 +432,8 @@ fn diff_fails_on_open_only_when_something_opens() {
 
 #[test]
 fn non_manifests_are_noted_or_fatal_with_strict() {
-    let case = concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/../shared/fixtures/connectivity/onlineboutique/manifests"
-    );
+    let case = shared_fixtures("connectivity/onlineboutique/manifests");
+    let case = case.to_str().unwrap();
     let o = simulate(&["list", "--output", "json", case]);
     assert_eq!(o.code.unwrap(), 0);
     assert!(
@@ -523,10 +517,7 @@ fn state_and_paths_combine_like_kubectl_apply() {
 // ---- preview over a captured admission review --------------------------
 
 fn review_policies(file: &str) -> PolicyChange {
-    let path = format!(
-        "{}/../shared/fixtures/admission-reviews/{file}",
-        env!("CARGO_MANIFEST_DIR")
-    );
+    let path = shared_fixtures("admission-reviews").join(file);
     let req = palisade::review::parse(&std::fs::read(&path).unwrap()).unwrap();
     let policy = |o: &Option<palisade::decide::Object>| match o {
         Some(palisade::decide::Object::NetworkPolicy(np)) => {

@@ -16,6 +16,10 @@
 //! IPv6 space (`::/0`), which Kubernetes ipBlocks may name too. Dropping
 //! palisade's IPv6 ranges compares exactly what the fixtures assert.
 
+#[path = "common/shared.rs"]
+mod shared;
+use shared::shared_fixtures;
+
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::Ipv4Addr;
 use std::path::{Path, PathBuf};
@@ -26,10 +30,7 @@ use palisade::reach::{SimulateCommand, run};
 use serde_json::Value;
 
 fn root() -> PathBuf {
-    PathBuf::from(concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/../shared/fixtures/connectivity"
-    ))
+    shared_fixtures("connectivity")
 }
 
 /// Which side of a workload the outside world is on.

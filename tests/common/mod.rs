@@ -9,6 +9,9 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
+mod shared;
+pub use shared::shared_fixtures;
+
 use palisade::certs::{self, CertBundle, CertSpec};
 use palisade::cluster::ClusterView;
 use palisade::cluster::static_dir::StaticCluster;
@@ -96,7 +99,7 @@ impl Drop for Running {
 
 /// The captured AdmissionReview fixtures.
 pub fn fixtures_dir() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/fixtures/admission-reviews")
+    shared_fixtures("admission-reviews")
 }
 
 /// One captured fixture, parsed.
