@@ -63,6 +63,7 @@ pub async fn admit(
         && let Some(notes) = preview::preview_warnings(req, ns, &model)
     {
         verdict.notes.extend(notes);
+        verdict.previewed = true;
     }
     (verdict, how)
 }

@@ -92,6 +92,12 @@ pub trait ClusterView: Send + Sync + 'static {
     fn reach_model(&self) -> Option<Arc<Model>> {
         None
     }
+
+    /// Seconds since each of the view's watches was last known in sync, by
+    /// resource; none for a view without watches.
+    fn watch_sync_ages(&self) -> Vec<(&'static str, f64)> {
+        Vec::new()
+    }
 }
 
 impl<T: ClusterView + ?Sized> ClusterView for Arc<T> {
@@ -109,5 +115,8 @@ impl<T: ClusterView + ?Sized> ClusterView for Arc<T> {
     }
     fn reach_model(&self) -> Option<Arc<Model>> {
         (**self).reach_model()
+    }
+    fn watch_sync_ages(&self) -> Vec<(&'static str, f64)> {
+        (**self).watch_sync_ages()
     }
 }

@@ -177,8 +177,10 @@ impl TestServer {
             cluster,
             listen: local,
             metrics_listen: local,
-            tls_cert: dir.path().join(certs::CERT_FILE),
-            tls_key: dir.path().join(certs::KEY_FILE),
+            tls: serve::TlsSource::Files {
+                cert: dir.path().join(certs::CERT_FILE),
+                key: dir.path().join(certs::KEY_FILE),
+            },
             limits,
             body,
         })
