@@ -1,0 +1,352 @@
+//! Self-managed certificates and leader election against the API's own
+//! request and response shapes: a real `kube::Client` talks HTTP to a
+//! local stand-in of the API server (tests/common/apiserver.rs), which
+//! answers as the API server does, 409 Conflicts and all. No mocked client.
+
+mod common;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use common::apiserver::FakeApi;
+use palisade::certmgr::plan::Policy;
+use palisade::certmgr::{Managed, Names};
+use palisade::leader::lease::{self, LeaseConfig};
+use palisade::leader::{Leadership, Role};
+use palisade::serve::{self, Settings, TlsSource};
+use palisade::server::listen::ListenLimits;
+use palisade::server::routes::BodyLimits;
+use serde_json::{Value, json};
+
+const NS: &str = "palisade-system";
+const LEASES: &str = "apis/coordination.k8s.io/v1/namespaces/palisade-system/leases";
+const SECRETS: &str = "api/v1/namespaces/palisade-system/secrets";
+const VALIDATING: &str = "apis/admissionregistration.k8s.io/v1/validatingwebhookconfigurations";
+const MUTATING: &str = "apis/admissionregistration.k8s.io/v1/mutatingwebhookconfigurations";
+
+fn fast_lease(identity: &str) -> LeaseConfig {
+    LeaseConfig {
+        // Whole seconds: leaseDurationSeconds is an integer.
+        duration: Duration::from_secs(2),
+        renew_deadline: Duration::from_millis(1000),
+        retry_period: Duration::from_millis(100),
+        ..LeaseConfig::new(NS, identity.to_owned())
+    }
+}
+
+async fn until(what: &str, within: Duration, mut f: impl FnMut() -> bool) {
+    let end = Instant::now() + within;
+    while !f() {
+        assert!(Instant::now() < end, "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+fn holder(api: &FakeApi) -> Option<String> {
+    api.get(LEASES, lease::LEASE_NAME)
+        .and_then(|l| l["spec"]["holderIdentity"].as_str().map(str::to_owned))
+}
+
+fn transitions(api: &FakeApi) -> i64 {
+    api.get(LEASES, lease::LEASE_NAME)
+        .and_then(|l| l["spec"]["leaseTransitions"].as_i64())
+        .unwrap_or(-1)
+}
+
+fn count(api: &FakeApi, method: &str, path: &str, status: u16) -> usize {
+    api.seen()
+        .iter()
+        .filter(|s| s.method == method && s.uri.contains(path) && s.status == status)
+        .count()
+}
+
+/// Acquire (create, 201), renew (update, 200), lose a round to a 409,
+/// lose the Lease to another holder, take it back when that holder stops
+/// renewing, and release it on stop.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lease_is_acquired_renewed_lost_and_taken_back() {
+    let api = FakeApi::start().await;
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    let (l, task) = lease::spawn(api.client(), fast_lease("a"), stopped);
+    until("a to lead", Duration::from_secs(5), || l.is_leader()).await;
+    assert_eq!(count(&api, "POST", "/leases", 201), 1, "{:#?}", api.seen());
+    assert_eq!(holder(&api).as_deref(), Some("a"));
+    assert_eq!(transitions(&api), 0);
+    until("renewals", Duration::from_secs(5), || count(&api, "PUT", "/leases/palisade-leader", 200) >= 3).await;
+
+    // Another replica writes just before our renewal: ours is refused with
+    // a Conflict, and the Lease is now theirs.
+    api.race_next_write(LEASES, lease::LEASE_NAME, |l| {
+        l["spec"]["holderIdentity"] = json!("b");
+        l["spec"]["renewTime"] = json!("2026-01-01T00:00:00.000000Z");
+    });
+    until("a to step down", Duration::from_secs(5), || !l.is_leader()).await;
+    assert!(count(&api, "PUT", "/leases/palisade-leader", 409) >= 1);
+    assert_eq!(holder(&api).as_deref(), Some("b"));
+    // "b" never renews: after its duration (2 s, measured from when "a"
+    // first saw that record, not from the time "b" wrote) "a" takes over.
+    let lost = Instant::now();
+    until("a to take over", Duration::from_secs(5), || l.is_leader()).await;
+    assert!(lost.elapsed() >= Duration::from_millis(1800), "{:?}", lost.elapsed());
+    assert_eq!(holder(&api).as_deref(), Some("a"));
+    assert_eq!(transitions(&api), 1, "a change of hands is counted");
+
+    stop.send_replace(true);
+    task.await.expect("elector");
+    let released = api.get(LEASES, lease::LEASE_NAME).expect("lease");
+    assert!(released["spec"]["holderIdentity"].is_null(), "{released}");
+    assert_eq!(released["spec"]["leaseDurationSeconds"], 1);
+}
+
+/// Two replicas: never two leaders at once; when the leader stops, it
+/// releases the Lease and the other leads without waiting out the duration.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_leader_among_replicas_and_a_fast_handover() {
+    let api = FakeApi::start().await;
+    let (stop_a, a_stopped) = tokio::sync::watch::channel(false);
+    let (stop_b, b_stopped) = tokio::sync::watch::channel(false);
+    let (a, a_task) = lease::spawn(api.client(), fast_lease("a"), a_stopped);
+    let (b, b_task) = lease::spawn(api.client(), fast_lease("b"), b_stopped);
+    until("a leader", Duration::from_secs(5), || a.is_leader() || b.is_leader()).await;
+    for _ in 0..50 {
+        assert!(!(a.is_leader() && b.is_leader()), "two leaders");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let (leader, follower, stop, task, stop_other, other_task): (&Leadership, &Leadership, _, _, _, _) =
+        if a.is_leader() { (&a, &b, stop_a, a_task, stop_b, b_task) } else { (&b, &a, stop_b, b_task, stop_a, a_task) };
+    assert!(matches!(follower.role(), Role::Follower { leader: Some(_) }));
+    stop.send_replace(true);
+    task.await.expect("elector");
+    assert!(!leader.is_leader());
+    let handover = Instant::now();
+    until("the other to lead", Duration::from_secs(5), || follower.is_leader()).await;
+    assert!(
+        handover.elapsed() < Duration::from_millis(1000),
+        "a released Lease is taken at once, not after its 2 s: {:?}",
+        handover.elapsed()
+    );
+    stop_other.send_replace(true);
+    other_task.await.expect("elector");
+}
+
+/// The webhook configurations of deploy/base, as the API server would
+/// store them after `kubectl apply -k deploy/overlays/production`.
+fn deploy_webhooks(api: &FakeApi) {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    let text = std::fs::read_to_string(root.join("deploy/base/webhooks.yaml")).expect("webhooks.yaml");
+    for doc in text.split("\n---\n") {
+        let v: Value = serde_saphyr::from_str(doc).expect("yaml");
+        if v.is_object() {
+            api.put(v);
+        }
+    }
+}
+
+fn without_bundles(mut v: Value) -> Value {
+    for w in v["webhooks"].as_array_mut().into_iter().flatten() {
+        w["clientConfig"].as_object_mut().map(|c| c.remove("caBundle"));
+    }
+    let m = v["metadata"].as_object_mut().expect("metadata");
+    m.remove("resourceVersion");
+    v
+}
+
+fn bundle_of(api: &FakeApi, collection: &str) -> Vec<u8> {
+    use base64::Engine as _;
+    let v = api.get(collection, "palisade").expect("configuration");
+    let b64 = v["webhooks"][0]["clientConfig"]["caBundle"].as_str().unwrap_or("");
+    base64::engine::general_purpose::STANDARD.decode(b64).unwrap_or_default()
+}
+
+fn secret_data(api: &FakeApi, key: &str) -> Option<Vec<u8>> {
+    use base64::Engine as _;
+    let s = api.get(SECRETS, palisade::certmgr::SECRET)?;
+    s["data"][key]
+        .as_str()
+        .map(|b| base64::engine::general_purpose::STANDARD.decode(b).expect("base64"))
+}
+
+/// A replica: self-managed certificates plus the server that serves them.
+struct Replica {
+    managed: Managed,
+    server: serve::Server,
+}
+
+async fn replica(api: &FakeApi, policy: Policy) -> Replica {
+    common::init();
+    let managed = Managed::start(api.client(), Names::new(NS), policy);
+    let local: SocketAddr = "127.0.0.1:0".parse().expect("addr");
+    let server = serve::start(Settings {
+        config: Arc::new(common::default_config()),
+        cluster: Arc::new(common::state(RESILIENCE_STATE)),
+        listen: local,
+        metrics_listen: local,
+        tls: TlsSource::Managed(Arc::clone(&managed.replica)),
+        limits: ListenLimits::default(),
+        body: BodyLimits::default(),
+    })
+    .await
+    .expect("server starts");
+    Replica { managed, server }
+}
+
+const RESILIENCE_STATE: &str = "\
+apiVersion: v1\nkind: Namespace\nmetadata: {name: fx-apps, labels: {environment: prod}}\n---\n\
+apiVersion: networking.k8s.io/v1\nkind: NetworkPolicy\nmetadata: {name: deny, namespace: fx-apps}\nspec: {podSelector: {}, policyTypes: [Ingress, Egress]}\n";
+
+async fn readyz(addr: SocketAddr) -> (u16, String) {
+    let resp = reqwest::Client::builder()
+        .no_proxy()
+        .build()
+        .expect("client")
+        .get(format!("http://{addr}/readyz"))
+        .send()
+        .await
+        .expect("readyz");
+    (resp.status().as_u16(), resp.text().await.unwrap_or_default())
+}
+
+/// A client that trusts exactly what the ValidatingWebhookConfiguration's
+/// caBundle holds now, as the API server does.
+fn api_server_client(api: &FakeApi, addr: SocketAddr) -> reqwest::Client {
+    let bundle = bundle_of(api, VALIDATING);
+    let cas: Vec<reqwest::Certificate> = reqwest::Certificate::from_pem_bundle(&bundle).expect("bundle");
+    reqwest::Client::builder()
+        .tls_certs_only(cas)
+        .resolve(common::SERVICE_HOST, addr)
+        .no_proxy()
+        .timeout(Duration::from_secs(5))
+        .build()
+        .expect("client")
+}
+
+async fn review(client: &reqwest::Client, addr: SocketAddr, uid: &str) -> Result<(), String> {
+    let mut v = common::fixture("validating-pod-create-with-labels.json");
+    v["request"]["uid"] = uid.into();
+    let resp = client
+        .post(format!("https://{}:{}/validate", common::SERVICE_HOST, addr.port()))
+        .header("content-type", "application/json")
+        .body(serde_json::to_vec(&v).expect("json"))
+        .send()
+        .await
+        .map_err(|e| common::error_chain(&e))?;
+    let status = resp.status();
+    let text = resp.text().await.map_err(|e| e.to_string())?;
+    let out: Value = serde_json::from_str(&text).map_err(|e| format!("HTTP {status}: {e}: {text}"))?;
+    if status != 200 || out["response"]["uid"] != uid {
+        return Err(format!("HTTP {status}: {text}"));
+    }
+    Ok(())
+}
+
+/// First install: no Secret, the webhooks as deploy/ declares them. The
+/// leader creates the Secret, patches only `caBundle` into both
+/// configurations (strategic merge, by webhook name, guarded by the
+/// resourceVersion read), the replica serves the certificate it reads back
+/// through its watch, and turns ready; the API server (a client trusting
+/// the caBundle) gets its review answered.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn first_install_creates_the_secret_patches_both_bundles_and_turns_ready() {
+    let api = FakeApi::start().await;
+    deploy_webhooks(&api);
+    let declared = [VALIDATING, MUTATING].map(|c| without_bundles(api.get(c, "palisade").expect("declared")));
+    let r = replica(&api, Policy::default()).await;
+    let (status, text) = readyz(r.server.metrics_addr).await;
+    assert_eq!(status, 503, "not ready before the certificate: {text}");
+
+    until("ready", Duration::from_secs(10), || {
+        !bundle_of(&api, VALIDATING).is_empty() && !bundle_of(&api, MUTATING).is_empty()
+    })
+    .await;
+    let end = Instant::now() + Duration::from_secs(10);
+    loop {
+        let (status, text) = readyz(r.server.metrics_addr).await;
+        if status == 200 {
+            break;
+        }
+        assert!(Instant::now() < end, "never ready: {text}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(count(&api, "POST", "/secrets", 201), 1, "{:#?}", api.seen());
+    let patches: Vec<_> = api.seen().into_iter().filter(|s| s.method == "PATCH").collect();
+    assert_eq!(patches.len(), 2, "{patches:#?}");
+    assert!(patches.iter().all(|p| p.content_type == "application/strategic-merge-patch+json" && p.status == 200));
+    // Only caBundle changed: failurePolicy, selectors, rules as declared.
+    for (c, before) in [VALIDATING, MUTATING].iter().zip(declared) {
+        assert_eq!(without_bundles(api.get(c, "palisade").expect("configuration")), before, "{c}");
+    }
+    // The bundle is the Secret's CA.
+    assert_eq!(Some(bundle_of(&api, VALIDATING)), secret_data(&api, "ca.crt"));
+
+    let client = api_server_client(&api, r.server.https_addr);
+    review(&client, r.server.https_addr, "first").await.expect("the API server's call");
+    let metrics = reqwest::get(format!("http://{}/metrics", r.server.metrics_addr))
+        .await
+        .expect("metrics")
+        .text()
+        .await
+        .expect("text");
+    assert!(metrics.contains("palisade_leader 1"), "{metrics}");
+    assert!(metrics.contains("palisade_ready 1"), "{metrics}");
+    assert!(metrics.contains("palisade_watch_sync_age_seconds{resource=\"secrets\"}"), "{metrics}");
+    r.managed.stop(Duration::from_secs(2)).await;
+}
+
+/// Writes that lose a race are re-planned from what won: a Secret created
+/// by another replica between our read and our create (409 AlreadyExists)
+/// is adopted, not overwritten; an update refused for a stale
+/// resourceVersion (409 Conflict) is redone on the new version.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn secret_writes_that_lose_a_race_are_planned_again() {
+    let api = FakeApi::start().await;
+    deploy_webhooks(&api);
+    // Another replica's Secret appears just before our create.
+    let theirs = palisade::certs::generate(&palisade::certs::CertSpec {
+        service: "palisade".into(),
+        namespace: NS.into(),
+        dns: vec![],
+        ips: vec![],
+        validity_days: 365,
+    })
+    .expect("certs");
+    let their_ca = theirs.ca_pem.clone();
+    api.race_next_write(SECRETS, palisade::certmgr::SECRET, move |s| {
+        *s = json!({
+            "apiVersion": "v1", "kind": "Secret",
+            "metadata": {"name": palisade::certmgr::SECRET, "namespace": NS},
+            "type": "Opaque",
+            "data": {"tls.crt": b64(&theirs.cert_pem), "tls.key": b64(&theirs.key_pem), "ca.crt": b64(&theirs.ca_pem)},
+        });
+    });
+    let r = replica(&api, Policy::default()).await;
+    // (A second create may meet the same 409 if it goes before the watch
+    // delivers their Secret; either way nothing is overwritten blindly.)
+    until("the create to lose", Duration::from_secs(10), || count(&api, "POST", "/secrets", 409) >= 1).await;
+    // Their Secret lacks ca.key: no usable CA, so ours bootstraps over it
+    // with an update on their resourceVersion, not a second create.
+    until("an update", Duration::from_secs(10), || count(&api, "PUT", "/secrets/palisade-certs", 200) >= 1).await;
+    assert_ne!(secret_data(&api, "ca.crt"), Some(their_ca.into_bytes()));
+
+    // A forced serving rotation whose first update meets a Conflict.
+    let before = secret_data(&api, "tls.crt");
+    let ca_before = secret_data(&api, "ca.crt");
+    api.race_next_write(SECRETS, palisade::certmgr::SECRET, |s| {
+        s["metadata"]["labels"] = json!({"touched-by": "someone-else"});
+    });
+    api.modify(SECRETS, palisade::certmgr::SECRET, |s| {
+        s["metadata"]["annotations"]["palisade.io/rotate"] = json!("serving");
+    });
+    until("the rotation", Duration::from_secs(10), || secret_data(&api, "tls.crt") != before).await;
+    assert!(count(&api, "PUT", "/secrets/palisade-certs", 409) >= 1, "{:#?}", api.seen());
+    let s = api.get(SECRETS, palisade::certmgr::SECRET).expect("secret");
+    assert!(s["metadata"]["annotations"]["palisade.io/rotate"].is_null(), "the request is consumed: {s}");
+    assert_eq!(s["metadata"]["labels"]["touched-by"], "someone-else", "the other writer's change survives");
+    assert_eq!(secret_data(&api, "ca.crt"), ca_before, "a serving rotation keeps the CA");
+    r.managed.stop(Duration::from_secs(2)).await;
+}
+
+fn b64(s: &str) -> String {
+    use base64::Engine as _;
+    base64::engine::general_purpose::STANDARD.encode(s.as_bytes())
+}
