@@ -350,3 +350,107 @@ fn b64(s: &str) -> String {
     use base64::Engine as _;
     base64::engine::general_purpose::STANDARD.encode(s.as_bytes())
 }
+
+/// Rotation under load: two replicas serve while clients call them the way
+/// the API server does (trusting exactly the webhook configuration's
+/// current caBundle; a new client, so new connections, when it changes;
+/// every third request on a new connection anyway). The serving
+/// certificate is rotated, then the CA, through every step (new CA beside
+/// the old, the switch, the old CA dropped): no review fails.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rotation_under_load_fails_no_review() {
+    use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+    let api = FakeApi::start().await;
+    deploy_webhooks(&api);
+    let policy = Policy {
+        settle: Duration::from_millis(1500),
+        propagation: Duration::from_secs(2),
+        ..Policy::default()
+    };
+    let replicas = [replica(&api, policy).await, replica(&api, policy).await];
+    let addrs: Vec<SocketAddr> = replicas.iter().map(|r| r.server.https_addr).collect();
+    for r in &replicas {
+        let end = Instant::now() + Duration::from_secs(20);
+        while readyz(r.server.metrics_addr).await.0 != 200 {
+            assert!(Instant::now() < end, "replica never ready");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    let stop = Arc::new(AtomicBool::new(false));
+    let ok = Arc::new(AtomicUsize::new(0));
+    let load: Vec<_> = (0..6)
+        .map(|c| {
+            let (api, addrs, stop, ok) = (api.clone(), addrs.clone(), Arc::clone(&stop), Arc::clone(&ok));
+            tokio::spawn(async move {
+                let addr = addrs[c % addrs.len()];
+                let mut failures = Vec::new();
+                let mut current: Option<(Vec<u8>, reqwest::Client)> = None;
+                let mut n = 0;
+                while !stop.load(Ordering::Relaxed) {
+                    let bundle = bundle_of(&api, VALIDATING);
+                    if current.as_ref().is_none_or(|(b, _)| *b != bundle) || n % 3 == 0 {
+                        current = Some((bundle, api_server_client(&api, addr)));
+                    }
+                    let uid = format!("load-{c}-{n}");
+                    n += 1;
+                    let client = &current.as_ref().expect("client").1;
+                    match review(client, addr, &uid).await {
+                        Ok(()) => {
+                            ok.fetch_add(1, Ordering::Relaxed);
+                        }
+                        Err(e) => failures.push(format!("{uid}: {e}")),
+                    }
+                }
+                failures
+            })
+        })
+        .collect();
+
+    // The serving certificate, same CA.
+    until("the load to run", Duration::from_secs(10), || ok.load(Ordering::Relaxed) > 20).await;
+    let ca0 = secret_data(&api, "ca.crt");
+    let leaf0 = secret_data(&api, "tls.crt");
+    api.modify(SECRETS, palisade::certmgr::SECRET, |s| {
+        s["metadata"]["annotations"]["palisade.io/rotate"] = json!("serving");
+    });
+    until("a new serving certificate", Duration::from_secs(20), || secret_data(&api, "tls.crt") != leaf0).await;
+    assert_eq!(secret_data(&api, "ca.crt"), ca0);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let served_after_serving = ok.load(Ordering::Relaxed);
+
+    // The CA: a new one beside the old, then the switch, then the old one goes.
+    let leaf1 = secret_data(&api, "tls.crt");
+    api.modify(SECRETS, palisade::certmgr::SECRET, |s| {
+        s["metadata"]["annotations"]["palisade.io/rotate"] = json!("ca");
+    });
+    until("a new CA beside the old", Duration::from_secs(20), || secret_data(&api, "ca-previous.crt") == ca0).await;
+    until("the switch to the new CA", Duration::from_secs(30), || secret_data(&api, "tls.crt") != leaf1).await;
+    until("the old CA dropped", Duration::from_secs(30), || secret_data(&api, "ca-previous.crt").is_none()).await;
+    let ca1 = secret_data(&api, "ca.crt");
+    assert_ne!(ca1, ca0);
+    until("the bundles to follow", Duration::from_secs(20), || {
+        Some(bundle_of(&api, VALIDATING)) == ca1 && Some(bundle_of(&api, MUTATING)) == ca1
+    })
+    .await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+
+    stop.store(true, Ordering::Relaxed);
+    let mut failures = Vec::new();
+    for t in load {
+        failures.extend(t.await.expect("load client"));
+    }
+    let total = ok.load(Ordering::Relaxed);
+    assert!(failures.is_empty(), "{} of {} failed: {failures:#?}", failures.len(), total + failures.len());
+    assert!(
+        served_after_serving > 0 && total > served_after_serving,
+        "load ran through both rotations: {served_after_serving} then {total}"
+    );
+    // Only the new CA is trusted now, and both replicas still answer.
+    for addr in &addrs {
+        review(&api_server_client(&api, *addr), *addr, "after").await.expect("after the rotation");
+    }
+    for r in replicas {
+        r.managed.stop(Duration::from_secs(2)).await;
+    }
+}
