@@ -19,11 +19,11 @@ use k8s_openapi::api::admissionregistration::v1::{
 };
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::{
-    ConfigMap, Container, Namespace, PodSpec, Service, ServiceAccount,
+    ConfigMap, Container, Namespace, PodSpec, Secret, Service, ServiceAccount,
 };
 use k8s_openapi::api::networking::v1::{NetworkPolicy, NetworkPolicyPeer, NetworkPolicyPort};
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
-use k8s_openapi::api::rbac::v1::{ClusterRole, ClusterRoleBinding};
+use k8s_openapi::api::rbac::v1::{ClusterRole, ClusterRoleBinding, PolicyRule, Role, RoleBinding};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use serde::Deserialize;
@@ -77,6 +77,20 @@ const DNS_PORT: i32 = 53;
 /// cert-manager's serving Certificate, named by the inject-ca-from annotation.
 const CERT_MANAGER_CERTIFICATE: &str = "palisade-serving";
 const INJECT_CA_FROM: &str = "cert-manager.io/inject-ca-from";
+/// The Secret palisade keeps its certificates in, and the name of the RBAC
+/// that lets it (palisade::certmgr).
+const CERTS_SECRET: &str = palisade::certmgr::SECRET;
+const CERTS_RBAC: &str = "palisade-certificates";
+/// (group, resource, verbs, resourceName): that Secret, the Lease, nothing more.
+const CERTS_ROLE: &[(&str, &str, &[&str], Option<&str>)] = &[
+    ("", "secrets", &["get", "list", "watch", "update"], Some(CERTS_SECRET)),
+    ("coordination.k8s.io", "leases", &["get", "update"], Some(palisade::leader::lease::LEASE_NAME)),
+    ("coordination.k8s.io", "leases", &["create"], None),
+];
+const CERTS_CLUSTER_ROLE: &[(&str, &str, &[&str], Option<&str>)] = &[
+    ("admissionregistration.k8s.io", "validatingwebhookconfigurations", &["get", "list", "watch", "patch"], Some(APP)),
+    ("admissionregistration.k8s.io", "mutatingwebhookconfigurations", &["get", "list", "watch", "patch"], Some(APP)),
+];
 /// Where the caBundle goes in each webhook configuration (README's patches).
 const CA_BUNDLE_JSON_PATH: &str = "/webhooks/0/clientConfig/caBundle";
 
@@ -412,16 +426,116 @@ fn check_all(objects: &Objects, overlay: &Overlay, errs: &mut Errors, no_ca_bund
         .and_then(|m| m.labels.clone())
         .unwrap_or_default();
 
-    check_deployment(deployment, pod, container, &pod_labels, errs);
+    check_deployment(deployment, pod, container, &pod_labels, overlay, errs);
     check_security(pod, container, errs);
     check_mode(container, overlay, errs);
-    check_config_map(objects, pod, container, errs);
+    check_config_map(objects, pod, container, overlay, errs);
     check_service_and_webhook_ports(objects, container, &pod_labels, errs);
     check_webhooks(objects, overlay, errs, no_ca_bundle);
     check_rbac(objects, pod, errs);
     check_pdb(objects, &pod_labels, errs);
     check_network_policies(objects, &pod_labels, container, errs);
     check_cert_manager(objects, overlay, pod, errs);
+    check_self_managed_certificates(objects, overlay, container, errs);
+}
+
+/// Self-managed certificates: the empty Secret palisade fills, RBAC limited
+/// to that Secret, the leader Lease and the two webhook configurations'
+/// patches, and the namespace from the downward API. None of it with
+/// cert-manager.
+fn check_self_managed_certificates(
+    objects: &Objects,
+    overlay: &Overlay,
+    container: &Container,
+    errs: &mut Errors,
+) {
+    let has = |names: Vec<&str>| names.contains(&CERTS_RBAC);
+    let present = [
+        objects.secrets.iter().any(|s| name(&s.metadata) == CERTS_SECRET),
+        has(objects.roles.iter().map(|r| name(&r.metadata)).collect()),
+        has(objects.role_bindings.iter().map(|r| name(&r.metadata)).collect()),
+        has(objects.cluster_roles.iter().map(|r| name(&r.metadata)).collect()),
+        has(objects.cluster_role_bindings.iter().map(|r| name(&r.metadata)).collect()),
+    ];
+    if overlay.cert_manager {
+        errs.check(present.iter().all(|p| !p), || {
+            format!("with cert-manager, {CERTS_SECRET} and the {CERTS_RBAC} RBAC must be gone: {present:?}")
+        });
+        return;
+    }
+    errs.check(present.iter().all(|p| *p), || {
+        format!("self-managed certificates need {CERTS_SECRET} and the {CERTS_RBAC} Role, ClusterRole and bindings: {present:?}")
+    });
+    if let Some(secret) = objects.secrets.iter().find(|s| name(&s.metadata) == CERTS_SECRET) {
+        errs.check(
+            secret.type_.as_deref() == Some("Opaque")
+                && secret.data.as_ref().is_none_or(BTreeMap::is_empty)
+                && secret.string_data.is_none(),
+            || format!("{CERTS_SECRET} ships empty and Opaque (palisade fills it; kubernetes.io/tls may not be empty)"),
+        );
+    }
+    let rules = |rules: Option<&Vec<PolicyRule>>| -> BTreeSet<(String, String, String, Option<String>)> {
+        let mut out = BTreeSet::new();
+        for r in rules.into_iter().flatten() {
+            for g in r.api_groups.iter().flatten() {
+                for res in r.resources.iter().flatten() {
+                    for v in &r.verbs {
+                        let names: Vec<Option<String>> = match &r.resource_names {
+                            Some(n) => n.iter().cloned().map(Some).collect(),
+                            None => vec![None],
+                        };
+                        for n in names {
+                            out.insert((g.clone(), res.clone(), v.clone(), n));
+                        }
+                    }
+                }
+            }
+        }
+        out
+    };
+    let expand = |table: &[(&str, &str, &[&str], Option<&str>)]| -> BTreeSet<(String, String, String, Option<String>)> {
+        table
+            .iter()
+            .flat_map(|(g, r, verbs, n)| {
+                verbs.iter().map(move |v| (g.to_string(), r.to_string(), v.to_string(), n.map(str::to_string)))
+            })
+            .collect()
+    };
+    if let Some(role) = objects.roles.iter().find(|r| name(&r.metadata) == CERTS_RBAC) {
+        let (have, want) = (rules(role.rules.as_ref()), expand(CERTS_ROLE));
+        errs.check(have == want, || format!("Role {CERTS_RBAC}: rules {have:?}, want exactly {want:?}"));
+    }
+    if let Some(role) = objects.cluster_roles.iter().find(|r| name(&r.metadata) == CERTS_RBAC) {
+        let (have, want) = (rules(role.rules.as_ref()), expand(CERTS_CLUSTER_ROLE));
+        errs.check(have == want, || format!("ClusterRole {CERTS_RBAC}: rules {have:?}, want exactly {want:?}"));
+    }
+    let sa = ("ServiceAccount".to_string(), APP.to_string(), Some(NAMESPACE.to_string()));
+    for (kind, role_ref, subjects) in objects
+        .role_bindings
+        .iter()
+        .filter(|b| name(&b.metadata) == CERTS_RBAC)
+        .map(|b| ("RoleBinding", &b.role_ref, &b.subjects))
+        .chain(
+            objects
+                .cluster_role_bindings
+                .iter()
+                .filter(|b| name(&b.metadata) == CERTS_RBAC)
+                .map(|b| ("ClusterRoleBinding", &b.role_ref, &b.subjects)),
+        )
+    {
+        let subjects: Vec<_> = subjects.iter().flatten().map(|s| (s.kind.clone(), s.name.clone(), s.namespace.clone())).collect();
+        errs.check(role_ref.name == CERTS_RBAC && subjects == [sa.clone()], || {
+            format!("{kind} {CERTS_RBAC} must bind {CERTS_RBAC} to the palisade ServiceAccount only")
+        });
+    }
+    let namespace_env = container.env.iter().flatten().find(|e| e.name == "PALISADE_NAMESPACE");
+    errs.check(
+        namespace_env
+            .and_then(|e| e.value_from.as_ref())
+            .and_then(|v| v.field_ref.as_ref())
+            .is_some_and(|f| f.field_path == "metadata.namespace"),
+        || "PALISADE_NAMESPACE must come from the pod's metadata.namespace".into(),
+    );
 }
 
 fn check_namespaces(objects: &Objects, errs: &mut Errors) {
@@ -449,6 +563,7 @@ fn check_deployment(
     pod: &PodSpec,
     container: &Container,
     pod_labels: &BTreeMap<String, String>,
+    overlay: &Overlay,
     errs: &mut Errors,
 ) {
     let spec = &deployment.spec;
@@ -518,19 +633,33 @@ fn check_deployment(
         format!("no command: the image's ENTRYPOINT is {BINARY}")
     });
     let args = container.args.clone().unwrap_or_default();
-    let want_args = [
-        "serve".to_string(),
-        "--config".into(),
-        format!("{POLICIES_DIR}/{CONFIG_FILE}"),
-        "--tls-cert".into(),
-        format!("{TLS_DIR}/tls.crt"),
-        "--tls-key".into(),
-        format!("{TLS_DIR}/tls.key"),
-        "--listen".into(),
-        format!("0.0.0.0:{WEBHOOK_PORT}"),
-        "--metrics-listen".into(),
-        format!("0.0.0.0:{METRICS_PORT}"),
-    ];
+    // Self-managed certificates unless cert-manager provides them as files.
+    let want_args: Vec<String> = if overlay.cert_manager {
+        vec![
+            "serve".to_string(),
+            "--config".into(),
+            format!("{POLICIES_DIR}/{CONFIG_FILE}"),
+            "--tls-cert".into(),
+            format!("{TLS_DIR}/tls.crt"),
+            "--tls-key".into(),
+            format!("{TLS_DIR}/tls.key"),
+            "--listen".into(),
+            format!("0.0.0.0:{WEBHOOK_PORT}"),
+            "--metrics-listen".into(),
+            format!("0.0.0.0:{METRICS_PORT}"),
+        ]
+    } else {
+        vec![
+            "serve".to_string(),
+            "--config".into(),
+            format!("{POLICIES_DIR}/{CONFIG_FILE}"),
+            "--listen".into(),
+            format!("0.0.0.0:{WEBHOOK_PORT}"),
+            "--metrics-listen".into(),
+            format!("0.0.0.0:{METRICS_PORT}"),
+            "--manage-certs".into(),
+        ]
+    };
     errs.check(args == want_args, || {
         format!("container args should be {want_args:?}, found {args:?}")
     });
@@ -691,7 +820,13 @@ fn check_mode(container: &Container, overlay: &Overlay, errs: &mut Errors) {
     });
 }
 
-fn check_config_map(objects: &Objects, pod: &PodSpec, container: &Container, errs: &mut Errors) {
+fn check_config_map(
+    objects: &Objects,
+    pod: &PodSpec,
+    container: &Container,
+    overlay: &Overlay,
+    errs: &mut Errors,
+) {
     let Some(config_map) = single(&objects.config_maps, "ConfigMap", errs) else {
         return;
     };
@@ -785,13 +920,18 @@ fn check_config_map(objects: &Objects, pod: &PodSpec, container: &Container, err
         });
     }
 
-    // The TLS Secret volume, where --tls-cert/--tls-key look, rotatable.
+    // The TLS Secret volume, where --tls-cert/--tls-key look, rotatable;
+    // only with cert-manager (self-managed certificates come through the API).
     let tls = volumes.iter().find(|v| {
         v.secret
             .as_ref()
             .is_some_and(|s| s.secret_name.as_deref() == Some(TLS_SECRET))
     });
     match tls {
+        None if !overlay.cert_manager => {}
+        Some(_) if !overlay.cert_manager => errs.fail(format!(
+            "{TLS_SECRET} is mounted, but the certificate is self-managed (read through the API)"
+        )),
         None => errs.fail(format!("no volume mounts the Secret {TLS_SECRET}")),
         Some(volume) => {
             let secret = volume.secret.as_ref().expect("found by secret");
@@ -1128,7 +1268,7 @@ fn check_rbac(objects: &Objects, pod: &PodSpec, errs: &mut Errors) {
     errs.check(pod.service_account_name.as_deref() == Some(APP), || {
         format!("the pod must run as ServiceAccount {APP}")
     });
-    let Some(role) = single(&objects.cluster_roles, "ClusterRole", errs) else {
+    let Some(role) = named(&objects.cluster_roles, APP, "ClusterRole", errs) else {
         return;
     };
     errs.check(role.aggregation_rule.is_none(), || {
@@ -1166,7 +1306,8 @@ fn check_rbac(objects: &Objects, pod: &PodSpec, errs: &mut Errors) {
         )
     });
 
-    let Some(binding) = single(&objects.cluster_role_bindings, "ClusterRoleBinding", errs) else {
+    let Some(binding) = named(&objects.cluster_role_bindings, APP, "ClusterRoleBinding", errs)
+    else {
         return;
     };
     errs.check(
@@ -1595,6 +1736,9 @@ struct Objects {
     service_accounts: Vec<ServiceAccount>,
     cluster_roles: Vec<ClusterRole>,
     cluster_role_bindings: Vec<ClusterRoleBinding>,
+    roles: Vec<Role>,
+    role_bindings: Vec<RoleBinding>,
+    secrets: Vec<Secret>,
     deployments: Vec<Deployment>,
     services: Vec<Service>,
     config_maps: Vec<ConfigMap>,
@@ -1631,6 +1775,9 @@ impl Objects {
                 .map(|o| ("ServiceAccount", &o.metadata)),
         );
         out.extend(self.deployments.iter().map(|o| ("Deployment", &o.metadata)));
+        out.extend(self.roles.iter().map(|o| ("Role", &o.metadata)));
+        out.extend(self.role_bindings.iter().map(|o| ("RoleBinding", &o.metadata)));
+        out.extend(self.secrets.iter().map(|o| ("Secret", &o.metadata)));
         out.extend(self.services.iter().map(|o| ("Service", &o.metadata)));
         out.extend(self.config_maps.iter().map(|o| ("ConfigMap", &o.metadata)));
         out.extend(
@@ -1680,6 +1827,11 @@ fn parse(rendered: &str, source: &str) -> Objects {
             ("v1", "ServiceAccount") => objects.service_accounts.push(typed(doc, &what)),
             ("v1", "Service") => objects.services.push(typed(doc, &what)),
             ("v1", "ConfigMap") => objects.config_maps.push(typed(doc, &what)),
+            ("v1", "Secret") => objects.secrets.push(typed(doc, &what)),
+            ("rbac.authorization.k8s.io/v1", "Role") => objects.roles.push(typed(doc, &what)),
+            ("rbac.authorization.k8s.io/v1", "RoleBinding") => {
+                objects.role_bindings.push(typed(doc, &what))
+            }
             ("apps/v1", "Deployment") => objects.deployments.push(typed(doc, &what)),
             ("policy/v1", "PodDisruptionBudget") => objects.pdbs.push(typed(doc, &what)),
             ("rbac.authorization.k8s.io/v1", "ClusterRole") => {
@@ -1865,6 +2017,19 @@ impl Errors {
             self.failures.join("\n- ")
         );
     }
+}
+
+fn named<'a, T: k8s_openapi::Metadata<Ty = ObjectMeta>>(
+    items: &'a [T],
+    want: &str,
+    kind: &str,
+    errs: &mut Errors,
+) -> Option<&'a T> {
+    let found = items.iter().find(|i| name(i.metadata()) == want);
+    if found.is_none() {
+        errs.fail(format!("no {kind} named {want}"));
+    }
+    found
 }
 
 fn single<'a, T>(items: &'a [T], kind: &str, errs: &mut Errors) -> Option<&'a T> {
@@ -2130,7 +2295,7 @@ fn the_preview_component_grants_pods_and_sets_the_flag() {
     assert_eq!(with.len(), without.len());
     for (a, b) in with.iter().zip(&without) {
         match a["kind"].as_str() {
-            Some("ClusterRole") => {
+            Some("ClusterRole") if a["metadata"]["name"] == "palisade" => {
                 let extra: Vec<&Value> = a["rules"]
                     .as_array()
                     .unwrap()
