@@ -10,20 +10,17 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use common::apiserver::FakeApi;
+use common::managed::{
+    MUTATING, NS, VALIDATING, api_server_client, bundle_of, deploy_webhooks, readyz, replica,
+    review, without_bundles,
+};
 use palisade::certmgr::plan::Policy;
-use palisade::certmgr::{Managed, Names};
 use palisade::leader::lease::{self, LeaseConfig};
 use palisade::leader::{Leadership, Role};
-use palisade::serve::{self, Settings, TlsSource};
-use palisade::server::listen::ListenLimits;
-use palisade::server::routes::BodyLimits;
-use serde_json::{Value, json};
+use serde_json::json;
 
-const NS: &str = "palisade-system";
 const LEASES: &str = "apis/coordination.k8s.io/v1/namespaces/palisade-system/leases";
 const SECRETS: &str = "api/v1/namespaces/palisade-system/secrets";
-const VALIDATING: &str = "apis/admissionregistration.k8s.io/v1/validatingwebhookconfigurations";
-const MUTATING: &str = "apis/admissionregistration.k8s.io/v1/mutatingwebhookconfigurations";
 
 fn fast_lease(identity: &str) -> LeaseConfig {
     LeaseConfig {
@@ -130,114 +127,12 @@ async fn one_leader_among_replicas_and_a_fast_handover() {
     other_task.await.expect("elector");
 }
 
-/// The webhook configurations of deploy/base, as the API server would
-/// store them after `kubectl apply -k deploy/overlays/production`.
-fn deploy_webhooks(api: &FakeApi) {
-    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
-    let text = std::fs::read_to_string(root.join("deploy/base/webhooks.yaml")).expect("webhooks.yaml");
-    for doc in text.split("\n---\n") {
-        let v: Value = serde_saphyr::from_str(doc).expect("yaml");
-        if v.is_object() {
-            api.put(v);
-        }
-    }
-}
-
-fn without_bundles(mut v: Value) -> Value {
-    for w in v["webhooks"].as_array_mut().into_iter().flatten() {
-        w["clientConfig"].as_object_mut().map(|c| c.remove("caBundle"));
-    }
-    let m = v["metadata"].as_object_mut().expect("metadata");
-    m.remove("resourceVersion");
-    v
-}
-
-fn bundle_of(api: &FakeApi, collection: &str) -> Vec<u8> {
-    use base64::Engine as _;
-    let v = api.get(collection, "palisade").expect("configuration");
-    let b64 = v["webhooks"][0]["clientConfig"]["caBundle"].as_str().unwrap_or("");
-    base64::engine::general_purpose::STANDARD.decode(b64).unwrap_or_default()
-}
-
 fn secret_data(api: &FakeApi, key: &str) -> Option<Vec<u8>> {
     use base64::Engine as _;
     let s = api.get(SECRETS, palisade::certmgr::SECRET)?;
     s["data"][key]
         .as_str()
         .map(|b| base64::engine::general_purpose::STANDARD.decode(b).expect("base64"))
-}
-
-/// A replica: self-managed certificates plus the server that serves them.
-struct Replica {
-    managed: Managed,
-    server: serve::Server,
-}
-
-async fn replica(api: &FakeApi, policy: Policy) -> Replica {
-    common::init();
-    let managed = Managed::start(api.client(), Names::new(NS), policy);
-    let local: SocketAddr = "127.0.0.1:0".parse().expect("addr");
-    let server = serve::start(Settings {
-        config: Arc::new(common::default_config()),
-        cluster: Arc::new(common::state(RESILIENCE_STATE)),
-        listen: local,
-        metrics_listen: local,
-        tls: TlsSource::Managed(Arc::clone(&managed.replica)),
-        limits: ListenLimits::default(),
-        body: BodyLimits::default(),
-    })
-    .await
-    .expect("server starts");
-    Replica { managed, server }
-}
-
-const RESILIENCE_STATE: &str = "\
-apiVersion: v1\nkind: Namespace\nmetadata: {name: fx-apps, labels: {environment: prod}}\n---\n\
-apiVersion: networking.k8s.io/v1\nkind: NetworkPolicy\nmetadata: {name: deny, namespace: fx-apps}\nspec: {podSelector: {}, policyTypes: [Ingress, Egress]}\n";
-
-async fn readyz(addr: SocketAddr) -> (u16, String) {
-    let resp = reqwest::Client::builder()
-        .no_proxy()
-        .build()
-        .expect("client")
-        .get(format!("http://{addr}/readyz"))
-        .send()
-        .await
-        .expect("readyz");
-    (resp.status().as_u16(), resp.text().await.unwrap_or_default())
-}
-
-/// A client that trusts exactly what the ValidatingWebhookConfiguration's
-/// caBundle holds now, as the API server does.
-fn api_server_client(api: &FakeApi, addr: SocketAddr) -> reqwest::Client {
-    let bundle = bundle_of(api, VALIDATING);
-    let cas: Vec<reqwest::Certificate> = reqwest::Certificate::from_pem_bundle(&bundle).expect("bundle");
-    reqwest::Client::builder()
-        .tls_certs_only(cas)
-        .resolve(common::SERVICE_HOST, addr)
-        .no_proxy()
-        .timeout(Duration::from_secs(5))
-        .build()
-        .expect("client")
-}
-
-async fn review(client: &reqwest::Client, addr: SocketAddr, uid: &str) -> Result<(), String> {
-    let mut v = common::fixture("validating-pod-create-with-labels.json");
-    v["request"]["uid"] = uid.into();
-    let resp = client
-        .post(format!("https://{}:{}/validate", common::SERVICE_HOST, addr.port()))
-        .header("content-type", "application/json")
-        .body(serde_json::to_vec(&v).expect("json"))
-        .send()
-        .await
-        .map_err(|e| common::error_chain(&e))?;
-    let status = resp.status();
-    let text = resp.text().await.map_err(|e| e.to_string())?;
-    let out: Value = serde_json::from_str(&text).map_err(|e| format!("HTTP {status}: {e}: {text}"))?;
-    if status != 200 || out["response"]["uid"] != uid {
-        return Err(format!("HTTP {status}: {text}"));
-    }
-    Ok(())
 }
 
 /// First install: no Secret, the webhooks as deploy/ declares them. The

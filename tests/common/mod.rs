@@ -10,6 +10,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 pub mod apiserver;
+pub mod managed;
 mod shared;
 pub use shared::shared_fixtures;
 
