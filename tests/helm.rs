@@ -37,7 +37,9 @@ fn tool(env: &str, venv: &str) -> PathBuf {
 }
 
 fn run(cmd: &mut Command) -> String {
-    let out = cmd.output().unwrap_or_else(|e| panic!("cannot run {cmd:?}: {e}. {HINT}"));
+    let out = cmd
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run {cmd:?}: {e}. {HINT}"));
     assert!(
         out.status.success(),
         "{cmd:?} failed:\n{}",
@@ -71,9 +73,7 @@ fn documents(yaml: &str, what: &str) -> Vec<Value> {
         serde_saphyr::options! { strict_booleans: true },
     )
     .unwrap_or_else(|e| panic!("{what}: does not parse as YAML: {e}"));
-    docs.into_iter()
-    .filter(|d| !d.is_null())
-    .collect()
+    docs.into_iter().filter(|d| !d.is_null()).collect()
 }
 
 /// Every object the chart renders with `values` (a file under ci/).
@@ -98,7 +98,10 @@ fn unhashed(s: &str) -> String {
     while let Some(i) = rest.find(PREFIX) {
         out.push_str(&rest[..i + PREFIX.len()]);
         rest = &rest[i + PREFIX.len()..];
-        let hash: String = rest.chars().take_while(char::is_ascii_alphanumeric).collect();
+        let hash: String = rest
+            .chars()
+            .take_while(char::is_ascii_alphanumeric)
+            .collect();
         if hash.len() == 10 {
             out.push_str("HASH");
             rest = &rest[hash.len()..];
@@ -116,7 +119,10 @@ fn comparable(objects: Vec<Value>) -> BTreeMap<String, Value> {
             if let Some(labels) = o["metadata"]["labels"].as_object_mut() {
                 labels.retain(|k, _| k.starts_with(COMPARED_LABEL_PREFIX));
                 if labels.is_empty() {
-                    o["metadata"].as_object_mut().expect("metadata").remove("labels");
+                    o["metadata"]
+                        .as_object_mut()
+                        .expect("metadata")
+                        .remove("labels");
                 }
             }
             let o: Value = serde_json::from_str(&unhashed(&o.to_string())).expect("JSON");
@@ -136,7 +142,10 @@ fn first_difference(a: &Value, b: &Value, at: &str) -> Option<String> {
     match (a, b) {
         (Value::Object(x), Value::Object(y)) => {
             for k in x.keys().chain(y.keys()) {
-                let (va, vb) = (x.get(k).unwrap_or(&Value::Null), y.get(k).unwrap_or(&Value::Null));
+                let (va, vb) = (
+                    x.get(k).unwrap_or(&Value::Null),
+                    y.get(k).unwrap_or(&Value::Null),
+                );
                 if let Some(d) = first_difference(va, vb, &format!("{at}/{k}")) {
                     return Some(d);
                 }
@@ -156,8 +165,12 @@ fn first_difference(a: &Value, b: &Value, at: &str) -> Option<String> {
 fn assert_same(values: Option<&str>, overlay: &str) {
     let chart = comparable(chart_objects(values));
     let kustomized = comparable(documents(&kustomize(overlay), overlay));
-    let (ck, kk): (Vec<&String>, Vec<&String>) = (chart.keys().collect(), kustomized.keys().collect());
-    assert_eq!(ck, kk, "the chart ({values:?}) and {overlay} install different objects");
+    let (ck, kk): (Vec<&String>, Vec<&String>) =
+        (chart.keys().collect(), kustomized.keys().collect());
+    assert_eq!(
+        ck, kk,
+        "the chart ({values:?}) and {overlay} install different objects"
+    );
     for (key, c) in &chart {
         if let Some(d) = first_difference(c, &kustomized[key], "") {
             panic!("{key} differs between the chart ({values:?}) and {overlay}: {d}");
@@ -197,12 +210,21 @@ fn every_ci_values_file_renders_and_the_chart_lints() {
         assert!(objects.len() >= 10, "{f}: {} objects", objects.len());
         for o in &objects {
             let what = format!("{f}: {} {}", o["kind"], o["metadata"]["name"]);
-            assert!(o["apiVersion"].is_string() && o["metadata"]["name"].is_string(), "{what}");
+            assert!(
+                o["apiVersion"].is_string() && o["metadata"]["name"].is_string(),
+                "{what}"
+            );
             decode(o, &what);
-            if o["kind"] == "ConfigMap" && o["metadata"]["name"].as_str().is_some_and(|n| n.starts_with("palisade-policies-")) {
+            if o["kind"] == "ConfigMap"
+                && o["metadata"]["name"]
+                    .as_str()
+                    .is_some_and(|n| n.starts_with("palisade-policies-"))
+            {
                 policy_names.insert(f.clone(), o["metadata"]["name"].clone());
                 let config = o["data"]["palisade.yaml"].as_str().expect("policy file");
-                let sidecar = o["data"]["access-proxy.yaml"].as_str().expect("sidecar template");
+                let sidecar = o["data"]["access-proxy.yaml"]
+                    .as_str()
+                    .expect("sidecar template");
                 palisade::config::Config::from_yaml(config, sidecar)
                     .unwrap_or_else(|e| panic!("{f}: the rendered policy file does not load: {e}"));
             }
@@ -215,7 +237,10 @@ fn every_ci_values_file_renders_and_the_chart_lints() {
             .iter()
             .filter(|m| m["severity"].as_i64().unwrap_or(3) >= 2)
             .collect();
-        assert!(errors.is_empty() && warnings.is_empty(), "{f}: helm lint: {lint}");
+        assert!(
+            errors.is_empty() && warnings.is_empty(),
+            "{f}: helm lint: {lint}"
+        );
     }
     assert_ne!(
         policy_names.get("default-values.yaml"),
@@ -233,15 +258,19 @@ fn decode(o: &Value, what: &str) {
         "ConfigMap" => serde_json::from_value::<api::core::v1::ConfigMap>(v).map(drop),
         "Secret" => serde_json::from_value::<api::core::v1::Secret>(v).map(drop),
         "Namespace" => serde_json::from_value::<api::core::v1::Namespace>(v).map(drop),
-        "NetworkPolicy" => serde_json::from_value::<api::networking::v1::NetworkPolicy>(v).map(drop),
+        "NetworkPolicy" => {
+            serde_json::from_value::<api::networking::v1::NetworkPolicy>(v).map(drop)
+        }
         "ClusterRole" => serde_json::from_value::<api::rbac::v1::ClusterRole>(v).map(drop),
         "Role" => serde_json::from_value::<api::rbac::v1::Role>(v).map(drop),
-        "ValidatingWebhookConfiguration" => {
-            serde_json::from_value::<api::admissionregistration::v1::ValidatingWebhookConfiguration>(v).map(drop)
-        }
-        "MutatingWebhookConfiguration" => {
-            serde_json::from_value::<api::admissionregistration::v1::MutatingWebhookConfiguration>(v).map(drop)
-        }
+        "ValidatingWebhookConfiguration" => serde_json::from_value::<
+            api::admissionregistration::v1::ValidatingWebhookConfiguration,
+        >(v)
+        .map(drop),
+        "MutatingWebhookConfiguration" => serde_json::from_value::<
+            api::admissionregistration::v1::MutatingWebhookConfiguration,
+        >(v)
+        .map(drop),
         _ => Ok(()),
     };
     if let Err(e) = ok {
@@ -257,7 +286,10 @@ fn the_chart_values_carry_the_policy_files() {
         &std::fs::read_to_string(root().join(CHART).join("values.yaml")).expect("values.yaml"),
     )
     .expect("values.yaml parses");
-    for (key, file) in [("config", "policies/palisade.yaml"), ("sidecarTemplate", "policies/sidecars/access-proxy.yaml")] {
+    for (key, file) in [
+        ("config", "policies/palisade.yaml"),
+        ("sidecarTemplate", "policies/sidecars/access-proxy.yaml"),
+    ] {
         let want = std::fs::read_to_string(root().join(file)).expect("policy file");
         assert!(
             values[key].as_str() == Some(want.as_str()),

@@ -60,15 +60,18 @@ fn parse_all(what: &str, exprs: &[String]) -> BTreeSet<String> {
     assert!(!exprs.is_empty(), "{what}: no queries found");
     let mut out = BTreeSet::new();
     for e in exprs {
-        let parsed = parser::parse(e).unwrap_or_else(|err| panic!("{what}: {e}\ndoes not parse: {err}"));
+        let parsed =
+            parser::parse(e).unwrap_or_else(|err| panic!("{what}: {e}\ndoes not parse: {err}"));
         names(&parsed, &mut out);
     }
     out
 }
 
 fn dashboard_exprs() -> Vec<String> {
-    let d: Value = serde_json::from_str(&read("deploy/components/monitoring/palisade-dashboard.json"))
-        .expect("the dashboard is JSON");
+    let d: Value = serde_json::from_str(&read(
+        "deploy/components/monitoring/palisade-dashboard.json",
+    ))
+    .expect("the dashboard is JSON");
     d["panels"]
         .as_array()
         .expect("panels")
@@ -79,8 +82,9 @@ fn dashboard_exprs() -> Vec<String> {
 }
 
 fn rule_exprs() -> Vec<(String, String)> {
-    let r: Value = serde_saphyr::from_str(&read("deploy/components/monitoring/prometheusrule.yaml"))
-        .expect("the PrometheusRule is YAML");
+    let r: Value =
+        serde_saphyr::from_str(&read("deploy/components/monitoring/prometheusrule.yaml"))
+            .expect("the PrometheusRule is YAML");
     r["spec"]["groups"]
         .as_array()
         .expect("groups")
@@ -120,7 +124,11 @@ async fn scraped_names() -> BTreeSet<String> {
         (b"not a review".to_vec(), "/validate"),
     ] {
         client
-            .post(format!("https://{}:{}{path}", common::SERVICE_HOST, addr.port()))
+            .post(format!(
+                "https://{}:{}{path}",
+                common::SERVICE_HOST,
+                addr.port()
+            ))
             .header("content-type", "application/json")
             .body(body)
             .send()
@@ -157,7 +165,10 @@ async fn dashboard_and_alerts_name_only_metrics_palisade_exports() {
         "palisade_previews_total",
         "palisade_certificate_expiry_timestamp_seconds",
     ] {
-        assert!(exported.contains(must), "the scrape lacks {must}: {exported:#?}");
+        assert!(
+            exported.contains(must),
+            "the scrape lacks {must}: {exported:#?}"
+        );
     }
     let dashboard = parse_all("dashboard", &dashboard_exprs());
     let rules = rule_exprs();
@@ -170,7 +181,10 @@ async fn dashboard_and_alerts_name_only_metrics_palisade_exports() {
             .iter()
             .filter(|n| !exported.contains(*n) && !FROM_PROMETHEUS.contains(&n.as_str()))
             .collect();
-        assert!(unknown.is_empty(), "the {what} names metrics palisade does not export: {unknown:?}");
+        assert!(
+            unknown.is_empty(),
+            "the {what} names metrics palisade does not export: {unknown:?}"
+        );
     }
     // What the dashboard promises to show.
     for m in [
@@ -195,7 +209,10 @@ fn every_alert_has_a_runbook() {
     assert!(rules.len() >= 7, "{rules:?}");
     for (alert, _) in rules {
         let heading = format!("#### {}", alert.to_lowercase());
-        assert!(readme.contains(&heading), "deploy/README.md has no runbook `#### {alert}`");
+        assert!(
+            readme.contains(&heading),
+            "deploy/README.md has no runbook `#### {alert}`"
+        );
     }
 }
 

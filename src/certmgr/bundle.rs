@@ -128,11 +128,23 @@ mod tests {
             .map(|c| ders(c.cert_pem.as_bytes())[0].to_vec())
             .collect();
         assert_eq!(got, want);
-        assert_eq!(desired(&a.cert_pem, Some(&a.cert_pem)), desired(&a.cert_pem, None));
+        assert_eq!(
+            desired(&a.cert_pem, Some(&a.cert_pem)),
+            desired(&a.cert_pem, None)
+        );
         // What we write re-reads as the same certificates, whatever the text.
-        assert!(same_certificates(both.as_bytes(), format!("{}{}", a.cert_pem, b.cert_pem).as_bytes()));
-        assert!(!same_certificates(both.as_bytes(), a.cert_pem.as_bytes()), "an extra CA is a difference");
-        assert!(!same_certificates(b"", b""), "nothing wanted is never satisfied");
+        assert!(same_certificates(
+            both.as_bytes(),
+            format!("{}{}", a.cert_pem, b.cert_pem).as_bytes()
+        ));
+        assert!(
+            !same_certificates(both.as_bytes(), a.cert_pem.as_bytes()),
+            "an extra CA is a difference"
+        );
+        assert!(
+            !same_certificates(b"", b""),
+            "nothing wanted is never satisfied"
+        );
     }
 
     /// Acceptance, as the API server judges a webhook's certificate.
@@ -146,16 +158,80 @@ mod tests {
         let new_leaf = issue_serving(&new_ca, &spec(), now, day).unwrap();
         let chain = |k: &crate::certs::KeyedCert| ders(k.cert_pem.as_bytes());
         let both = desired(&new_ca.cert_pem, Some(&old_ca.cert_pem));
-        let cases: Vec<(&str, &[u8], Vec<CertificateDer<'static>>, &str, i64, bool)> = vec![
-            ("its own CA", old_ca.cert_pem.as_bytes(), chain(&old_leaf), NAME, t, true),
-            ("another CA", new_ca.cert_pem.as_bytes(), chain(&old_leaf), NAME, t, false),
-            ("old leaf, both CAs (mid-rotation)", both.as_bytes(), chain(&old_leaf), NAME, t, true),
-            ("new leaf, both CAs (mid-rotation)", both.as_bytes(), chain(&new_leaf), NAME, t, true),
-            ("the wrong name", old_ca.cert_pem.as_bytes(), chain(&old_leaf), "evil.example", t, false),
-            ("the short Service name is in it", old_ca.cert_pem.as_bytes(), chain(&old_leaf), "palisade.palisade-system", t, true),
-            ("expired", old_ca.cert_pem.as_bytes(), chain(&old_leaf), NAME, t + 2 * 86_400, false),
+        type Case<'a> = (
+            &'a str,
+            &'a [u8],
+            Vec<CertificateDer<'static>>,
+            &'a str,
+            i64,
+            bool,
+        );
+        let cases: Vec<Case> = vec![
+            (
+                "its own CA",
+                old_ca.cert_pem.as_bytes(),
+                chain(&old_leaf),
+                NAME,
+                t,
+                true,
+            ),
+            (
+                "another CA",
+                new_ca.cert_pem.as_bytes(),
+                chain(&old_leaf),
+                NAME,
+                t,
+                false,
+            ),
+            (
+                "old leaf, both CAs (mid-rotation)",
+                both.as_bytes(),
+                chain(&old_leaf),
+                NAME,
+                t,
+                true,
+            ),
+            (
+                "new leaf, both CAs (mid-rotation)",
+                both.as_bytes(),
+                chain(&new_leaf),
+                NAME,
+                t,
+                true,
+            ),
+            (
+                "the wrong name",
+                old_ca.cert_pem.as_bytes(),
+                chain(&old_leaf),
+                "evil.example",
+                t,
+                false,
+            ),
+            (
+                "the short Service name is in it",
+                old_ca.cert_pem.as_bytes(),
+                chain(&old_leaf),
+                "palisade.palisade-system",
+                t,
+                true,
+            ),
+            (
+                "expired",
+                old_ca.cert_pem.as_bytes(),
+                chain(&old_leaf),
+                NAME,
+                t + 2 * 86_400,
+                false,
+            ),
             ("empty bundle", b"", chain(&old_leaf), NAME, t, false),
-            ("nothing served", old_ca.cert_pem.as_bytes(), vec![], NAME, t, false),
+            (
+                "nothing served",
+                old_ca.cert_pem.as_bytes(),
+                vec![],
+                NAME,
+                t,
+                false,
+            ),
         ];
         for (what, bundle, chain, name, at, ok) in cases {
             let got = accepts(bundle, &chain, name, at);

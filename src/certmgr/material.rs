@@ -107,7 +107,11 @@ impl Material {
         let previous_ca = text(data, PREVIOUS_CA_CERT);
         let previous_ca_not_after = previous_ca
             .as_deref()
-            .and_then(|p| bundle::ders(p.as_bytes()).first().and_then(|d| not_after(d)))
+            .and_then(|p| {
+                bundle::ders(p.as_bytes())
+                    .first()
+                    .and_then(|d| not_after(d))
+            })
             // Unreadable: treat as already expired, so it is dropped.
             .or(previous_ca.as_ref().map(|_| i64::MIN));
         let issued_at = annotations
@@ -121,7 +125,9 @@ impl Material {
             server_name,
             now,
         );
-        let raw_force = annotations.get(ROTATE_ANNOTATION).map(|v| v.trim().to_owned());
+        let raw_force = annotations
+            .get(ROTATE_ANNOTATION)
+            .map(|v| v.trim().to_owned());
         let force = match raw_force.as_deref() {
             Some("serving") => Some(Force::Serving),
             Some("ca") => Some(Force::Ca),
@@ -244,7 +250,10 @@ mod tests {
     }
 
     fn read(d: &BTreeMap<String, Vec<u8>>, a: &[(&str, &str)], at: i64) -> Material {
-        let a = a.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        let a = a
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
         Material::read(d, &a, NAME, at)
     }
 
@@ -260,13 +269,24 @@ mod tests {
         let by_other = issue_serving(&other, &spec("palisade-system"), t, year).unwrap();
 
         let empty = read(&BTreeMap::new(), &[], unix);
-        assert_eq!((empty.ca.is_none(), &empty.serving), (true, &Serving::Missing));
+        assert_eq!(
+            (empty.ca.is_none(), &empty.serving),
+            (true, &Serving::Missing)
+        );
         assert_eq!(empty.bundle(), None);
 
-        let good = read(&data(&ca, None, &leaf), &[(ISSUED_AT_ANNOTATION, "42")], unix);
+        let good = read(
+            &data(&ca, None, &leaf),
+            &[(ISSUED_AT_ANNOTATION, "42")],
+            unix,
+        );
         assert!(matches!(
             good.serving,
-            Serving::Valid { by_current_ca: true, issued_at: Some(42), .. }
+            Serving::Valid {
+                by_current_ca: true,
+                issued_at: Some(42),
+                ..
+            }
         ));
         assert_eq!(good.bundle(), Some(bundle::desired(&ca.cert_pem, None)));
         let f = good.facts(unix, None);
@@ -274,8 +294,17 @@ mod tests {
 
         // Mid-rotation: new CA current, the leaf still from the previous one.
         let mid = read(&data(&other, Some(&ca.cert_pem), &leaf), &[], unix);
-        assert!(matches!(mid.serving, Serving::Valid { by_current_ca: false, .. }));
-        assert_eq!(mid.bundle(), Some(bundle::desired(&other.cert_pem, Some(&ca.cert_pem))));
+        assert!(matches!(
+            mid.serving,
+            Serving::Valid {
+                by_current_ca: false,
+                ..
+            }
+        ));
+        assert_eq!(
+            mid.bundle(),
+            Some(bundle::desired(&other.cert_pem, Some(&ca.cert_pem)))
+        );
 
         for (what, d) in [
             ("wrong name", data(&ca, None, &wrong_name)),
@@ -287,7 +316,11 @@ mod tests {
             }),
         ] {
             let m = read(&d, &[], unix);
-            assert!(matches!(m.serving, Serving::Unusable(_)), "{what}: {:?}", m.serving);
+            assert!(
+                matches!(m.serving, Serving::Unusable(_)),
+                "{what}: {:?}",
+                m.serving
+            );
             assert!(m.ca.is_some(), "{what}: the CA is still fine");
         }
 
@@ -300,7 +333,11 @@ mod tests {
         let mut d = data(&ca, None, &leaf);
         d.insert(PREVIOUS_CA_CERT.into(), b"garbage".to_vec());
         let m = read(&d, &[], unix);
-        assert_eq!(m.facts(unix, None).previous_ca_not_after, Some(i64::MIN), "unreadable: drop it");
+        assert_eq!(
+            m.facts(unix, None).previous_ca_not_after,
+            Some(i64::MIN),
+            "unreadable: drop it"
+        );
     }
 
     #[test]

@@ -306,35 +306,147 @@ mod tests {
         let steady = facts(Some(1000), None, valid(60, true, Some(D)));
         let cases: Vec<(&str, Facts, &str)> = vec![
             // First install and broken Secrets.
-            ("empty Secret", facts(None, None, Serving::Missing), "bootstrap"),
-            ("no usable CA, a certificate left", facts(None, None, valid(60, true, None)), "bootstrap"),
-            ("no usable CA mid-rotation", facts(None, Some(100), valid(60, false, None)), "bootstrap"),
+            (
+                "empty Secret",
+                facts(None, None, Serving::Missing),
+                "bootstrap",
+            ),
+            (
+                "no usable CA, a certificate left",
+                facts(None, None, valid(60, true, None)),
+                "bootstrap",
+            ),
+            (
+                "no usable CA mid-rotation",
+                facts(None, Some(100), valid(60, false, None)),
+                "bootstrap",
+            ),
             // Steady state and serving renewal.
             ("all good", steady.clone(), "idle"),
-            ("serving certificate missing", facts(Some(1000), None, Serving::Missing), "issue-serving"),
-            ("serving certificate unusable", facts(Some(1000), None, Serving::Unusable("x".into())), "issue-serving"),
-            ("31 days left: keep", facts(Some(1000), None, valid(31, true, None)), "idle"),
-            ("30 days left: renew", facts(Some(1000), None, valid(30, true, None)), "issue-serving"),
-            ("expired leaf (judged unusable upstream)", facts(Some(1000), None, Serving::Unusable("expired".into())), "issue-serving"),
-            ("forced serving", with(steady.clone(), &|f| f.force = Some(Force::Serving)), "issue-serving"),
+            (
+                "serving certificate missing",
+                facts(Some(1000), None, Serving::Missing),
+                "issue-serving",
+            ),
+            (
+                "serving certificate unusable",
+                facts(Some(1000), None, Serving::Unusable("x".into())),
+                "issue-serving",
+            ),
+            (
+                "31 days left: keep",
+                facts(Some(1000), None, valid(31, true, None)),
+                "idle",
+            ),
+            (
+                "30 days left: renew",
+                facts(Some(1000), None, valid(30, true, None)),
+                "issue-serving",
+            ),
+            (
+                "expired leaf (judged unusable upstream)",
+                facts(Some(1000), None, Serving::Unusable("expired".into())),
+                "issue-serving",
+            ),
+            (
+                "forced serving",
+                with(steady.clone(), &|f| f.force = Some(Force::Serving)),
+                "issue-serving",
+            ),
             // CA renewal starts a rotation.
-            ("CA with 366 days left: keep", facts(Some(366), None, valid(60, true, None)), "idle"),
-            ("CA with 364 days left: rotate", facts(Some(364), None, valid(60, true, None)), "rotate-ca"),
-            ("forced CA", with(steady.clone(), &|f| f.force = Some(Force::Ca)), "rotate-ca"),
-            ("CA due and leaf due: the CA first", facts(Some(10), None, valid(5, true, None)), "rotate-ca"),
+            (
+                "CA with 366 days left: keep",
+                facts(Some(366), None, valid(60, true, None)),
+                "idle",
+            ),
+            (
+                "CA with 364 days left: rotate",
+                facts(Some(364), None, valid(60, true, None)),
+                "rotate-ca",
+            ),
+            (
+                "forced CA",
+                with(steady.clone(), &|f| f.force = Some(Force::Ca)),
+                "rotate-ca",
+            ),
+            (
+                "CA due and leaf due: the CA first",
+                facts(Some(10), None, valid(5, true, None)),
+                "rotate-ca",
+            ),
             // Mid-rotation, step 2: switch the leaf once the bundle settled.
-            ("rotating, webhooks not yet trusting both", with(facts(Some(1825), Some(300), valid(60, false, Some(D))), &|f| f.webhooks_trusted_since = None), "idle"),
-            ("rotating, trusted 10 s ago", with(facts(Some(1825), Some(300), valid(60, false, Some(D))), &|f| f.webhooks_trusted_since = Some(NOW - 10)), "idle"),
-            ("rotating, trusted 30 s ago", with(facts(Some(1825), Some(300), valid(60, false, Some(D))), &|f| f.webhooks_trusted_since = Some(NOW - 30)), "issue-serving"),
-            ("rotating, nothing served: issue at once", with(facts(Some(1825), Some(300), Serving::Missing), &|f| f.webhooks_trusted_since = None), "issue-serving"),
+            (
+                "rotating, webhooks not yet trusting both",
+                with(
+                    facts(Some(1825), Some(300), valid(60, false, Some(D))),
+                    &|f| f.webhooks_trusted_since = None,
+                ),
+                "idle",
+            ),
+            (
+                "rotating, trusted 10 s ago",
+                with(
+                    facts(Some(1825), Some(300), valid(60, false, Some(D))),
+                    &|f| f.webhooks_trusted_since = Some(NOW - 10),
+                ),
+                "idle",
+            ),
+            (
+                "rotating, trusted 30 s ago",
+                with(
+                    facts(Some(1825), Some(300), valid(60, false, Some(D))),
+                    &|f| f.webhooks_trusted_since = Some(NOW - 30),
+                ),
+                "issue-serving",
+            ),
+            (
+                "rotating, nothing served: issue at once",
+                with(facts(Some(1825), Some(300), Serving::Missing), &|f| {
+                    f.webhooks_trusted_since = None
+                }),
+                "issue-serving",
+            ),
             // Step 3: drop the old CA once the new leaf spread.
-            ("rotating, new leaf 60 s old", facts(Some(1825), Some(300), valid(90, true, Some(60))), "idle"),
-            ("rotating, new leaf 300 s old", facts(Some(1825), Some(300), valid(90, true, Some(300))), "drop-previous"),
-            ("rotating, new leaf of unknown age", facts(Some(1825), Some(300), valid(90, true, None)), "drop-previous"),
-            ("an expired previous CA goes", facts(Some(1825), Some(-1), valid(90, true, Some(1))), "drop-previous"),
+            (
+                "rotating, new leaf 60 s old",
+                facts(Some(1825), Some(300), valid(90, true, Some(60))),
+                "idle",
+            ),
+            (
+                "rotating, new leaf 300 s old",
+                facts(Some(1825), Some(300), valid(90, true, Some(300))),
+                "drop-previous",
+            ),
+            (
+                "rotating, new leaf of unknown age",
+                facts(Some(1825), Some(300), valid(90, true, None)),
+                "drop-previous",
+            ),
+            (
+                "an expired previous CA goes",
+                facts(Some(1825), Some(-1), valid(90, true, Some(1))),
+                "drop-previous",
+            ),
             // Requests wait for a rotation to finish rather than break it.
-            ("forced CA mid-rotation: finish first", with(facts(Some(1825), Some(300), valid(60, false, Some(D))), &|f| { f.force = Some(Force::Ca); f.webhooks_trusted_since = None; }), "idle"),
-            ("forced serving mid-rotation: finish first", with(facts(Some(1825), Some(300), valid(90, true, Some(60))), &|f| f.force = Some(Force::Serving)), "idle"),
+            (
+                "forced CA mid-rotation: finish first",
+                with(
+                    facts(Some(1825), Some(300), valid(60, false, Some(D))),
+                    &|f| {
+                        f.force = Some(Force::Ca);
+                        f.webhooks_trusted_since = None;
+                    },
+                ),
+                "idle",
+            ),
+            (
+                "forced serving mid-rotation: finish first",
+                with(
+                    facts(Some(1825), Some(300), valid(90, true, Some(60))),
+                    &|f| f.force = Some(Force::Serving),
+                ),
+                "idle",
+            ),
         ];
         for (what, f, want) in cases {
             let got = plan(&f, &policy());
@@ -365,9 +477,15 @@ mod tests {
 
     #[test]
     fn which_step_answers_which_request() {
-        let issue = Step::IssueServing { reason: String::new() };
-        let rotate = Step::RotateCa { reason: String::new() };
-        let boot = Step::Bootstrap { reason: String::new() };
+        let issue = Step::IssueServing {
+            reason: String::new(),
+        };
+        let rotate = Step::RotateCa {
+            reason: String::new(),
+        };
+        let boot = Step::Bootstrap {
+            reason: String::new(),
+        };
         assert!(issue.satisfies(Force::Serving) && !issue.satisfies(Force::Ca));
         assert!(rotate.satisfies(Force::Ca) && !rotate.satisfies(Force::Serving));
         assert!(boot.satisfies(Force::Ca) && boot.satisfies(Force::Serving));

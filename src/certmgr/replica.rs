@@ -60,7 +60,11 @@ impl Webhooks {
             Some(Some(v)) => {
                 for w in v.webhooks.iter().flatten() {
                     let b = w.client_config.ca_bundle.as_ref().map(|b| b.0.clone());
-                    out.push(("ValidatingWebhookConfiguration", w.name.clone(), b.unwrap_or_default()));
+                    out.push((
+                        "ValidatingWebhookConfiguration",
+                        w.name.clone(),
+                        b.unwrap_or_default(),
+                    ));
                 }
             }
         }
@@ -70,7 +74,11 @@ impl Webhooks {
             Some(Some(m)) => {
                 for w in m.webhooks.iter().flatten() {
                     let b = w.client_config.ca_bundle.as_ref().map(|b| b.0.clone());
-                    out.push(("MutatingWebhookConfiguration", w.name.clone(), b.unwrap_or_default()));
+                    out.push((
+                        "MutatingWebhookConfiguration",
+                        w.name.clone(),
+                        b.unwrap_or_default(),
+                    ));
                 }
             }
         }
@@ -121,13 +129,20 @@ impl Replica {
             webhooks: watch::channel(Webhooks::default()).0,
             health: [
                 ("secrets", Arc::new(WatchHealth::new())),
-                ("validatingwebhookconfigurations", Arc::new(WatchHealth::new())),
-                ("mutatingwebhookconfigurations", Arc::new(WatchHealth::new())),
+                (
+                    "validatingwebhookconfigurations",
+                    Arc::new(WatchHealth::new()),
+                ),
+                (
+                    "mutatingwebhookconfigurations",
+                    Arc::new(WatchHealth::new()),
+                ),
             ],
             names,
             leadership,
         });
-        let by_name = |name: &str| watcher::Config::default().fields(&format!("metadata.name={name}"));
+        let by_name =
+            |name: &str| watcher::Config::default().fields(&format!("metadata.name={name}"));
         let secrets: Api<Secret> = Api::namespaced(client.clone(), &me.names.namespace);
         let tasks = vec![
             tokio::spawn(watch_one(
@@ -200,7 +215,10 @@ impl Replica {
             return;
         };
         let label = |key: &str| {
-            format!("secret {}/{} key {key}", self.names.namespace, self.names.secret)
+            format!(
+                "secret {}/{} key {key}",
+                self.names.namespace, self.names.secret
+            )
         };
         match self.serving.install_pem(
             Path::new(&label(TLS_CERT)),
@@ -214,7 +232,9 @@ impl Replica {
                 "serving the certificate from the Secret"
             ),
             Ok(false) => {}
-            Err(e) => tracing::warn!(error = %e, "the Secret's certificate is unusable; still serving the previous one"),
+            Err(e) => {
+                tracing::warn!(error = %e, "the Secret's certificate is unusable; still serving the previous one")
+            }
         }
     }
 }
@@ -262,7 +282,9 @@ async fn watch_one<K>(
     loop {
         match health.next(&mut stream).await {
             None => return,
-            Some(Err(e)) => tracing::warn!(kind = %what, error = %e, "watch error; retrying with backoff"),
+            Some(Err(e)) => {
+                tracing::warn!(kind = %what, error = %e, "watch error; retrying with backoff")
+            }
             Some(Ok(ev)) => match ev {
                 Event::Init => listed = None,
                 Event::InitApply(o) => listed = Some(o),

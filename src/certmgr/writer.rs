@@ -24,6 +24,9 @@ use super::{bundle, unix_now};
 use crate::certs::{self, CA_COMMON_NAME, KeyedCert};
 use crate::leader::Leadership;
 
+/// A Secret's data and annotations, as written.
+type SecretContents = (BTreeMap<String, Vec<u8>>, BTreeMap<String, String>);
+
 /// The field manager named on palisade's writes.
 pub const FIELD_MANAGER: &str = "palisade";
 
@@ -50,7 +53,12 @@ pub enum WriteError {
 /// Runs until aborted: whenever this replica leads, reconcile on every
 /// change of the Secret, the webhooks or the role, and when the plan's
 /// next deadline comes.
-pub async fn run(client: kube::Client, replica: Arc<Replica>, policy: Policy, mut leadership: Leadership) {
+pub async fn run(
+    client: kube::Client,
+    replica: Arc<Replica>,
+    policy: Policy,
+    mut leadership: Leadership,
+) {
     let names = replica.names().clone();
     let secrets: Api<Secret> = Api::namespaced(client.clone(), &names.namespace);
     let validating: Api<ValidatingWebhookConfiguration> = Api::all(client.clone());
@@ -155,7 +163,10 @@ impl Round<'_> {
         }
         let step = plan(&m.facts(now, trusted.as_ref().map(|t| t.1)), self.policy);
         let write = match &step {
-            Step::Idle { recheck_at, waiting_for } => {
+            Step::Idle {
+                recheck_at,
+                waiting_for,
+            } => {
                 tracing::debug!(waiting_for, recheck_at, "certificates: nothing to write");
                 let secs = u64::try_from(recheck_at.saturating_sub(now)).unwrap_or(0);
                 // Patched configurations come back through the watch.
@@ -165,7 +176,15 @@ impl Round<'_> {
                     RETRY
                 }));
             }
-            step => next_secret(step, &m, &data, &annotations, self.replica, self.policy, now)?,
+            step => next_secret(
+                step,
+                &m,
+                &data,
+                &annotations,
+                self.replica,
+                self.policy,
+                now,
+            )?,
         };
         tracing::info!(step = ?step, "certificates: writing the Secret");
         match self.write_secret(secret, write).await {
@@ -190,12 +209,15 @@ impl Round<'_> {
                 .flatten()
                 .map(|w| (w.name.as_str(), w.client_config.ca_bundle.as_ref()))
                 .collect();
-            if let Some(patch) = bundle_patch(v.metadata.resource_version.as_deref(), &hooks, want) {
+            if let Some(patch) = bundle_patch(v.metadata.resource_version.as_deref(), &hooks, want)
+            {
                 in_line = false;
                 self.validating
                     .patch(name, &patch_params(), &Patch::Strategic(patch))
                     .await
-                    .map_err(api_err(format!("patching ValidatingWebhookConfiguration {name}")))?;
+                    .map_err(api_err(format!(
+                        "patching ValidatingWebhookConfiguration {name}"
+                    )))?;
                 tracing::info!(kind = "ValidatingWebhookConfiguration", "set caBundle");
             }
         }
@@ -206,12 +228,15 @@ impl Round<'_> {
                 .flatten()
                 .map(|w| (w.name.as_str(), w.client_config.ca_bundle.as_ref()))
                 .collect();
-            if let Some(patch) = bundle_patch(m.metadata.resource_version.as_deref(), &hooks, want) {
+            if let Some(patch) = bundle_patch(m.metadata.resource_version.as_deref(), &hooks, want)
+            {
                 in_line = false;
                 self.mutating
                     .patch(name, &patch_params(), &Patch::Strategic(patch))
                     .await
-                    .map_err(api_err(format!("patching MutatingWebhookConfiguration {name}")))?;
+                    .map_err(api_err(format!(
+                        "patching MutatingWebhookConfiguration {name}"
+                    )))?;
                 tracing::info!(kind = "MutatingWebhookConfiguration", "set caBundle");
             }
         }
@@ -221,7 +246,7 @@ impl Round<'_> {
     async fn write_secret(
         &self,
         existing: Option<Secret>,
-        (data, annotations): (BTreeMap<String, Vec<u8>>, BTreeMap<String, String>),
+        (data, annotations): SecretContents,
     ) -> Result<(), WriteError> {
         let names = self.replica.names();
         let data = data.into_iter().map(|(k, v)| (k, ByteString(v))).collect();
@@ -231,10 +256,20 @@ impl Round<'_> {
                 s.string_data = None;
                 s.metadata.annotations = Some(annotations);
                 self.secrets
-                    .replace(&names.secret, &PostParams { field_manager: Some(FIELD_MANAGER.into()), ..PostParams::default() }, &s)
+                    .replace(
+                        &names.secret,
+                        &PostParams {
+                            field_manager: Some(FIELD_MANAGER.into()),
+                            ..PostParams::default()
+                        },
+                        &s,
+                    )
                     .await
                     .map(|_| ())
-                    .map_err(api_err(format!("updating Secret {}/{}", names.namespace, names.secret)))
+                    .map_err(api_err(format!(
+                        "updating Secret {}/{}",
+                        names.namespace, names.secret
+                    )))
             }
             None => {
                 let s = Secret {
@@ -253,10 +288,19 @@ impl Round<'_> {
                     ..Secret::default()
                 };
                 self.secrets
-                    .create(&PostParams { field_manager: Some(FIELD_MANAGER.into()), ..PostParams::default() }, &s)
+                    .create(
+                        &PostParams {
+                            field_manager: Some(FIELD_MANAGER.into()),
+                            ..PostParams::default()
+                        },
+                        &s,
+                    )
                     .await
                     .map(|_| ())
-                    .map_err(api_err(format!("creating Secret {}/{}", names.namespace, names.secret)))
+                    .map_err(api_err(format!(
+                        "creating Secret {}/{}",
+                        names.namespace, names.secret
+                    )))
             }
         }
     }
@@ -307,7 +351,7 @@ fn next_secret(
     replica: &Replica,
     p: &Policy,
     now: i64,
-) -> Result<(BTreeMap<String, Vec<u8>>, BTreeMap<String, String>), WriteError> {
+) -> Result<SecretContents, WriteError> {
     let spec = replica.names().cert_spec();
     let mut annotations = annotations.clone();
     if m.force.is_some_and(|f| step.satisfies(f)) {
@@ -322,7 +366,12 @@ fn next_secret(
     };
     // Never past the CA: a leaf outliving its CA would fail before its time.
     let serving_from = |ca: &KeyedCert, ca_not_after: i64| {
-        certs::issue_serving(ca, &spec, at(now), at(after(now, p.serving_validity).min(ca_not_after)))
+        certs::issue_serving(
+            ca,
+            &spec,
+            at(now),
+            at(after(now, p.serving_validity).min(ca_not_after)),
+        )
     };
     let ca_not_after = m.facts(now, None).ca_not_after;
     let mut issued = false;
@@ -370,13 +419,25 @@ mod tests {
         let ca = certs::generate_ca("a", now, now + Duration::from_secs(86_400)).unwrap();
         let want = bundle::desired(&ca.cert_pem, None);
         let have = ByteString(want.clone().into_bytes());
-        let old = ByteString(b"-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n".to_vec());
+        let old =
+            ByteString(b"-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n".to_vec());
 
-        assert_eq!(bundle_patch(Some("7"), &[("validate.palisade.io", Some(&have))], &want), None);
-        assert_eq!(bundle_patch(Some("7"), &[], &want), None, "no webhooks, nothing to patch");
+        assert_eq!(
+            bundle_patch(Some("7"), &[("validate.palisade.io", Some(&have))], &want),
+            None
+        );
+        assert_eq!(
+            bundle_patch(Some("7"), &[], &want),
+            None,
+            "no webhooks, nothing to patch"
+        );
         let patch = bundle_patch(
             Some("7"),
-            &[("a.palisade.io", Some(&have)), ("b.palisade.io", Some(&old)), ("c.palisade.io", None)],
+            &[
+                ("a.palisade.io", Some(&have)),
+                ("b.palisade.io", Some(&old)),
+                ("c.palisade.io", None),
+            ],
             &want,
         )
         .expect("two of three are stale");

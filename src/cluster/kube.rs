@@ -264,8 +264,14 @@ impl ClusterView for KubeCluster {
     fn watch_sync_ages(&self) -> Vec<(&'static str, f64)> {
         let now = Instant::now();
         vec![
-            ("namespaces", self.namespaces_health.sync_age(now).as_secs_f64()),
-            ("networkpolicies", self.policies_health.sync_age(now).as_secs_f64()),
+            (
+                "namespaces",
+                self.namespaces_health.sync_age(now).as_secs_f64(),
+            ),
+            (
+                "networkpolicies",
+                self.policies_health.sync_age(now).as_secs_f64(),
+            ),
         ]
     }
 }

@@ -130,7 +130,12 @@ mod tests {
     const ME: &str = "palisade-a";
     const DURATION: Duration = Duration::from_secs(15);
 
-    fn record(holder: Option<&str>, duration: Option<i32>, renew: &str, transitions: i32) -> LeaseRecord {
+    fn record(
+        holder: Option<&str>,
+        duration: Option<i32>,
+        renew: &str,
+        transitions: i32,
+    ) -> LeaseRecord {
         LeaseRecord {
             holder: holder.map(str::to_owned),
             duration_seconds: duration,
@@ -144,7 +149,12 @@ mod tests {
     fn who_may_write() {
         let t0 = Instant::now();
         let s = Duration::from_secs;
-        let obs = |r: LeaseRecord, at: Instant| Some(Observation { record: r, observed_at: at });
+        let obs = |r: LeaseRecord, at: Instant| {
+            Some(Observation {
+                record: r,
+                observed_at: at,
+            })
+        };
         let follow = |holder: &str, expires: Instant| Decision::Follow {
             holder: holder.into(),
             expires,
@@ -221,7 +231,11 @@ mod tests {
         // The holder's clock may say anything; only a change counts.
         let same = Observation::update(Some(first.clone()), r1, later);
         assert_eq!(same.observed_at, t0, "an unchanged record keeps aging");
-        let renewed = Observation::update(Some(same), record(Some("palisade-b"), Some(15), "r2", 0), later);
+        let renewed = Observation::update(
+            Some(same),
+            record(Some("palisade-b"), Some(15), "r2", 0),
+            later,
+        );
         assert_eq!(renewed.observed_at, later, "a renewal restarts the clock");
     }
 
@@ -234,6 +248,9 @@ mod tests {
         // A clock that went "backwards" (it cannot for Instant, but the
         // caller may pass an older now) is no reason to step down.
         assert!(!should_step_down(t0 + Duration::from_secs(5), t0, deadline));
-        assert!(deadline < DURATION, "others wait longer than the leader tries");
+        assert!(
+            deadline < DURATION,
+            "others wait longer than the leader tries"
+        );
     }
 }

@@ -104,7 +104,9 @@ pub fn spawn(
                     return false;
                 }
                 match &role {
-                    Role::Leader => tracing::info!(identity = %config.identity, "became the leader"),
+                    Role::Leader => {
+                        tracing::info!(identity = %config.identity, "became the leader")
+                    }
                     Role::Follower { leader } if *current == Role::Leader => {
                         tracing::warn!(leader = ?leader, "no longer the leader")
                     }
@@ -209,7 +211,8 @@ async fn round(
     } else {
         // The read's resourceVersion rides along: the update is refused
         // (409) if anyone wrote in between.
-        api.replace(&config.name, &PostParams::default(), &lease).await
+        api.replace(&config.name, &PostParams::default(), &lease)
+            .await
     };
     match written {
         Ok(l) => {

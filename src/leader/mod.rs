@@ -113,8 +113,7 @@ mod tests {
         let mut l = Leadership::fixed(Role::Leader);
         assert!(l.is_leader());
         l.mark_seen();
-        let waited =
-            tokio::time::timeout(std::time::Duration::from_millis(20), l.changed()).await;
+        let waited = tokio::time::timeout(std::time::Duration::from_millis(20), l.changed()).await;
         assert!(waited.is_err(), "never changes, never closes");
     }
 }

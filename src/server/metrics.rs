@@ -286,7 +286,9 @@ impl Metrics {
         self.cache_synced.set(i64::from(scrape.synced));
         self.ready.set(i64::from(scrape.ready));
         if let Some(leader) = scrape.leader {
-            self.leader.get_or_create(&Vec::new()).set(i64::from(leader));
+            self.leader
+                .get_or_create(&Vec::new())
+                .set(i64::from(leader));
         }
         for (resource, age) in &scrape.watch_sync_ages {
             self.watch_sync_age

@@ -588,13 +588,19 @@ mod tests {
 
         std::fs::write(&k, &b2.key_pem).unwrap();
         assert!(r.reload().unwrap());
-        assert!(!Arc::ptr_eq(&first, &r.serving.current.load_full().unwrap()));
+        assert!(!Arc::ptr_eq(
+            &first,
+            &r.serving.current.load_full().unwrap()
+        ));
         assert!(!r.reload().unwrap());
 
         // A vanished file is an error, not a panic, and changes nothing.
         let served = r.serving.current.load_full().unwrap();
         std::fs::remove_file(&k).unwrap();
         assert!(matches!(r.reload(), Err(TlsError::Read { .. })));
-        assert!(Arc::ptr_eq(&served, &r.serving.current.load_full().unwrap()));
+        assert!(Arc::ptr_eq(
+            &served,
+            &r.serving.current.load_full().unwrap()
+        ));
     }
 }

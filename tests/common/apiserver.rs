@@ -80,8 +80,20 @@ pub struct FakeApi {
 const RESOURCES: [(&str, &str, &str, &str, bool); 5] = [
     ("secrets", "", "v1", "Secret", true),
     ("leases", "coordination.k8s.io", "v1", "Lease", true),
-    ("validatingwebhookconfigurations", "admissionregistration.k8s.io", "v1", "ValidatingWebhookConfiguration", false),
-    ("mutatingwebhookconfigurations", "admissionregistration.k8s.io", "v1", "MutatingWebhookConfiguration", false),
+    (
+        "validatingwebhookconfigurations",
+        "admissionregistration.k8s.io",
+        "v1",
+        "ValidatingWebhookConfiguration",
+        false,
+    ),
+    (
+        "mutatingwebhookconfigurations",
+        "admissionregistration.k8s.io",
+        "v1",
+        "MutatingWebhookConfiguration",
+        false,
+    ),
     ("namespaces", "", "v1", "Namespace", false),
 ];
 
@@ -180,7 +192,13 @@ fn status(code: u16, reason: &str, message: String, name: &str, t: &Target) -> R
 }
 
 fn not_found(name: &str, t: &Target) -> Response {
-    status(404, "NotFound", format!("{} \"{name}\" not found", t.qualified()), name, t)
+    status(
+        404,
+        "NotFound",
+        format!("{} \"{name}\" not found", t.qualified()),
+        name,
+        t,
+    )
 }
 
 fn conflict(name: &str, t: &Target) -> Response {
@@ -197,7 +215,12 @@ fn conflict(name: &str, t: &Target) -> Response {
 }
 
 fn ok(code: StatusCode, v: &Value) -> Response {
-    (code, [(header::CONTENT_TYPE, "application/json")], v.to_string()).into_response()
+    (
+        code,
+        [(header::CONTENT_TYPE, "application/json")],
+        v.to_string(),
+    )
+        .into_response()
 }
 
 /// A strategic merge patch, as far as palisade's objects need it: lists
@@ -233,9 +256,7 @@ fn strategic_merge(target: &mut Value, patch: &Value) {
 }
 
 fn query(uri: &axum::http::Uri) -> BTreeMap<String, String> {
-    uri.query()
-        .map(url_pairs)
-        .unwrap_or_default()
+    uri.query().map(url_pairs).unwrap_or_default()
 }
 
 fn url_pairs(q: &str) -> BTreeMap<String, String> {
@@ -313,9 +334,18 @@ impl FakeApi {
     pub fn put(&self, object: Value) {
         let path = collection_of(&object);
         let mut s = self.lock();
-        let name = object["metadata"]["name"].as_str().expect("name").to_owned();
+        let name = object["metadata"]["name"]
+            .as_str()
+            .expect("name")
+            .to_owned();
         let exists = s.objects.contains_key(&(path.clone(), name.clone()));
-        self.commit(&mut s, &path, &name, if exists { "MODIFIED" } else { "ADDED" }, object);
+        self.commit(
+            &mut s,
+            &path,
+            &name,
+            if exists { "MODIFIED" } else { "ADDED" },
+            object,
+        );
     }
 
     /// The stored object, if any.
@@ -340,7 +370,12 @@ impl FakeApi {
 
     /// Before the next write to (collection, name), another writer changes
     /// the object: that write then meets a Conflict.
-    pub fn race_next_write(&self, collection: &str, name: &str, f: impl FnOnce(&mut Value) + Send + 'static) {
+    pub fn race_next_write(
+        &self,
+        collection: &str,
+        name: &str,
+        f: impl FnOnce(&mut Value) + Send + 'static,
+    ) {
         self.lock()
             .races
             .push(((collection.to_owned(), name.to_owned()), Box::new(f)));
@@ -351,7 +386,14 @@ impl FakeApi {
         self.lock().seen.clone()
     }
 
-    fn commit(&self, s: &mut Store, collection: &str, name: &str, kind: &'static str, mut object: Value) {
+    fn commit(
+        &self,
+        s: &mut Store,
+        collection: &str,
+        name: &str,
+        kind: &'static str,
+        mut object: Value,
+    ) {
         s.rv += 1;
         let rv = s.rv;
         object["metadata"]["resourceVersion"] = json!(rv.to_string());
@@ -385,7 +427,11 @@ impl FakeApi {
             let mut obj = existed.clone().unwrap_or(Value::Null);
             f(&mut obj);
             if !obj.is_null() {
-                let kind = if existed.is_some() { "MODIFIED" } else { "ADDED" };
+                let kind = if existed.is_some() {
+                    "MODIFIED"
+                } else {
+                    "ADDED"
+                };
                 self.commit(s, collection, name, kind, obj);
             }
         }
@@ -434,7 +480,13 @@ async fn handle(State(api): State<FakeApi>, req: Request) -> Response {
     resp
 }
 
-async fn answer(api: &FakeApi, method: &Method, uri: &axum::http::Uri, content_type: &str, body: Bytes) -> Response {
+async fn answer(
+    api: &FakeApi,
+    method: &Method,
+    uri: &axum::http::Uri,
+    content_type: &str,
+    body: Bytes,
+) -> Response {
     let Some(t) = parse_path(uri.path()) else {
         return (StatusCode::NOT_FOUND, "no such path").into_response();
     };
@@ -475,11 +527,22 @@ async fn answer(api: &FakeApi, method: &Method, uri: &axum::http::Uri, content_t
             let Ok(mut obj) = serde_json::from_slice::<Value>(&body) else {
                 return (StatusCode::BAD_REQUEST, "bad body").into_response();
             };
-            let name = obj["metadata"]["name"].as_str().unwrap_or_default().to_owned();
+            let name = obj["metadata"]["name"]
+                .as_str()
+                .unwrap_or_default()
+                .to_owned();
             let mut s = api.lock();
             api.run_race(&mut s, &t.collection, &name);
-            if s.objects.contains_key(&(t.collection.clone(), name.clone())) {
-                return status(409, "AlreadyExists", format!("{} \"{name}\" already exists", t.qualified()), &name, &t);
+            if s.objects
+                .contains_key(&(t.collection.clone(), name.clone()))
+            {
+                return status(
+                    409,
+                    "AlreadyExists",
+                    format!("{} \"{name}\" already exists", t.qualified()),
+                    &name,
+                    &t,
+                );
             }
             obj["kind"] = json!(t.kind);
             obj["apiVersion"] = json!(t.api_version());
@@ -503,7 +566,12 @@ async fn answer(api: &FakeApi, method: &Method, uri: &axum::http::Uri, content_t
             let sent_rv = obj["metadata"]["resourceVersion"].as_str().unwrap_or("");
             // An update without a resourceVersion is unconditional; with
             // one, it must be the stored one.
-            if !sent_rv.is_empty() && sent_rv != current["metadata"]["resourceVersion"].as_str().unwrap_or("") {
+            if !sent_rv.is_empty()
+                && sent_rv
+                    != current["metadata"]["resourceVersion"]
+                        .as_str()
+                        .unwrap_or("")
+            {
                 return conflict(name, &t);
             }
             obj["kind"] = json!(t.kind);
@@ -532,7 +600,15 @@ async fn answer(api: &FakeApi, method: &Method, uri: &axum::http::Uri, content_t
                 "application/strategic-merge-patch+json" => strategic_merge(&mut obj, &patch),
                 "application/merge-patch+json" => json_patch::merge(&mut obj, &patch),
                 other => {
-                    return status(415, "UnsupportedMediaType", format!("the body of the request was in an unknown format - accepted media types include: application/json-patch+json, application/merge-patch+json, application/apply-patch+yaml, application/strategic-merge-patch+json (got {other})"), name, &t);
+                    return status(
+                        415,
+                        "UnsupportedMediaType",
+                        format!(
+                            "the body of the request was in an unknown format - accepted media types include: application/json-patch+json, application/merge-patch+json, application/apply-patch+yaml, application/strategic-merge-patch+json (got {other})"
+                        ),
+                        name,
+                        &t,
+                    );
                 }
             }
             api.commit(&mut s, &t.collection, name, "MODIFIED", obj);
@@ -558,15 +634,23 @@ fn watch(api: &FakeApi, t: &Target, q: &BTreeMap<String, String>) -> Response {
         .unwrap_or(0);
     let wanted = selected_name(q);
     let collection = t.collection.clone();
-    let matches = move |c: &Change| c.collection == collection && wanted.as_ref().is_none_or(|w| *w == c.name);
+    let matches = move |c: &Change| {
+        c.collection == collection && wanted.as_ref().is_none_or(|w| *w == c.name)
+    };
     // Subscribe under the lock, so nothing falls between the backlog and the live feed.
     let (backlog, mut rx) = {
         let s = api.lock();
         let rx = api.changes.subscribe();
-        let backlog: Vec<Change> = s.log.iter().filter(|c| c.rv > from && matches(c)).cloned().collect();
+        let backlog: Vec<Change> = s
+            .log
+            .iter()
+            .filter(|c| c.rv > from && matches(c))
+            .cloned()
+            .collect();
         (backlog, rx)
     };
-    let line = |c: &Change| Bytes::from(format!("{}\n", json!({"type": c.kind, "object": c.object})));
+    let line =
+        |c: &Change| Bytes::from(format!("{}\n", json!({"type": c.kind, "object": c.object})));
     let (tx, mut out) = tokio::sync::mpsc::channel::<Result<Bytes, std::io::Error>>(64);
     tokio::spawn(async move {
         for c in &backlog {
@@ -587,5 +671,10 @@ fn watch(api: &FakeApi, t: &Target, q: &BTreeMap<String, String>) -> Response {
         }
     });
     let stream = futures::stream::poll_fn(move |cx| out.poll_recv(cx));
-    (StatusCode::OK, [(header::CONTENT_TYPE, "application/json")], Body::from_stream(stream)).into_response()
+    (
+        StatusCode::OK,
+        [(header::CONTENT_TYPE, "application/json")],
+        Body::from_stream(stream),
+    )
+        .into_response()
 }

@@ -26,7 +26,8 @@ pub const MUTATING: &str = "apis/admissionregistration.k8s.io/v1/mutatingwebhook
 /// store them after `kubectl apply -k deploy/overlays/production`.
 pub fn deploy_webhooks(api: &FakeApi) {
     let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
-    let text = std::fs::read_to_string(root.join("deploy/base/webhooks.yaml")).expect("webhooks.yaml");
+    let text =
+        std::fs::read_to_string(root.join("deploy/base/webhooks.yaml")).expect("webhooks.yaml");
     for doc in text.split("\n---\n") {
         let v: Value = serde_saphyr::from_str(doc).expect("yaml");
         if v.is_object() {
@@ -39,7 +40,9 @@ pub fn deploy_webhooks(api: &FakeApi) {
 /// deploy/ declares.
 pub fn without_bundles(mut v: Value) -> Value {
     for w in v["webhooks"].as_array_mut().into_iter().flatten() {
-        w["clientConfig"].as_object_mut().map(|c| c.remove("caBundle"));
+        w["clientConfig"]
+            .as_object_mut()
+            .map(|c| c.remove("caBundle"));
     }
     let m = v["metadata"].as_object_mut().expect("metadata");
     m.remove("resourceVersion");
@@ -50,8 +53,12 @@ pub fn without_bundles(mut v: Value) -> Value {
 pub fn bundle_of(api: &FakeApi, collection: &str) -> Vec<u8> {
     use base64::Engine as _;
     let v = api.get(collection, "palisade").expect("configuration");
-    let b64 = v["webhooks"][0]["clientConfig"]["caBundle"].as_str().unwrap_or("");
-    base64::engine::general_purpose::STANDARD.decode(b64).unwrap_or_default()
+    let b64 = v["webhooks"][0]["clientConfig"]["caBundle"]
+        .as_str()
+        .unwrap_or("");
+    base64::engine::general_purpose::STANDARD
+        .decode(b64)
+        .unwrap_or_default()
 }
 
 /// A replica: self-managed certificates plus the server that serves them.
@@ -96,14 +103,18 @@ pub async fn readyz(addr: SocketAddr) -> (u16, String) {
         .send()
         .await
         .expect("readyz");
-    (resp.status().as_u16(), resp.text().await.unwrap_or_default())
+    (
+        resp.status().as_u16(),
+        resp.text().await.unwrap_or_default(),
+    )
 }
 
 /// A client that trusts exactly what the ValidatingWebhookConfiguration's
 /// caBundle holds now, as the API server does.
 pub fn api_server_client(api: &FakeApi, addr: SocketAddr) -> reqwest::Client {
     let bundle = bundle_of(api, VALIDATING);
-    let cas: Vec<reqwest::Certificate> = reqwest::Certificate::from_pem_bundle(&bundle).expect("bundle");
+    let cas: Vec<reqwest::Certificate> =
+        reqwest::Certificate::from_pem_bundle(&bundle).expect("bundle");
     reqwest::Client::builder()
         .tls_certs_only(cas)
         .resolve(super::SERVICE_HOST, addr)
@@ -118,7 +129,11 @@ pub async fn review(client: &reqwest::Client, addr: SocketAddr, uid: &str) -> Re
     let mut v = super::fixture("validating-pod-create-with-labels.json");
     v["request"]["uid"] = uid.into();
     let resp = client
-        .post(format!("https://{}:{}/validate", super::SERVICE_HOST, addr.port()))
+        .post(format!(
+            "https://{}:{}/validate",
+            super::SERVICE_HOST,
+            addr.port()
+        ))
         .header("content-type", "application/json")
         .body(serde_json::to_vec(&v).expect("json"))
         .send()
@@ -126,10 +141,10 @@ pub async fn review(client: &reqwest::Client, addr: SocketAddr, uid: &str) -> Re
         .map_err(|e| super::error_chain(&e))?;
     let status = resp.status();
     let text = resp.text().await.map_err(|e| e.to_string())?;
-    let out: Value = serde_json::from_str(&text).map_err(|e| format!("HTTP {status}: {e}: {text}"))?;
+    let out: Value =
+        serde_json::from_str(&text).map_err(|e| format!("HTTP {status}: {e}: {text}"))?;
     if status != 200 || out["response"]["uid"] != uid {
         return Err(format!("HTTP {status}: {text}"));
     }
     Ok(())
 }
-
