@@ -444,7 +444,7 @@ async fn serve_command(a: ServeArgs) -> ExitCode {
             Ok(c) => c,
             Err(e) => return fail(e),
         };
-        let (view, _tasks) = KubeCluster::start(client, config.simulate.preview);
+        let (view, _tasks) = KubeCluster::start(client, config.simulate.preview_budget());
         view
     };
 

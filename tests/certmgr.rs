@@ -1,6 +1,6 @@
 //! Self-managed certificates and leader election against the API's own
 //! request and response shapes: a real `kube::Client` talks HTTP to a
-//! local stand-in of the API server (tests/common/apiserver.rs), which
+//! local stand-in of the API server (tests/common/api_store.rs), which
 //! answers as the API server does, 409 Conflicts and all. No mocked client.
 
 mod common;
@@ -9,7 +9,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use common::apiserver::FakeApi;
+use common::api_store::ApiStore;
 use common::managed::{
     MUTATING, NS, VALIDATING, api_server_client, bundle_of, deploy_webhooks, readyz, replica,
     review, without_bundles,
@@ -40,18 +40,18 @@ async fn until(what: &str, within: Duration, mut f: impl FnMut() -> bool) {
     }
 }
 
-fn holder(api: &FakeApi) -> Option<String> {
+fn holder(api: &ApiStore) -> Option<String> {
     api.get(LEASES, lease::LEASE_NAME)
         .and_then(|l| l["spec"]["holderIdentity"].as_str().map(str::to_owned))
 }
 
-fn transitions(api: &FakeApi) -> i64 {
+fn transitions(api: &ApiStore) -> i64 {
     api.get(LEASES, lease::LEASE_NAME)
         .and_then(|l| l["spec"]["leaseTransitions"].as_i64())
         .unwrap_or(-1)
 }
 
-fn count(api: &FakeApi, method: &str, path: &str, status: u16) -> usize {
+fn count(api: &ApiStore, method: &str, path: &str, status: u16) -> usize {
     api.seen()
         .iter()
         .filter(|s| s.method == method && s.uri.contains(path) && s.status == status)
@@ -63,7 +63,7 @@ fn count(api: &FakeApi, method: &str, path: &str, status: u16) -> usize {
 /// renewing, and release it on stop.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_lease_is_acquired_renewed_lost_and_taken_back() {
-    let api = FakeApi::start().await;
+    let api = ApiStore::start().await;
     let (stop, stopped) = tokio::sync::watch::channel(false);
     let (l, task) = lease::spawn(api.client(), fast_lease("a"), stopped);
     until("a to lead", Duration::from_secs(5), || l.is_leader()).await;
@@ -107,7 +107,7 @@ async fn a_lease_is_acquired_renewed_lost_and_taken_back() {
 /// releases the Lease and the other leads without waiting out the duration.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn one_leader_among_replicas_and_a_fast_handover() {
-    let api = FakeApi::start().await;
+    let api = ApiStore::start().await;
     let (stop_a, a_stopped) = tokio::sync::watch::channel(false);
     let (stop_b, b_stopped) = tokio::sync::watch::channel(false);
     let (a, a_task) = lease::spawn(api.client(), fast_lease("a"), a_stopped);
@@ -153,7 +153,7 @@ async fn one_leader_among_replicas_and_a_fast_handover() {
     other_task.await.expect("elector");
 }
 
-fn secret_data(api: &FakeApi, key: &str) -> Option<Vec<u8>> {
+fn secret_data(api: &ApiStore, key: &str) -> Option<Vec<u8>> {
     use base64::Engine as _;
     let s = api.get(SECRETS, palisade::certmgr::SECRET)?;
     s["data"][key].as_str().map(|b| {
@@ -171,7 +171,7 @@ fn secret_data(api: &FakeApi, key: &str) -> Option<Vec<u8>> {
 /// the caBundle) gets its review answered.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn first_install_creates_the_secret_patches_both_bundles_and_turns_ready() {
-    let api = FakeApi::start().await;
+    let api = ApiStore::start().await;
     deploy_webhooks(&api);
     let declared =
         [VALIDATING, MUTATING].map(|c| without_bundles(api.get(c, "palisade").expect("declared")));
@@ -243,7 +243,7 @@ async fn first_install_creates_the_secret_patches_both_bundles_and_turns_ready()
 /// resourceVersion (409 Conflict) is redone on the new version.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn secret_writes_that_lose_a_race_are_planned_again() {
-    let api = FakeApi::start().await;
+    let api = ApiStore::start().await;
     deploy_webhooks(&api);
     // Another replica's Secret appears just before our create.
     let theirs = palisade::certs::generate(&palisade::certs::CertSpec {
@@ -327,7 +327,7 @@ fn b64(s: &str) -> String {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn rotation_under_load_fails_no_review() {
     use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-    let api = FakeApi::start().await;
+    let api = ApiStore::start().await;
     deploy_webhooks(&api);
     let policy = Policy {
         settle: Duration::from_millis(1500),

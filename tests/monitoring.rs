@@ -11,7 +11,7 @@ use std::collections::BTreeSet;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use common::apiserver::FakeApi;
+use common::api_store::ApiStore;
 use common::managed::{api_server_client, deploy_webhooks, readyz, replica, review};
 use palisade::certmgr::plan::Policy;
 use promql_parser::parser::{self, Expr};
@@ -105,7 +105,7 @@ fn rule_exprs() -> Vec<(String, String)> {
 /// `_count` of histograms included, as Prometheus stores them.
 async fn scraped_names() -> BTreeSet<String> {
     common::init();
-    let api = FakeApi::start().await;
+    let api = ApiStore::start().await;
     deploy_webhooks(&api);
     let r = replica(&api, Policy::default()).await;
     let end = Instant::now() + Duration::from_secs(20);

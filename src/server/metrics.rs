@@ -103,6 +103,8 @@ pub struct Metrics {
     ready: Gauge,
     leader: Family<Vec<(String, String)>, Gauge>,
     watch_sync_age: Family<ResourceLabel, Gauge<f64, AtomicU64>>,
+    preview_enabled: Gauge,
+    preview_bytes: Gauge,
 }
 
 fn latency_histogram() -> Histogram {
@@ -136,6 +138,8 @@ impl Metrics {
         let ready = Gauge::default();
         let leader = Family::<Vec<(String, String)>, Gauge>::default();
         let watch_sync_age = Family::<ResourceLabel, Gauge<f64, AtomicU64>>::default();
+        let preview_enabled = Gauge::default();
+        let preview_bytes = Gauge::default();
         registry.register(
             "decisions",
             "Admission requests decided, by webhook, kind, operation, decision and mode",
@@ -196,6 +200,16 @@ impl Metrics {
             "Seconds since a watch was last known to be in sync with the API server, by resource",
             watch_sync_age.clone(),
         );
+        registry.register(
+            "preview_enabled",
+            "1 while the reachability preview is on; 0 when simulate.preview is off or the preview switched itself off past its memory budget (logged)",
+            preview_enabled.clone(),
+        );
+        registry.register(
+            "preview_model_bytes",
+            "Estimated memory held by the reachability preview's model",
+            preview_bytes.clone(),
+        );
         // Read from the log writer's own count at each scrape.
         registry.register_collector(Box::new(LogLinesDropped));
         Metrics {
@@ -213,6 +227,8 @@ impl Metrics {
             ready,
             leader,
             watch_sync_age,
+            preview_enabled,
+            preview_bytes,
         }
     }
 
@@ -302,6 +318,11 @@ impl Metrics {
             self.cache_objects
                 .get_or_create(&ResourceLabel { resource })
                 .set(i64::try_from(n).unwrap_or(i64::MAX));
+        }
+        if let Some((bytes, on)) = stats.preview {
+            self.preview_enabled.set(i64::from(on));
+            self.preview_bytes
+                .set(i64::try_from(bytes).unwrap_or(i64::MAX));
         }
         let mut out = String::new();
         // Writing to a String cannot fail.

@@ -13,7 +13,7 @@ use palisade::server::listen::ListenLimits;
 use palisade::server::routes::BodyLimits;
 use serde_json::Value;
 
-use super::apiserver::FakeApi;
+use super::api_store::ApiStore;
 
 /// palisade's namespace.
 pub const NS: &str = "palisade-system";
@@ -24,7 +24,7 @@ pub const MUTATING: &str = "apis/admissionregistration.k8s.io/v1/mutatingwebhook
 
 /// The webhook configurations of deploy/base, as the API server would
 /// store them after `kubectl apply -k deploy/overlays/production`.
-pub fn deploy_webhooks(api: &FakeApi) {
+pub fn deploy_webhooks(api: &ApiStore) {
     let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
     let text =
         std::fs::read_to_string(root.join("deploy/base/webhooks.yaml")).expect("webhooks.yaml");
@@ -50,7 +50,7 @@ pub fn without_bundles(mut v: Value) -> Value {
 }
 
 /// The first webhook's caBundle in a stored configuration, decoded.
-pub fn bundle_of(api: &FakeApi, collection: &str) -> Vec<u8> {
+pub fn bundle_of(api: &ApiStore, collection: &str) -> Vec<u8> {
     use base64::Engine as _;
     let v = api.get(collection, "palisade").expect("configuration");
     let b64 = v["webhooks"][0]["clientConfig"]["caBundle"]
@@ -70,7 +70,7 @@ pub struct Replica {
 }
 
 /// Starts a replica: certificate management and a server on 127.0.0.1:0.
-pub async fn replica(api: &FakeApi, policy: Policy) -> Replica {
+pub async fn replica(api: &ApiStore, policy: Policy) -> Replica {
     super::init();
     let managed = Managed::start(api.client(), Names::new(NS), policy);
     let local: SocketAddr = "127.0.0.1:0".parse().expect("addr");
@@ -111,7 +111,7 @@ pub async fn readyz(addr: SocketAddr) -> (u16, String) {
 
 /// A client that trusts exactly what the ValidatingWebhookConfiguration's
 /// caBundle holds now, as the API server does.
-pub fn api_server_client(api: &FakeApi, addr: SocketAddr) -> reqwest::Client {
+pub fn api_server_client(api: &ApiStore, addr: SocketAddr) -> reqwest::Client {
     let bundle = bundle_of(api, VALIDATING);
     let cas: Vec<reqwest::Certificate> =
         reqwest::Certificate::from_pem_bundle(&bundle).expect("bundle");

@@ -9,7 +9,8 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-pub mod apiserver;
+pub mod api_store;
+pub mod fake_api;
 pub mod managed;
 mod shared;
 pub use shared::shared_fixtures;

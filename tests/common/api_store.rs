@@ -1,8 +1,9 @@
-//! A local stand-in for the Kubernetes API server, for a real
-//! `kube::Client` to talk to over HTTP: get, list (with a
-//! `metadata.name` field selector), watch, create, update and patch of the
-//! few resources palisade writes, answering with the shapes the API server
-//! uses. Built from the API reference and apimachinery's error
+//! A local stand-in for the Kubernetes API server that keeps objects and
+//! takes writes, for a real `kube::Client` to talk to over HTTP: get, list
+//! (with a `metadata.name` field selector), watch, create, update and patch
+//! of the few resources palisade writes, answering with the shapes the API
+//! server uses. (For large, paged or metadata-only lists and bookmarks, as
+//! the watch cache needs, see `fake_api.rs`.) Built from the API reference and apimachinery's error
 //! constructors, not from guesses:
 //!
 //! - errors are `Status` objects: `NotFound` (404, "`resource "name" not
@@ -69,7 +70,7 @@ struct Store {
 
 /// The running stand-in.
 #[derive(Clone)]
-pub struct FakeApi {
+pub struct ApiStore {
     /// Where it listens (plain HTTP).
     pub addr: SocketAddr,
     store: Arc<Mutex<Store>>,
@@ -298,7 +299,7 @@ fn selected_name(q: &BTreeMap<String, String>) -> Option<String> {
         .map(str::to_owned)
 }
 
-impl FakeApi {
+impl ApiStore {
     /// Starts serving on 127.0.0.1:0.
     pub async fn start() -> Self {
         let (changes, _) = broadcast::channel(1024);
@@ -306,7 +307,7 @@ impl FakeApi {
             .await
             .expect("bind");
         let addr = listener.local_addr().expect("addr");
-        let me = FakeApi {
+        let me = ApiStore {
             addr,
             store: Arc::new(Mutex::new(Store::default())),
             changes,
@@ -458,7 +459,7 @@ pub fn collection_of(object: &Value) -> String {
     }
 }
 
-async fn handle(State(api): State<FakeApi>, req: Request) -> Response {
+async fn handle(State(api): State<ApiStore>, req: Request) -> Response {
     let method = req.method().clone();
     let uri = req.uri().clone();
     let content_type = req
@@ -481,7 +482,7 @@ async fn handle(State(api): State<FakeApi>, req: Request) -> Response {
 }
 
 async fn answer(
-    api: &FakeApi,
+    api: &ApiStore,
     method: &Method,
     uri: &axum::http::Uri,
     content_type: &str,
@@ -627,7 +628,7 @@ async fn answer(
     }
 }
 
-fn watch(api: &FakeApi, t: &Target, q: &BTreeMap<String, String>) -> Response {
+fn watch(api: &ApiStore, t: &Target, q: &BTreeMap<String, String>) -> Response {
     let from: u64 = q
         .get("resourceVersion")
         .and_then(|v| v.parse().ok())
