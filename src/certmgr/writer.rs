@@ -154,7 +154,13 @@ impl Round<'_> {
         // The bundle follows the Secret.
         let mut in_line = false;
         if let Some(want) = m.bundle() {
-            in_line = self.patch_bundles(webhooks, &want).await?;
+            in_line = match self.patch_bundles(webhooks, &want).await {
+                Ok(done) => done,
+                // Our view of a configuration was older than what is stored
+                // (its watch event is on the way): plan again from it.
+                Err(e) if is_conflict(&e) => return Ok(Duration::from_millis(200)),
+                Err(e) => return Err(e),
+            };
             *trusted = match trusted.take() {
                 Some((b, since)) if in_line && b == want => Some((b, since)),
                 _ if in_line => Some((want, now)),
