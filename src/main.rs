@@ -494,10 +494,14 @@ async fn serve_command(a: ServeArgs) -> ExitCode {
     serve::termination().await;
     tracing::info!("shutting down: finishing in-flight reviews");
     server.shutdown();
-    let done = server.wait().await;
-    if let Some(m) = managed {
-        m.stop(std::time::Duration::from_secs(3)).await;
-    }
+    // Give the Lease up while the reviews in flight drain, so another
+    // replica takes over the certificates at once.
+    let release = async {
+        if let Some(m) = managed {
+            m.stop(std::time::Duration::from_secs(3)).await;
+        }
+    };
+    let (done, ()) = tokio::join!(server.wait(), release);
     match done {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
