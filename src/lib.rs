@@ -5,6 +5,7 @@
 pub mod addresses;
 pub mod admit;
 pub mod audit;
+pub mod certmgr;
 pub mod certs;
 pub mod check;
 pub mod cluster;
@@ -12,6 +13,7 @@ pub mod config;
 pub mod decide;
 pub mod glob;
 pub mod intervals;
+pub mod leader;
 pub mod log_field;
 pub mod manifest;
 pub mod mode;
@@ -27,6 +29,7 @@ pub mod selector;
 pub mod serve;
 pub mod server;
 pub mod sidecar;
+pub mod watch_health;
 
 /// The shared fixtures, for unit tests: the same helper as the integration
 /// tests and benches use.
