@@ -9,6 +9,8 @@
 //!
 //! - [`model`]: namespaces, workloads (summaries of their pods), policies;
 //!   [`ModelBuilder`] takes typed objects from files or a live cluster.
+//! - [`owners`]: which workload a user wrote, for a pod (a Deployment
+//!   rather than its ReplicaSet, a CronJob rather than its Job).
 //! - `index` (private): what is precomputed per model so that evaluating
 //!   a connection is a few bit tests.
 //! - [`compute`]: every allowed connection ([`connections`]).
@@ -31,6 +33,7 @@ pub mod external;
 mod index;
 pub mod model;
 pub mod output;
+pub mod owners;
 pub mod preview;
 
 pub use cli::{FailOn, SimulateCommand, SimulateError, run, run_seeded};
@@ -40,4 +43,5 @@ pub use diff::{Diff, diff};
 pub use explain::{Explanation, Query, Side, Target, explain};
 pub use external::ExtMap;
 pub use model::{Kind, Model, ModelBuilder, ModelError, PodShape, PodSummary, WorkloadId};
+pub use owners::{Intermediate, Owners};
 pub use preview::{ChangeError, PolicyChange, Preview, preview};

@@ -15,6 +15,7 @@ use k8s_openapi::api::networking::v1::NetworkPolicy;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 
 use super::index::Index;
+use super::owners::{Intermediate, Owners};
 use crate::cluster::static_dir::DEFAULT_NAMESPACE;
 use crate::decide::{Object, Workload};
 use crate::manifest::Document;
@@ -24,8 +25,10 @@ use crate::posture::NamespaceInfo;
 use crate::selector::{Labels, NAMESPACE_NAME_LABEL};
 
 /// A workload as simulation names it: `namespace/name[Kind]`. Pods with a
-/// controller are shown as their controller (`[ReplicaSet]`,
-/// `[DaemonSet]`, ...), a workload manifest stands for the pods of its
+/// controller are shown as their controller (`[DaemonSet]`, ...), or as
+/// the controller's own controller where that is known (a Deployment's
+/// ReplicaSet is the Deployment, a CronJob's Job the CronJob: see
+/// [`super::owners`]); a workload manifest stands for the pods of its
 /// template, and a pod without controller is `[Pod]`.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct WorkloadId {
@@ -114,8 +117,13 @@ impl PodShape {
 /// watch keeps instead of whole pods.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct PodSummary {
-    /// The workload it is shown as.
+    /// Its controller (or, for a workload manifest, the workload itself).
+    /// The model shows it as that object's own controller when the owner
+    /// table knows one ([`super::owners::Owners::top_level`]).
     pub workload: WorkloadId,
+    /// The uid of the object `workload` names, when known: the owner
+    /// chain is followed only through that very object.
+    pub workload_uid: Option<Arc<str>>,
     /// Its labels and ports.
     pub shape: PodShape,
 }
@@ -128,13 +136,7 @@ impl PodSummary {
     pub fn from_pod(pod: &Pod, default_namespace: &str) -> PodSummary {
         let ns = namespace_of(&pod.metadata, default_namespace);
         let pod_name = pod.metadata.name.as_deref().unwrap_or("");
-        let owner = pod
-            .metadata
-            .owner_references
-            .iter()
-            .flatten()
-            .find(|o| o.controller == Some(true))
-            .filter(|o| o.kind != "Node");
+        let owner = super::owners::controller(&pod.metadata);
         let workload = match owner {
             Some(o) if o.kind.is_empty() => WorkloadId::new(&ns, &o.name, "Pod"),
             Some(o) => WorkloadId::new(&ns, &o.name, &o.kind),
@@ -142,6 +144,7 @@ impl PodSummary {
         };
         PodSummary {
             workload,
+            workload_uid: owner.and_then(|o| (!o.uid.is_empty()).then(|| Arc::from(&*o.uid))),
             shape: PodShape::from_spec(pod.metadata.labels.as_ref(), pod.spec.as_ref()),
         }
     }
@@ -153,6 +156,12 @@ impl PodSummary {
         let labels = w.template.metadata.as_ref().and_then(|m| m.labels.as_ref());
         PodSummary {
             workload: WorkloadId::new(&ns, name, w.kind.as_str()),
+            workload_uid: w
+                .metadata
+                .uid
+                .as_deref()
+                .filter(|u| !u.is_empty())
+                .map(Arc::from),
             shape: PodShape::from_spec(labels, w.template.spec.as_ref()),
         }
     }
@@ -177,6 +186,10 @@ pub enum Kind {
     Pods,
     /// NetworkPolicies.
     Policies,
+    /// What [`ModelBuilder::owner`] recorded of ReplicaSets.
+    ReplicaSets,
+    /// What [`ModelBuilder::owner`] recorded of Jobs.
+    Jobs,
 }
 
 /// Collects namespaces, workloads and policies, then builds a [`Model`].
@@ -189,6 +202,7 @@ pub struct ModelBuilder {
     templates: BTreeMap<WorkloadId, PodSummary>,
     summaries: Vec<PodSummary>,
     policies: BTreeMap<(String, String), Policy>,
+    owners: Owners,
 }
 
 impl ModelBuilder {
@@ -216,10 +230,40 @@ impl ModelBuilder {
         self
     }
 
-    /// Adds or replaces a workload (Deployment, StatefulSet, ...).
+    /// Adds or replaces a workload (Deployment, StatefulSet, ...). A
+    /// ReplicaSet or Job also enters the owner table, so its pods are
+    /// shown as its controller.
     pub fn workload(&mut self, w: &Workload) -> &mut Self {
+        if let Some(kind) = Intermediate::from_kind(w.kind.as_str()) {
+            self.owners.put(kind, &w.metadata, DEFAULT_NAMESPACE);
+        }
         let s = PodSummary::from_workload(w, DEFAULT_NAMESPACE);
         self.templates.insert(s.workload.clone(), s);
+        self
+    }
+
+    /// Records a ReplicaSet's or Job's metadata (what a metadata-only
+    /// watch gives), so that its pods are shown as its controller.
+    pub fn owner(&mut self, kind: Intermediate, meta: &ObjectMeta) -> &mut Self {
+        self.owners.put(kind, meta, DEFAULT_NAMESPACE);
+        self
+    }
+
+    /// Forgets a ReplicaSet or Job recorded with [`ModelBuilder::owner`].
+    pub fn remove_owner(&mut self, kind: Intermediate, namespace: &str, name: &str) -> &mut Self {
+        self.owners.remove(kind, namespace, name);
+        self
+    }
+
+    /// Forgets the pods, workloads and policies of a namespace (its labels
+    /// and the owner table stay): what `simulate diff --prune` does before
+    /// the files' objects for that namespace are applied.
+    pub fn forget_namespace(&mut self, namespace: &str) -> &mut Self {
+        self.pods.retain(|(ns, _), _| ns != namespace);
+        self.templates.retain(|w, _| &*w.namespace != namespace);
+        self.summaries
+            .retain(|s| &*s.workload.namespace != namespace);
+        self.policies.retain(|(ns, _), _| ns != namespace);
         self
     }
 
@@ -264,6 +308,8 @@ impl ModelBuilder {
             Kind::Namespaces => self.namespaces.clear(),
             Kind::Pods => self.pods.clear(),
             Kind::Policies => self.policies.clear(),
+            Kind::ReplicaSets => self.owners.clear(Intermediate::ReplicaSet),
+            Kind::Jobs => self.owners.clear(Intermediate::Job),
         }
         self
     }
@@ -313,16 +359,12 @@ impl ModelBuilder {
     pub fn build(&self) -> Model {
         let mut namespaces = self.namespaces.clone();
         let mut shapes: BTreeMap<WorkloadId, BTreeSet<PodShape>> = BTreeMap::new();
-        let all = self
-            .pods
-            .values()
-            .chain(self.templates.values())
-            .chain(&self.summaries);
-        for s in all {
-            shapes
-                .entry(s.workload.clone())
-                .or_default()
-                .insert(s.shape.clone());
+        let all = self.owners.name_all(
+            self.pods.values().chain(&self.summaries),
+            self.templates.values(),
+        );
+        for (w, shape) in all {
+            shapes.entry(w).or_default().insert(shape.clone());
         }
         // Namespaces referenced but not declared exist with the one label
         // the API server gives every namespace.
@@ -515,6 +557,7 @@ impl Model {
         for g in &self.groups {
             b.summary(PodSummary {
                 workload: self.workloads[g.workload as usize].clone(),
+                workload_uid: None,
                 shape: g.shape.clone(),
             });
         }
