@@ -16,6 +16,7 @@
 //! - [`compute`]: every allowed connection ([`connections`]).
 //! - [`external`]: connectivity with addresses outside the cluster.
 //! - [`diff`](mod@diff): connections added, removed and changed between two models.
+//! - [`drift`]: manifests applied on top of a cluster, for `simulate diff --cluster`.
 //! - [`preview`](mod@preview): what one policy change opens and closes ([`preview()`]).
 //! - [`explain`](mod@explain): allowed or denied, and which policy and rule decide.
 //! - [`output`]: text, JSON, Markdown and Graphviz renderings.
@@ -28,6 +29,7 @@ pub mod cli;
 pub mod compute;
 pub mod conn;
 pub mod diff;
+pub mod drift;
 pub mod explain;
 pub mod external;
 mod index;
