@@ -2,10 +2,14 @@
 //! pod summaries (namespace, labels, container ports, owner; never whole
 //! pods), NetworkPolicies and namespace labels, folded into a reachability
 //! [`Model`] that is rebuilt at most every [`REBUILD_EVERY`] after a change.
+//! ReplicaSets and Jobs are watched as metadata only, for their owner
+//! references: pods are named by the Deployment or CronJob that made them.
 //!
 //! Off by default, so the webhook's memory does not grow with the number
-//! of pods unless asked. It needs `list`/`watch` on pods in addition to the
-//! base RBAC (see deploy/README.md).
+//! of pods unless asked. It needs `list`/`watch` on pods, replicasets and
+//! jobs in addition to the base RBAC (see deploy/README.md). Without the
+//! last two (an RBAC from before they were needed), the preview still
+//! works and names pods by their ReplicaSet or Job, and says why in the log.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
@@ -13,15 +17,18 @@ use std::time::Duration;
 
 use arc_swap::ArcSwapOption;
 use futures::StreamExt;
+use k8s_openapi::api::apps::v1::ReplicaSet;
+use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::core::v1::{Namespace, Pod};
 use k8s_openapi::api::networking::v1::NetworkPolicy;
 use kube::api::Api;
+use kube::core::PartialObjectMeta;
 use kube::runtime::WatchStreamExt;
 use kube::runtime::watcher::{self, Event};
 use tokio::task::JoinHandle;
 
 use super::static_dir::DEFAULT_NAMESPACE;
-use crate::reach::{Kind, Model, ModelBuilder};
+use crate::reach::{Intermediate, Kind, Model, ModelBuilder};
 
 /// How often, at most, the model is rebuilt after a change.
 pub const REBUILD_EVERY: Duration = Duration::from_secs(2);
@@ -32,11 +39,20 @@ pub struct ReachWatch {
     // What the watches have seen, as the builder of the next model.
     inventory: Mutex<ModelBuilder>,
     dirty: AtomicBool,
-    synced: [AtomicBool; 3],
+    synced: [AtomicBool; 5],
+}
+
+/// May the preview go on without a watch that RBAC forbids?
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Need {
+    /// No: a model without it would be wrong.
+    Required,
+    /// Yes: it only names workloads better (owner references).
+    Naming,
 }
 
 impl ReachWatch {
-    /// Starts the three watches and the rebuild loop.
+    /// Starts the five watches and the rebuild loop.
     pub fn start(client: kube::Client) -> (Arc<Self>, Vec<JoinHandle<()>>) {
         let me = Arc::new(ReachWatch {
             model: ArcSwapOption::empty(),
@@ -45,7 +61,7 @@ impl ReachWatch {
             synced: Default::default(),
         });
         let tasks = vec![
-            tokio::spawn(Arc::clone(&me).watch(Api::<Namespace>::all(client.clone()), 0, |b, ev| match ev {
+            tokio::spawn(Arc::clone(&me).watch(Api::<Namespace>::all(client.clone()), 0, Need::Required, |b, ev| match ev {
                 Change::Put(ns) => {
                     b.namespace(&ns);
                 }
@@ -56,7 +72,7 @@ impl ReachWatch {
                     b.clear(Kind::Namespaces);
                 }
             })),
-            tokio::spawn(Arc::clone(&me).watch(Api::<NetworkPolicy>::all(client.clone()), 1, |b, ev| match ev {
+            tokio::spawn(Arc::clone(&me).watch(Api::<NetworkPolicy>::all(client.clone()), 1, Need::Required, |b, ev| match ev {
                 Change::Put(np) => {
                     if let Err(e) = b.network_policy(&np) {
                         tracing::error!(error = %e, "cannot read a NetworkPolicy for the preview model");
@@ -70,7 +86,7 @@ impl ReachWatch {
                     b.clear(Kind::Policies);
                 }
             })),
-            tokio::spawn(Arc::clone(&me).watch(Api::<Pod>::all(client), 2, |b, ev| match ev {
+            tokio::spawn(Arc::clone(&me).watch(Api::<Pod>::all(client.clone()), 2, Need::Required, |b, ev| match ev {
                 Change::Put(pod) => {
                     b.pod(&pod);
                 }
@@ -82,6 +98,20 @@ impl ReachWatch {
                     b.clear(Kind::Pods);
                 }
             })),
+            // Metadata only (`PartialObjectMeta`): owner references are
+            // all that is read, a fraction of the bytes of whole objects.
+            tokio::spawn(Arc::clone(&me).watch(
+                Api::<PartialObjectMeta<ReplicaSet>>::all(client.clone()),
+                3,
+                Need::Naming,
+                |b, ev| owner_change(b, Intermediate::ReplicaSet, Kind::ReplicaSets, ev),
+            )),
+            tokio::spawn(Arc::clone(&me).watch(
+                Api::<PartialObjectMeta<Job>>::all(client),
+                4,
+                Need::Naming,
+                |b, ev| owner_change(b, Intermediate::Job, Kind::Jobs, ev),
+            )),
             tokio::spawn(Arc::clone(&me).rebuild_loop()),
         ];
         (me, tasks)
@@ -101,15 +131,37 @@ impl ReachWatch {
         self: Arc<Self>,
         api: Api<K>,
         slot: usize,
+        need: Need,
         apply: fn(&mut ModelBuilder, Change<K>),
     ) where
-        K: kube::Resource + Clone + serde::de::DeserializeOwned + std::fmt::Debug + Send + 'static,
+        K: kube::Resource<DynamicType = ()>
+            + Clone
+            + serde::de::DeserializeOwned
+            + std::fmt::Debug
+            + Send
+            + 'static,
     {
         let stream = watcher::watcher(api, watcher::Config::default()).default_backoff();
         futures::pin_mut!(stream);
         while let Some(ev) = stream.next().await {
             let ev = match ev {
                 Ok(ev) => ev,
+                Err(e) if need == Need::Naming && is_forbidden(&e) => {
+                    // Go on without: the model names these pods by their
+                    // direct controller until RBAC allows the watch, which
+                    // is retried with backoff.
+                    if !self.synced[slot].swap(true, Ordering::Relaxed) {
+                        tracing::error!(
+                            error = %e,
+                            "the preview cannot watch {}: pods are named by it rather than by the workload that made it; \
+                             grant list/watch on it (deploy/components/preview)",
+                            K::plural(&()),
+                        );
+                        apply(&mut self.lock(), Change::Reset);
+                        self.dirty.store(true, Ordering::Relaxed);
+                    }
+                    continue;
+                }
                 Err(e) => {
                     tracing::warn!(error = %e, "preview watch error; retrying with backoff");
                     continue;
@@ -154,6 +206,38 @@ enum Change<K> {
     Put(K),
     Gone(K),
     Reset,
+}
+
+/// A ReplicaSet's or Job's metadata into the owner table.
+fn owner_change<K>(
+    b: &mut ModelBuilder,
+    kind: Intermediate,
+    all: Kind,
+    ev: Change<PartialObjectMeta<K>>,
+) {
+    match ev {
+        Change::Put(o) => {
+            b.owner(kind, &o.metadata);
+        }
+        Change::Gone(o) => {
+            let (ns, name) = key(&o.metadata);
+            b.remove_owner(kind, ns, name);
+        }
+        Change::Reset => {
+            b.clear(all);
+        }
+    }
+}
+
+/// Did the API server answer 403 (RBAC)?
+fn is_forbidden(e: &watcher::Error) -> bool {
+    match e {
+        watcher::Error::InitialListFailed(kube::Error::Api(s))
+        | watcher::Error::WatchStartFailed(kube::Error::Api(s))
+        | watcher::Error::WatchFailed(kube::Error::Api(s)) => s.is_forbidden(),
+        watcher::Error::WatchError(s) => s.is_forbidden(),
+        _ => false,
+    }
 }
 
 /// Namespace and name, as the builder keys pods and policies.
