@@ -587,3 +587,55 @@ fn the_example_export_is_what_main_made() {
     );
     assert!(Path::new(&repo().join(EXPORT)).is_dir());
 }
+
+/// Every `$ palisade ...` session in docs/simulate.md prints what the doc
+/// says it prints, and `$ echo $?` after one gives its exit code.
+#[test]
+fn the_documented_sessions_print_what_the_doc_says() {
+    let doc = std::fs::read_to_string(repo().join("docs/simulate.md")).unwrap();
+    let mut sessions = 0;
+    for block in doc.split("```\n").skip(1).step_by(2) {
+        if !block.starts_with("$ palisade ") {
+            continue;
+        }
+        // Each command with the lines up to the next prompt.
+        let mut steps: Vec<(String, String)> = Vec::new();
+        for line in block.lines() {
+            match line.strip_prefix("$ ") {
+                Some(cmd) => steps.push((cmd.to_owned(), String::new())),
+                None => {
+                    let (_, out) = steps.last_mut().expect("a block starts with a prompt");
+                    out.push_str(line);
+                    out.push('\n');
+                }
+            }
+        }
+        let mut last: Option<i32> = None;
+        for (cmd, want) in steps {
+            if cmd == "echo $?" {
+                assert_eq!(
+                    last.map(|c| c.to_string()).as_deref(),
+                    Some(want.trim_end()),
+                    "{cmd}"
+                );
+                continue;
+            }
+            let args: Vec<&str> = cmd.split_whitespace().skip(1).collect();
+            let out = std::process::Command::new(BIN)
+                .args(&args)
+                .current_dir(repo())
+                .output()
+                .unwrap();
+            // Blank lines separate commands in the doc.
+            assert_eq!(
+                text(&out.stdout).trim_end(),
+                want.trim_end(),
+                "{cmd}\n{}",
+                text(&out.stderr)
+            );
+            last = out.status.code();
+            sessions += 1;
+        }
+    }
+    assert!(sessions >= 10, "only {sessions} documented commands found");
+}
