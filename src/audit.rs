@@ -289,7 +289,7 @@ fn audit_pod(cfg: &Config, cluster: &StaticCluster, owners: &Owners, pod: &Pod) 
         return Vec::new();
     }
     let direct = PodSummary::from_pod(pod, DEFAULT_NAMESPACE);
-    let workload = owners.top_level(&direct.workload, direct.workload_uid.as_deref());
+    let workload = direct.shown_as(owners);
     let of = if &*workload.kind == "Pod" {
         String::new()
     } else {

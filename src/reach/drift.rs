@@ -4,7 +4,8 @@
 //!
 //! Objects in the files replace those of the same kind, namespace and
 //! name, and a workload manifest replaces the running pods of that
-//! workload ([`super::Owners::name_all`]). Nothing is deleted unless the
+//! workload: the model shows a workload whose manifest is given by that
+//! manifest's template alone. Nothing is deleted unless the
 //! files are the whole truth for the namespaces they mention
 //! ([`Prune::Mentioned`]): then every NetworkPolicy, pod and workload of
 //! those namespaces that the files do not hold is gone. Namespaces

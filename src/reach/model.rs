@@ -119,7 +119,7 @@ impl PodShape {
 pub struct PodSummary {
     /// Its controller (or, for a workload manifest, the workload itself).
     /// The model shows it as that object's own controller when the owner
-    /// table knows one ([`super::owners::Owners::top_level`]).
+    /// table knows one ([`PodSummary::shown_as`]).
     pub workload: WorkloadId,
     /// The uid of the object `workload` names, when known: the owner
     /// chain is followed only through that very object.
@@ -146,6 +146,22 @@ impl PodSummary {
             workload,
             workload_uid: owner.and_then(|o| (!o.uid.is_empty()).then(|| Arc::from(&*o.uid))),
             shape: PodShape::from_spec(pod.metadata.labels.as_ref(), pod.spec.as_ref()),
+        }
+    }
+
+    /// The workload it is shown as: `workload`, or, when that is a
+    /// ReplicaSet or Job whose own controller `owners` knows, that
+    /// controller (in the same namespace: owner references never cross
+    /// namespaces).
+    pub fn shown_as(&self, owners: &Owners) -> WorkloadId {
+        let w = &self.workload;
+        match owners.controller_of(&w.namespace, &w.kind, &w.name, self.workload_uid.as_deref()) {
+            Some((kind, name)) => WorkloadId {
+                namespace: Arc::clone(&w.namespace),
+                name: Arc::clone(name),
+                kind: Arc::clone(kind),
+            },
+            None => w.clone(),
         }
     }
 
@@ -359,11 +375,7 @@ impl ModelBuilder {
     pub fn build(&self) -> Model {
         let mut namespaces = self.namespaces.clone();
         let mut shapes: BTreeMap<WorkloadId, BTreeSet<PodShape>> = BTreeMap::new();
-        let all = self.owners.name_all(
-            self.pods.values().chain(&self.summaries),
-            self.templates.values(),
-        );
-        for (w, shape) in all {
+        for (w, shape) in self.named() {
             shapes.entry(w).or_default().insert(shape.clone());
         }
         // Namespaces referenced but not declared exist with the one label
@@ -407,6 +419,32 @@ impl ModelBuilder {
             policies,
             index,
         }
+    }
+}
+
+impl ModelBuilder {
+    /// Every pod shape under the workload it is shown as. A workload whose
+    /// own manifest is given (a Deployment, a bare ReplicaSet, ...) is what
+    /// that manifest says its pods are: its running pods, and the templates
+    /// of ReplicaSets or Jobs it controls, are left out, as a rollout of the
+    /// manifest replaces them.
+    fn named(&self) -> impl Iterator<Item = (WorkloadId, &PodShape)> {
+        let (top, lower): (Vec<_>, Vec<_>) = self
+            .templates
+            .values()
+            .map(|s| (s.shown_as(&self.owners), s))
+            .partition(|(w, s)| *w == s.workload);
+        let defined: BTreeSet<WorkloadId> = top.iter().map(|(w, _)| w.clone()).collect();
+        let pods = self
+            .pods
+            .values()
+            .chain(&self.summaries)
+            .map(|s| (s.shown_as(&self.owners), s));
+        let replaced = lower
+            .into_iter()
+            .chain(pods)
+            .filter(move |(w, _)| !defined.contains(w));
+        top.into_iter().chain(replaced).map(|(w, s)| (w, &s.shape))
     }
 }
 

@@ -20,12 +20,10 @@
 //! Owner references never cross namespaces, so the top-level workload is
 //! in the pod's namespace.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference};
-
-use super::model::{PodShape, PodSummary, WorkloadId};
 
 /// The kinds whose own controller is followed: what controllers make
 /// between the workload a user wrote and its pods.
@@ -154,70 +152,34 @@ impl Owners {
         self.len() == 0
     }
 
-    /// The workload `direct` is shown as. `direct` is what an object's
-    /// controller reference names (or a workload manifest itself), `uid`
-    /// the uid that reference carries. A ReplicaSet or Job the table knows
-    /// is shown as its own controller, or as itself when it has none;
-    /// anything else, and anything unknown, is `direct`.
-    pub fn top_level(&self, direct: &WorkloadId, uid: Option<&str>) -> WorkloadId {
-        let Some(kind) = Intermediate::from_kind(&direct.kind) else {
-            return direct.clone();
-        };
-        let known = self.known[kind.slot()]
-            .get(&*direct.namespace)
-            .and_then(|names| names.get(&*direct.name));
-        match known {
-            Some(Known {
-                uid: Some(have),
-                controller: _,
-            }) if uid.is_some_and(|want| want != &**have) => direct.clone(),
-            Some(Known {
-                controller: Some((kind, name)),
-                ..
-            }) => WorkloadId {
-                namespace: Arc::clone(&direct.namespace),
-                name: Arc::clone(name),
-                kind: Arc::clone(kind),
-            },
-            _ => direct.clone(),
+    /// The controller (kind, name) of the ReplicaSet or Job `kind`
+    /// `namespace/name`, if the table knows the object and it has one.
+    /// `uid` is what the referring owner reference says: when both it and
+    /// the table carry one and they differ, the table's object is another
+    /// one of the same name, and nothing is known. Any other `kind` (a
+    /// StatefulSet, a Pod) is never followed: `None`.
+    pub fn controller_of(
+        &self,
+        namespace: &str,
+        kind: &str,
+        name: &str,
+        uid: Option<&str>,
+    ) -> Option<(&Arc<str>, &Arc<str>)> {
+        let known = self.known[Intermediate::from_kind(kind)?.slot()]
+            .get(namespace)?
+            .get(name)?;
+        if let (Some(have), Some(want)) = (&known.uid, uid)
+            && **have != *want
+        {
+            return None;
         }
-    }
-
-    /// Every pod shape under the workload it is shown as. `pods` are what
-    /// pods and watches gave; `templates` the pod templates of workload
-    /// manifests. A workload whose own manifest is given (a Deployment,
-    /// a bare ReplicaSet, ...) is what that manifest says its pods are:
-    /// its running pods, and the templates of ReplicaSets or Jobs it
-    /// controls, are left out, as a rollout of the manifest replaces them.
-    pub fn name_all<'a>(
-        &'a self,
-        pods: impl Iterator<Item = &'a PodSummary> + 'a,
-        templates: impl Iterator<Item = &'a PodSummary> + 'a,
-    ) -> impl Iterator<Item = (WorkloadId, &'a PodShape)> + 'a {
-        let templates: Vec<(WorkloadId, &PodSummary)> = templates
-            .map(|s| (self.top_level(&s.workload, s.workload_uid.as_deref()), s))
-            .collect();
-        let defined: BTreeSet<WorkloadId> = templates
-            .iter()
-            .filter(|(w, s)| *w == s.workload)
-            .map(|(w, _)| w.clone())
-            .collect();
-        let lower = pods.map(|s| (self.top_level(&s.workload, s.workload_uid.as_deref()), s));
-        let (top, rest): (Vec<_>, Vec<_>) =
-            templates.into_iter().partition(|(w, s)| *w == s.workload);
-        top.into_iter().map(|(w, s)| (w, &s.shape)).chain(
-            rest.into_iter()
-                .chain(lower)
-                .filter(move |(w, _)| !defined.contains(w))
-                .map(|(w, s)| (w, &s.shape)),
-        )
+        known.controller.as_ref().map(|(k, n)| (k, n))
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::reach::ModelBuilder;
     use k8s_openapi::api::core::v1::Pod;
 
     /// Metadata of a ReplicaSet or Job, with an optional controller.
@@ -250,11 +212,16 @@ mod tests {
         .unwrap()
     }
 
+    /// `ns/name[Kind]` as the model shows the pod (what
+    /// `PodSummary::shown_as` does; tests/owners.rs checks the two agree).
     fn shown(owners: &Owners, p: &Pod) -> String {
-        let s = PodSummary::from_pod(p, "default");
-        owners
-            .top_level(&s.workload, s.workload_uid.as_deref())
-            .to_string()
+        match controller(&p.metadata) {
+            None => format!("shop/{}[Pod]", p.metadata.name.as_deref().unwrap_or("")),
+            Some(c) => match owners.controller_of("shop", &c.kind, &c.name, Some(&c.uid)) {
+                Some((kind, name)) => format!("shop/{name}[{kind}]"),
+                None => format!("shop/{}[{}]", c.name, c.kind),
+            },
+        }
     }
 
     /// The truth table of the issue: each row is what is known of the
@@ -406,65 +373,5 @@ mod tests {
             Some(("ReplicaSet", "web-85854c6447", "u")),
         );
         assert_eq!(shown(&o, &p), "shop/web-85854c6447[ReplicaSet]");
-    }
-
-    fn docs(yaml: &str) -> crate::manifest::Manifests {
-        let mut m = crate::manifest::Manifests::default();
-        crate::manifest::read_text(std::path::Path::new("t.yaml"), yaml, &mut m);
-        assert!(m.skipped.is_empty(), "{:?}", m.skipped);
-        m
-    }
-
-    const RS_OF_WEB: &str = "apiVersion: apps/v1\nkind: ReplicaSet\nmetadata:\n  name: web-85854c6447\n  namespace: shop\n  uid: uid-rs\n  labels: {app: web, pod-template-hash: 85854c6447}\n  ownerReferences: [{apiVersion: apps/v1, kind: Deployment, name: web, uid: uid-web, controller: true}]\nspec:\n  selector: {matchLabels: {app: web, pod-template-hash: 85854c6447}}\n  template:\n    metadata: {labels: {app: web, pod-template-hash: 85854c6447}}\n    spec: {containers: [{name: c, image: x, ports: [{containerPort: 8080}]}]}\n";
-    const POD_OF_WEB: &str = "apiVersion: v1\nkind: Pod\nmetadata:\n  name: web-85854c6447-x1\n  namespace: shop\n  labels: {app: web, pod-template-hash: 85854c6447}\n  ownerReferences: [{apiVersion: apps/v1, kind: ReplicaSet, name: web-85854c6447, uid: uid-rs, controller: true}]\nspec: {containers: [{name: c, image: x, ports: [{containerPort: 8080}]}]}\n";
-    const DEPLOYMENT_WEB: &str = "apiVersion: apps/v1\nkind: Deployment\nmetadata: {name: web, namespace: shop}\nspec:\n  selector: {matchLabels: {app: web}}\n  template:\n    metadata: {labels: {app: web2}}\n    spec: {containers: [{name: c, image: x}]}\n";
-
-    /// From manifests: a ReplicaSet in the files names its pods' workload
-    /// (in either order), and its own template is the Deployment's.
-    #[test]
-    fn manifests_that_include_the_owners_name_the_deployment() {
-        for yaml in [
-            format!("{RS_OF_WEB}---\n{POD_OF_WEB}"),
-            format!("{POD_OF_WEB}---\n{RS_OF_WEB}"),
-        ] {
-            let m = ModelBuilder::new().documents(&docs(&yaml)).unwrap().build();
-            let names: Vec<String> = m.workloads().iter().map(ToString::to_string).collect();
-            assert_eq!(names, ["shop/web[Deployment]"]);
-            assert_eq!(m.find("web").len(), 1);
-            // The pod and the ReplicaSet's template look alike.
-            assert_eq!(m.shapes(&m.workloads()[0]).len(), 1);
-        }
-        // Without the ReplicaSet, the pod keeps its controller's name.
-        let m = ModelBuilder::new()
-            .documents(&docs(POD_OF_WEB))
-            .unwrap()
-            .build();
-        assert_eq!(
-            m.workloads()[0].to_string(),
-            "shop/web-85854c6447[ReplicaSet]"
-        );
-    }
-
-    /// A workload's own manifest says what its pods are: the running pods
-    /// and the ReplicaSet's template it would roll away are left out.
-    #[test]
-    fn a_workload_manifest_stands_for_its_pods() {
-        let yaml = format!("{RS_OF_WEB}---\n{POD_OF_WEB}---\n{DEPLOYMENT_WEB}");
-        let m = ModelBuilder::new().documents(&docs(&yaml)).unwrap().build();
-        assert_eq!(m.workloads().len(), 1);
-        let shapes = m.shapes(&m.workloads()[0]);
-        assert_eq!(shapes.len(), 1);
-        assert_eq!(shapes[0].labels["app"], "web2", "the Deployment's template");
-
-        // Live metadata and live pods, then the manifest on top: the same.
-        let mut b = ModelBuilder::new();
-        let rs: ObjectMeta =
-            serde_json::from_value(docs(RS_OF_WEB).documents[0].value["metadata"].clone()).unwrap();
-        b.owner(Intermediate::ReplicaSet, &rs);
-        b.documents(&docs(POD_OF_WEB)).unwrap();
-        assert_eq!(b.build().workloads()[0].to_string(), "shop/web[Deployment]");
-        b.documents(&docs(DEPLOYMENT_WEB)).unwrap();
-        let m = b.build();
-        assert_eq!(m.shapes(&m.workloads()[0])[0].labels["app"], "web2");
     }
 }
