@@ -14,11 +14,11 @@
 
 mod common;
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::Output;
-use std::time::Duration;
 
 use common::fake_api::{Collection, FakeApi, Seen};
+use common::until;
 use palisade::cluster::ClusterView;
 use palisade::cluster::kube::KubeCluster;
 use serde_json::{Value, json};
@@ -441,17 +441,6 @@ fn preview_cluster() -> Vec<Collection> {
     ]
 }
 
-async fn until(what: &str, mut ok: impl FnMut() -> bool) {
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
-    while !ok() {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "timed out waiting for {what}"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
-
 fn names(cluster: &KubeCluster) -> Vec<String> {
     cluster
         .reach_model()
@@ -562,30 +551,6 @@ async fn the_preview_goes_on_when_replicasets_are_forbidden() {
     for t in tasks {
         t.abort();
     }
-}
-
-#[test]
-fn the_example_export_is_what_main_made() {
-    // The export is main/ applied, plus the hand-made scrape-web: applying
-    // main/ on top changes nothing, and with --prune closes only that.
-    let out = std::process::Command::new(BIN)
-        .args([
-            "simulate",
-            "diff",
-            "--state",
-            EXPORT,
-            "docs/simulate-example/main",
-        ])
-        .current_dir(repo())
-        .output()
-        .unwrap();
-    assert_eq!(
-        text(&out.stdout),
-        "no change in connectivity\n",
-        "{}",
-        text(&out.stderr)
-    );
-    assert!(Path::new(&repo().join(EXPORT)).is_dir());
 }
 
 /// Every `$ palisade ...` session in docs/simulate.md prints what the doc
