@@ -52,7 +52,7 @@ async fn the_watch_cache_lists_in_pages_then_follows_events() {
         },
     ])
     .await;
-    let (cluster, tasks) = KubeCluster::start(api.client(), false);
+    let (cluster, tasks) = KubeCluster::start(api.client(), None);
     until("the watches to sync", || cluster.is_ready()).await;
 
     assert_eq!(cluster.stats().namespaces, 2);

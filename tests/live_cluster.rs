@@ -19,8 +19,8 @@ use std::process::Output;
 
 use common::fake_api::{Collection, FakeApi, Seen};
 use common::until;
-use palisade::cluster::ClusterView;
 use palisade::cluster::kube::KubeCluster;
+use palisade::cluster::{ClusterView, PreviewModel};
 use serde_json::{Value, json};
 
 const BIN: &str = env!("CARGO_BIN_EXE_palisade");
@@ -442,10 +442,10 @@ fn preview_cluster() -> Vec<Collection> {
 }
 
 fn names(cluster: &KubeCluster) -> Vec<String> {
-    cluster
-        .reach_model()
-        .map(|m| m.workloads().iter().map(ToString::to_string).collect())
-        .unwrap_or_default()
+    match cluster.preview_model() {
+        PreviewModel::Ready(m) => m.workloads().map(ToString::to_string).collect(),
+        _ => Vec::new(),
+    }
 }
 
 /// The preview's model follows owners as the watches deliver them: a
@@ -455,7 +455,7 @@ fn names(cluster: &KubeCluster) -> Vec<String> {
 async fn the_preview_watch_names_workloads_by_their_top_level_owner() {
     common::init();
     let api = FakeApi::start(preview_cluster()).await;
-    let (cluster, tasks) = KubeCluster::start(api.client(), true);
+    let (cluster, tasks) = KubeCluster::start(api.client(), Some(64 << 20));
     let first = [
         "shop/api-5d9f8b7c6d[ReplicaSet]",
         "shop/backup[CronJob]",
@@ -537,7 +537,7 @@ async fn the_preview_goes_on_when_replicasets_are_forbidden() {
     common::init();
     let api = FakeApi::start(preview_cluster()).await;
     api.forbid(REPLICA_SETS);
-    let (cluster, tasks) = KubeCluster::start(api.client(), true);
+    let (cluster, tasks) = KubeCluster::start(api.client(), Some(64 << 20));
     until("a model without ReplicaSets", || {
         names(&cluster)
             == [

@@ -6,20 +6,22 @@
 //! a live cluster's lists, an admission request), so that offline and live
 //! simulation read workloads the same way.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::fmt;
 use std::sync::Arc;
+
+use slab::Slab;
 
 use k8s_openapi::api::core::v1::{Namespace, Pod, PodSpec};
 use k8s_openapi::api::networking::v1::NetworkPolicy;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 
-use super::index::Index;
-use super::owners::{Intermediate, Owners};
+use super::intern::{Body, Interner};
+use super::owners::{self, Intermediate, Owners};
 use crate::cluster::static_dir::DEFAULT_NAMESPACE;
 use crate::decide::{Object, Workload};
 use crate::manifest::Document;
-use crate::netpol::{Policy, PolicyError};
+use crate::netpol::{Direction, Peer, Policy, PolicyError};
 use crate::ports::{ContainerPort, Protocol};
 use crate::posture::NamespaceInfo;
 use crate::selector::{Labels, NAMESPACE_NAME_LABEL};
@@ -136,7 +138,7 @@ impl PodSummary {
     pub fn from_pod(pod: &Pod, default_namespace: &str) -> PodSummary {
         let ns = namespace_of(&pod.metadata, default_namespace);
         let pod_name = pod.metadata.name.as_deref().unwrap_or("");
-        let owner = super::owners::controller(&pod.metadata);
+        let owner = owners::controller(&pod.metadata);
         let workload = match owner {
             Some(o) if o.kind.is_empty() => WorkloadId::new(&ns, &o.name, "Pod"),
             Some(o) => WorkloadId::new(&ns, &o.name, &o.kind),
@@ -146,6 +148,23 @@ impl PodSummary {
             workload,
             workload_uid: owner.and_then(|o| (!o.uid.is_empty()).then(|| Arc::from(&*o.uid))),
             shape: PodShape::from_spec(pod.metadata.labels.as_ref(), pod.spec.as_ref()),
+        }
+    }
+
+    /// A workload manifest: the pods its template stamps out.
+    pub fn from_workload(w: &Workload, default_namespace: &str) -> PodSummary {
+        let ns = namespace_of(&w.metadata, default_namespace);
+        let name = w.metadata.name.as_deref().unwrap_or("");
+        let labels = w.template.metadata.as_ref().and_then(|m| m.labels.as_ref());
+        PodSummary {
+            workload: WorkloadId::new(&ns, name, w.kind.as_str()),
+            workload_uid: w
+                .metadata
+                .uid
+                .as_deref()
+                .filter(|u| !u.is_empty())
+                .map(Arc::from),
+            shape: PodShape::from_spec(labels, w.template.spec.as_ref()),
         }
     }
 
@@ -165,21 +184,14 @@ impl PodSummary {
         }
     }
 
-    /// A workload manifest: the pods its template stamps out.
-    pub fn from_workload(w: &Workload, default_namespace: &str) -> PodSummary {
-        let ns = namespace_of(&w.metadata, default_namespace);
-        let name = w.metadata.name.as_deref().unwrap_or("");
-        let labels = w.template.metadata.as_ref().and_then(|m| m.labels.as_ref());
-        PodSummary {
-            workload: WorkloadId::new(&ns, name, w.kind.as_str()),
-            workload_uid: w
-                .metadata
-                .uid
-                .as_deref()
-                .filter(|u| !u.is_empty())
-                .map(Arc::from),
-            shape: PodShape::from_spec(labels, w.template.spec.as_ref()),
-        }
+    /// The ReplicaSet or Job it names as its direct controller, if any:
+    /// what its group remembers so that an owner change can move it.
+    fn via(&self) -> Option<Via> {
+        Some(Via {
+            kind: Intermediate::from_kind(&self.workload.kind)?,
+            name: Arc::clone(&self.workload.name),
+            uid: self.workload_uid.clone(),
+        })
     }
 }
 
@@ -208,17 +220,14 @@ pub enum Kind {
     Jobs,
 }
 
-/// Collects namespaces, workloads and policies, then builds a [`Model`].
-/// Later objects replace earlier ones of the same kind, namespace and
-/// name, as `kubectl apply` would.
+/// Collects namespaces, workloads and policies into a [`Model`]. Later
+/// objects replace earlier ones of the same kind, namespace and name, as
+/// `kubectl apply` would. The builder is the model being filled in:
+/// [`ModelBuilder::build`] hands out a copy, [`ModelBuilder::into_model`]
+/// the model itself.
 #[derive(Debug, Clone, Default)]
 pub struct ModelBuilder {
-    namespaces: BTreeMap<String, Labels>,
-    pods: BTreeMap<(String, String), PodSummary>,
-    templates: BTreeMap<WorkloadId, PodSummary>,
-    summaries: Vec<PodSummary>,
-    policies: BTreeMap<(String, String), Policy>,
-    owners: Owners,
+    model: Model,
 }
 
 impl ModelBuilder {
@@ -231,43 +240,44 @@ impl ModelBuilder {
     /// label filled in as the API server does).
     pub fn namespace(&mut self, ns: &Namespace) -> &mut Self {
         let (name, info) = NamespaceInfo::from_k8s(ns);
-        self.namespaces.insert(name, info.labels);
+        self.model.put_namespace(&name, info.labels);
         self
     }
 
     /// Adds or replaces a pod, grouped under its controller.
     pub fn pod(&mut self, pod: &Pod) -> &mut Self {
         let s = PodSummary::from_pod(pod, DEFAULT_NAMESPACE);
-        let key = (
-            s.workload.namespace.to_string(),
-            pod.metadata.name.clone().unwrap_or_default(),
-        );
-        self.pods.insert(key, s);
+        let name = pod.metadata.name.clone().unwrap_or_default();
+        self.model.put_pod(&name, s);
         self
     }
 
     /// Adds or replaces a workload (Deployment, StatefulSet, ...). A
-    /// ReplicaSet or Job also enters the owner table, so its pods are
-    /// shown as its controller.
+    /// ReplicaSet or Job also enters the owner table; one that a
+    /// controller owns (a Deployment's, a CronJob's) stands for no pods of
+    /// its own: its pods are its controller's.
     pub fn workload(&mut self, w: &Workload) -> &mut Self {
         if let Some(kind) = Intermediate::from_kind(w.kind.as_str()) {
-            self.owners.put(kind, &w.metadata, DEFAULT_NAMESPACE);
+            self.model.put_owner(kind, &w.metadata);
+            if owners::controller(&w.metadata).is_some_and(|c| !c.kind.is_empty()) {
+                return self;
+            }
         }
-        let s = PodSummary::from_workload(w, DEFAULT_NAMESPACE);
-        self.templates.insert(s.workload.clone(), s);
+        self.model
+            .put_template(PodSummary::from_workload(w, DEFAULT_NAMESPACE));
         self
     }
 
     /// Records a ReplicaSet's or Job's metadata (what a metadata-only
     /// watch gives), so that its pods are shown as its controller.
     pub fn owner(&mut self, kind: Intermediate, meta: &ObjectMeta) -> &mut Self {
-        self.owners.put(kind, meta, DEFAULT_NAMESPACE);
+        self.model.put_owner(kind, meta);
         self
     }
 
     /// Forgets a ReplicaSet or Job recorded with [`ModelBuilder::owner`].
     pub fn remove_owner(&mut self, kind: Intermediate, namespace: &str, name: &str) -> &mut Self {
-        self.owners.remove(kind, namespace, name);
+        self.model.remove_owner(kind, namespace, name);
         self
     }
 
@@ -275,58 +285,46 @@ impl ModelBuilder {
     /// and the owner table stay): what `simulate diff --prune` does before
     /// the files' objects for that namespace are applied.
     pub fn forget_namespace(&mut self, namespace: &str) -> &mut Self {
-        self.pods.retain(|(ns, _), _| ns != namespace);
-        self.templates.retain(|w, _| &*w.namespace != namespace);
-        self.summaries
-            .retain(|s| &*s.workload.namespace != namespace);
-        self.policies.retain(|(ns, _), _| ns != namespace);
+        self.model.forget_namespace(namespace);
         self
     }
 
     /// Adds a pod summary kept by a watch (never replaced: a watch passes
     /// each live pod once).
     pub fn summary(&mut self, s: PodSummary) -> &mut Self {
-        self.summaries.push(s);
+        self.model.add_summary(s);
         self
     }
 
     /// Adds or replaces a policy.
     pub fn policy(&mut self, p: Policy) -> &mut Self {
-        self.policies
-            .insert((p.namespace.clone(), p.name.clone()), p);
+        self.model.put_policy(&p);
         self
     }
 
     /// Removes a policy, if present.
     pub fn remove_policy(&mut self, namespace: &str, name: &str) -> &mut Self {
-        self.policies
-            .remove(&(namespace.to_owned(), name.to_owned()));
+        self.model.remove_policy(namespace, name);
         self
     }
 
     /// Removes a namespace's labels, if present (its workloads and
     /// policies stay, as in a cluster while the namespace is deleted).
     pub fn remove_namespace(&mut self, name: &str) -> &mut Self {
-        self.namespaces.remove(name);
+        self.model.remove_namespace(name);
         self
     }
 
     /// Removes a pod added with [`ModelBuilder::pod`], if present.
     pub fn remove_pod(&mut self, namespace: &str, name: &str) -> &mut Self {
-        self.pods.remove(&(namespace.to_owned(), name.to_owned()));
+        self.model.remove_pod(namespace, name);
         self
     }
 
     /// Forgets every namespace, pod or policy: what a watch does before it
     /// lists its kind again.
     pub fn clear(&mut self, kind: Kind) -> &mut Self {
-        match kind {
-            Kind::Namespaces => self.namespaces.clear(),
-            Kind::Pods => self.pods.clear(),
-            Kind::Policies => self.policies.clear(),
-            Kind::ReplicaSets => self.owners.clear(Intermediate::ReplicaSet),
-            Kind::Jobs => self.owners.clear(Intermediate::Job),
-        }
+        self.model.clear(kind);
         self
     }
 
@@ -371,144 +369,262 @@ impl ModelBuilder {
         Ok(self)
     }
 
-    /// The model, with its indexes computed.
+    /// A copy of the model as it stands.
     pub fn build(&self) -> Model {
-        let mut namespaces = self.namespaces.clone();
-        let mut shapes: BTreeMap<WorkloadId, BTreeSet<PodShape>> = BTreeMap::new();
-        for (w, shape) in self.named() {
-            shapes.entry(w).or_default().insert(shape.clone());
-        }
-        // Namespaces referenced but not declared exist with the one label
-        // the API server gives every namespace.
-        let referenced = shapes
-            .keys()
-            .map(|w| w.namespace.to_string())
-            .chain(self.policies.keys().map(|(ns, _)| ns.clone()))
-            .collect::<Vec<_>>();
-        for ns in referenced {
-            namespaces
-                .entry(ns.clone())
-                .or_insert_with(|| Labels::from([(NAMESPACE_NAME_LABEL.to_owned(), ns.clone())]));
-        }
-        let namespaces: Vec<(String, Labels)> = namespaces.into_iter().collect();
-        let ns_index: BTreeMap<&str, u32> = namespaces
-            .iter()
-            .enumerate()
-            .map(|(i, (n, _))| (n.as_str(), i as u32))
-            .collect();
-        let mut workloads = Vec::with_capacity(shapes.len());
-        let mut groups = Vec::new();
-        for (w, set) in shapes {
-            let wi = workloads.len() as u32;
-            let ns = ns_index.get(&*w.namespace).copied().unwrap_or(0);
-            for shape in set {
-                groups.push(PodGroup {
-                    workload: wi,
-                    namespace: ns,
-                    shape,
-                });
-            }
-            workloads.push(w);
-        }
-        let policies: Vec<Policy> = self.policies.values().cloned().collect();
-        let index = Index::build(&namespaces, &groups, &policies);
-        Model {
-            namespaces,
-            workloads,
-            groups,
-            policies,
-            index,
-        }
+        self.model.clone()
+    }
+
+    /// The model itself.
+    pub fn into_model(self) -> Model {
+        self.model
     }
 }
 
-impl ModelBuilder {
-    /// Every pod shape under the workload it is shown as. A workload whose
-    /// own manifest is given (a Deployment, a bare ReplicaSet, ...) is what
-    /// that manifest says its pods are: its running pods, and the templates
-    /// of ReplicaSets or Jobs it controls, are left out, as a rollout of the
-    /// manifest replaces them.
-    fn named(&self) -> impl Iterator<Item = (WorkloadId, &PodShape)> {
-        let (top, lower): (Vec<_>, Vec<_>) = self
-            .templates
-            .values()
-            .map(|s| (s.shown_as(&self.owners), s))
-            .partition(|(w, s)| *w == s.workload);
-        let defined: BTreeSet<WorkloadId> = top.iter().map(|(w, _)| w.clone()).collect();
-        let pods = self
-            .pods
-            .values()
-            .chain(&self.summaries)
-            .map(|s| (s.shown_as(&self.owners), s));
-        let replaced = lower
-            .into_iter()
-            .chain(pods)
-            .filter(move |(w, _)| !defined.contains(w));
-        top.into_iter().chain(replaced).map(|(w, s)| (w, &s.shape))
+/// A namespace's index in the model.
+pub(crate) type NsId = u32;
+/// A workload's index in the model.
+pub(crate) type WlId = u32;
+/// A pod group's index in the model: its bit in every set of groups.
+pub(crate) type GroupId = u32;
+/// A policy's index in the model.
+pub(crate) type PolicyId = u32;
+
+/// A namespace: declared (a Namespace object was seen) or only referenced
+/// by a workload or policy, in which case it exists with the one label the
+/// API server gives every namespace.
+#[derive(Debug, Clone)]
+pub(crate) struct Ns {
+    pub(crate) name: Arc<str>,
+    pub(crate) labels: Labels,
+    declared: bool,
+    /// Its pod groups.
+    pub(crate) groups: Vec<GroupId>,
+    /// Its policies by name.
+    pub(crate) policies: BTreeMap<Box<str>, PolicyId>,
+}
+
+impl Ns {
+    fn referenced(&self) -> bool {
+        self.declared || !self.groups.is_empty() || !self.policies.is_empty()
     }
+}
+
+/// A workload and its pod groups.
+#[derive(Debug, Clone)]
+pub(crate) struct Wl {
+    pub(crate) id: WorkloadId,
+    pub(crate) groups: Vec<GroupId>,
 }
 
 /// The pods of one workload that share one shape. Pods of a workload
 /// normally all look alike; when they do not (pods of one owner with
 /// different labels), each shape is simulated on its own and the
 /// workload's connections are their union.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone)]
 pub(crate) struct PodGroup {
-    /// Index into [`Model::workloads`].
-    pub(crate) workload: u32,
-    /// Index into the model's namespaces.
-    pub(crate) namespace: u32,
+    pub(crate) workload: WlId,
+    pub(crate) namespace: NsId,
     /// The pods' labels and ports.
     pub(crate) shape: PodShape,
+    /// Pods, templates and summaries with this shape: the group goes with
+    /// the last of them.
+    sources: u32,
+    /// The ReplicaSet or Job its pods name as their controller, if that is
+    /// what they name: an owner change moves the group whole.
+    via: Option<Via>,
+    /// Per direction, the policies that select the group with that
+    /// direction among their effective types.
+    pub(crate) selecting: [Vec<PolicyId>; 2],
 }
 
-/// A cluster ready for simulation: summaries plus the indexes that make
-/// listing every connection, and previewing a policy change, fast.
+/// A ReplicaSet or Job that pods name as their controller.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Via {
+    kind: Intermediate,
+    name: Arc<str>,
+    uid: Option<Arc<str>>,
+}
+
+/// A policy: where it lives, its name, and its body, shared with every
+/// policy stamped from the same template.
 #[derive(Debug, Clone)]
+pub(crate) struct StoredPolicy {
+    pub(crate) namespace: NsId,
+    pub(crate) name: Box<str>,
+    pub(crate) body: Arc<Body>,
+}
+
+/// A cluster ready for simulation: namespaces, workloads reduced to the
+/// shapes of their pods, and policies, each kept once in compact form and
+/// changed in place as a watch reports changes (no rebuild, no second
+/// copy). Which pods each policy selects is kept per pod group; what the
+/// rules admit is evaluated when asked ([`crate::reach::compute`],
+/// [`crate::reach::preview()`], [`crate::reach::explain()`]).
+#[derive(Debug, Clone, Default)]
 pub struct Model {
-    pub(crate) namespaces: Vec<(String, Labels)>,
-    pub(crate) workloads: Vec<WorkloadId>,
-    pub(crate) groups: Vec<PodGroup>,
-    pub(crate) policies: Vec<Policy>,
-    pub(crate) index: Index,
+    pub(crate) namespaces: Slab<Ns>,
+    ns_by_name: BTreeMap<Arc<str>, NsId>,
+    pub(crate) workloads: Slab<Wl>,
+    wl_by_id: BTreeMap<WorkloadId, WlId>,
+    pub(crate) groups: Slab<PodGroup>,
+    pub(crate) policies: Slab<StoredPolicy>,
+    pub(crate) intern: Interner,
+    /// Pods by namespace and name, for replacement and removal.
+    pods: HashMap<(NsId, Box<str>), GroupId>,
+    /// Workload manifests' templates.
+    templates: HashMap<WlId, GroupId>,
+    /// What is known of ReplicaSets and Jobs: who controls them.
+    owners: Owners,
+    /// Pods of a workload whose own manifest is given: that manifest says
+    /// what its pods are, so these are held aside (files applied on a
+    /// cluster; a watch never gives manifests, so never holds any).
+    hidden: HashMap<(Box<str>, Box<str>), PodSummary>,
+    /// Bytes of names, label keys and values, and ports held: the part of
+    /// the model's memory that counts alone do not tell.
+    text: usize,
+}
+
+/// Bytes of a label map's keys and values.
+fn label_text(labels: &Labels) -> usize {
+    labels.iter().map(|(k, v)| k.len() + v.len()).sum()
+}
+
+/// Bytes a shape holds beyond its fixed size.
+fn shape_text(shape: &PodShape) -> usize {
+    label_text(&shape.labels)
+        + shape
+            .ports
+            .iter()
+            .map(|p| std::mem::size_of::<ContainerPort>() + p.name.as_ref().map_or(0, String::len))
+            .sum::<usize>()
+}
+
+/// Sizes of what a model holds, for budgets and metrics.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ModelStats {
+    /// Namespaces, declared or referenced.
+    pub namespaces: usize,
+    /// Workloads.
+    pub workloads: usize,
+    /// Distinct pod shapes over all workloads.
+    pub groups: usize,
+    /// Pods held by name (the watch's pods; templates not counted).
+    pub pods: usize,
+    /// Policies.
+    pub policies: usize,
+    /// Distinct policy bodies and peers, shared among the policies.
+    pub bodies: usize,
+    /// Distinct peers.
+    pub peers: usize,
+    /// Bytes held in label keys and values, names and ports.
+    pub text_bytes: usize,
+    /// ReplicaSets and Jobs whose controller is known.
+    pub owners: usize,
+}
+
+impl ModelStats {
+    /// About how many bytes of memory the model holds: a fixed cost per
+    /// item (the maps and tables that hold it, a label map's smallest
+    /// allocation) plus the text it holds. The costs were measured with
+    /// `cargo bench --bench scale` (docs/performance.md) and err high, so
+    /// the preview's budget is kept rather than overrun.
+    pub fn approx_bytes(&self) -> usize {
+        const NAMESPACE: usize = 900;
+        const WORKLOAD: usize = 250;
+        const GROUP: usize = 900;
+        const POD: usize = 80;
+        const POLICY: usize = 120;
+        const BODY: usize = 2_000;
+        const PEER: usize = 1_200;
+        // A ReplicaSet's or Job's entry in the owner table: 236 bytes
+        // measured for 100,000 ReplicaSets of 10,000 Deployments (VmRSS
+        // before and after filling an `Owners`).
+        const OWNER: usize = 300;
+        self.namespaces * NAMESPACE
+            + self.workloads * WORKLOAD
+            + self.groups * GROUP
+            + self.pods * POD
+            + self.policies * POLICY
+            + self.bodies * BODY
+            + self.peers * PEER
+            + self.text_bytes * 2
+            + self.owners * OWNER
+    }
 }
 
 impl Model {
     /// Every workload, sorted.
-    pub fn workloads(&self) -> &[WorkloadId] {
-        &self.workloads
+    pub fn workloads(&self) -> impl ExactSizeIterator<Item = &WorkloadId> + '_ {
+        self.wl_by_id.keys()
     }
 
     /// Every namespace (declared or referenced) with its labels, sorted.
     pub fn namespaces(&self) -> impl Iterator<Item = (&str, &Labels)> {
-        self.namespaces.iter().map(|(n, l)| (n.as_str(), l))
+        self.ns_by_name.values().map(|&n| {
+            (
+                &*self.namespaces[n as usize].name,
+                &self.namespaces[n as usize].labels,
+            )
+        })
     }
 
-    /// The policy `namespace/name`, if present.
-    pub fn policy(&self, namespace: &str, name: &str) -> Option<&Policy> {
-        self.policy_index(namespace, name)
-            .map(|i| &self.policies[i])
+    /// The policy `namespace/name`, if present, as it was read.
+    pub fn policy(&self, namespace: &str, name: &str) -> Option<Policy> {
+        let p = self.policy_id(namespace, name)?;
+        let sp = &self.policies[p as usize];
+        Some(self.intern.policy(namespace, name, &sp.body))
     }
 
-    pub(crate) fn policy_index(&self, namespace: &str, name: &str) -> Option<usize> {
-        self.policies
-            .binary_search_by(|p| (p.namespace.as_str(), p.name.as_str()).cmp(&(namespace, name)))
-            .ok()
+    /// The index of the policy `namespace/name`.
+    pub(crate) fn policy_id(&self, namespace: &str, name: &str) -> Option<PolicyId> {
+        let ns = self.ns_by_name.get(namespace)?;
+        self.namespaces[*ns as usize].policies.get(name).copied()
+    }
+
+    /// `namespace/name` of policy `p`.
+    pub(crate) fn policy_ref(&self, p: PolicyId) -> String {
+        let sp = &self.policies[p as usize];
+        format!(
+            "{}/{}",
+            self.namespaces[sp.namespace as usize].name, sp.name
+        )
+    }
+
+    /// The namespace named `name`.
+    pub(crate) fn ns_id(&self, name: &str) -> Option<NsId> {
+        self.ns_by_name.get(name).copied()
+    }
+
+    /// The workload `id`'s index.
+    pub(crate) fn wl_id(&self, id: &WorkloadId) -> Option<WlId> {
+        self.wl_by_id.get(id).copied()
     }
 
     /// The distinct pod shapes of a workload.
     pub fn shapes(&self, workload: &WorkloadId) -> Vec<&PodShape> {
-        match self.workloads.binary_search(workload) {
-            Ok(wi) => self.groups_of(wi).map(|g| &self.groups[g].shape).collect(),
-            Err(_) => Vec::new(),
+        match self.wl_by_id.get(workload) {
+            Some(&w) => self.workloads[w as usize]
+                .groups
+                .iter()
+                .map(|&g| &self.groups[g as usize].shape)
+                .collect(),
+            None => Vec::new(),
         }
     }
 
-    /// Indexes into the groups of workload `wi` (groups are stored in
-    /// workload order).
-    pub(crate) fn groups_of(&self, wi: usize) -> impl Iterator<Item = usize> + '_ {
-        let start = self.groups.partition_point(|g| (g.workload as usize) < wi);
-        (start..self.groups.len()).take_while(move |&g| self.groups[g].workload as usize == wi)
+    /// One past the highest group index: the length of sets of groups.
+    pub(crate) fn group_capacity(&self) -> usize {
+        self.groups.capacity()
+    }
+
+    /// Every pod group, with its index.
+    pub(crate) fn group_ids(&self) -> impl Iterator<Item = GroupId> + '_ {
+        self.groups.iter().map(|(g, _)| g as GroupId)
+    }
+
+    /// Group `g`.
+    pub(crate) fn group(&self, g: GroupId) -> &PodGroup {
+        &self.groups[g as usize]
     }
 
     /// The workloads a reference names: `ns/name[Kind]` exactly, `ns/name`
@@ -522,8 +638,7 @@ impl Model {
             Some((ns, name)) => (Some(ns), name),
             None => (None, path),
         };
-        self.workloads
-            .iter()
+        self.workloads()
             .filter(|w| {
                 &*w.name == name
                     && ns.is_none_or(|ns| &*w.namespace == ns)
@@ -532,16 +647,66 @@ impl Model {
             .collect()
     }
 
+    /// `(namespace, name)` of every pod held by name.
+    pub fn pod_keys(&self) -> Vec<(String, String)> {
+        self.pods
+            .keys()
+            .map(|(n, name)| {
+                (
+                    self.namespaces[*n as usize].name.to_string(),
+                    name.to_string(),
+                )
+            })
+            .collect()
+    }
+
+    /// `(namespace, name)` of every policy.
+    pub fn policy_keys(&self) -> Vec<(String, String)> {
+        self.policies
+            .iter()
+            .map(|(_, p)| {
+                (
+                    self.namespaces[p.namespace as usize].name.to_string(),
+                    p.name.to_string(),
+                )
+            })
+            .collect()
+    }
+
+    /// Every namespace a Namespace object declared (not only referenced).
+    pub fn declared_namespaces(&self) -> Vec<String> {
+        self.namespaces
+            .iter()
+            .filter(|(_, n)| n.declared)
+            .map(|(_, n)| n.name.to_string())
+            .collect()
+    }
+
+    /// What the model holds.
+    pub fn stats(&self) -> ModelStats {
+        let text_bytes = self.text;
+        let (bodies, peers) = self.intern.sizes();
+        ModelStats {
+            namespaces: self.namespaces.len(),
+            workloads: self.workloads.len(),
+            groups: self.groups.len(),
+            pods: self.pods.len(),
+            policies: self.policies.len(),
+            bodies,
+            peers,
+            text_bytes,
+            owners: self.owners.len(),
+        }
+    }
+
     /// Things worth knowing about how the model reads this cluster: pods
     /// of one workload that policies tell apart, and hostNetwork pods.
     pub fn notes(&self) -> Vec<String> {
         let mut notes = Vec::new();
-        for (wi, w) in self.workloads.iter().enumerate() {
-            let gs: Vec<usize> = self.groups_of(wi).collect();
+        for w in self.workloads() {
+            let gs = &self.workloads[self.wl_by_id[w] as usize].groups;
             if let Some((&first, rest)) = gs.split_first()
-                && rest
-                    .iter()
-                    .any(|&g| !self.index.treated_alike(first, g, &self.groups))
+                && rest.iter().any(|&g| !self.treated_alike(first, g))
             {
                 notes.push(format!(
                     "pods of {w} have different labels or ports and policies treat them differently; \
@@ -550,14 +715,14 @@ impl Model {
             }
         }
         let host: Vec<String> = self
-            .workloads
-            .iter()
-            .enumerate()
-            .filter(|(wi, _)| {
-                self.groups_of(*wi)
-                    .any(|g| self.groups[g].shape.host_network)
+            .workloads()
+            .filter(|w| {
+                self.workloads[self.wl_by_id[*w] as usize]
+                    .groups
+                    .iter()
+                    .any(|&g| self.groups[g as usize].shape.host_network)
             })
-            .map(|(_, w)| w.to_string())
+            .map(|w| w.to_string())
             .collect();
         if !host.is_empty() {
             let shown = host.iter().take(5).cloned().collect::<Vec<_>>().join(", ");
@@ -574,35 +739,515 @@ impl Model {
         notes
     }
 
-    /// The model after a policy change (create, update or delete), rebuilt
-    /// whole: the slow, obviously right answer that previews (which
-    /// compute only what the change touches) are tested against.
-    pub fn with_change(&self, change: &super::preview::PolicyChange) -> Model {
-        let mut b = self.to_builder();
-        if let Some((ns, name)) = change.key() {
-            b.remove_policy(ns, name);
-        }
-        if let Some(p) = &change.new {
-            b.policy(p.clone());
-        }
-        b.build()
+    /// Do the policies see groups `a` and `b` (of one workload, so of one
+    /// namespace) the same way: selected by the same policies, admitted by
+    /// the same peers, with the same ports?
+    fn treated_alike(&self, a: GroupId, b: GroupId) -> bool {
+        let (ga, gb) = (&self.groups[a as usize], &self.groups[b as usize]);
+        let same_set = |x: &[PolicyId], y: &[PolicyId]| {
+            let mut x = x.to_vec();
+            let mut y = y.to_vec();
+            x.sort_unstable();
+            y.sort_unstable();
+            x == y
+        };
+        ga.shape.ports == gb.shape.ports
+            && (0..2).all(|d| same_set(&ga.selecting[d], &gb.selecting[d]))
+            && self.intern.peers().all(|(_, peer)| match peer {
+                Peer::Pods { pods, .. } => {
+                    pods.matches(&ga.shape.labels) == pods.matches(&gb.shape.labels)
+                }
+                Peer::Addresses { .. } => true,
+            })
     }
 
-    /// A builder holding this model's summaries and policies.
+    /// The model after a policy change (create, update or delete), made
+    /// on a copy: the slow, obviously right answer that previews (which
+    /// compute only what the change touches) are tested against.
+    pub fn with_change(&self, change: &super::preview::PolicyChange) -> Model {
+        let mut m = self.clone();
+        if let Some((ns, name)) = change.key() {
+            m.remove_policy(ns, name);
+        }
+        if let Some(p) = &change.new {
+            m.put_policy(p);
+        }
+        m
+    }
+
+    /// A builder holding this model.
     pub fn to_builder(&self) -> ModelBuilder {
-        let mut b = ModelBuilder::new();
-        b.namespaces = self.namespaces.iter().cloned().collect();
-        for g in &self.groups {
-            b.summary(PodSummary {
-                workload: self.workloads[g.workload as usize].clone(),
-                workload_uid: None,
-                shape: g.shape.clone(),
+        ModelBuilder {
+            model: self.clone(),
+        }
+    }
+
+    // ---- changes in place -------------------------------------------
+
+    fn ns_or_insert(&mut self, name: &str) -> NsId {
+        if let Some(&n) = self.ns_by_name.get(name) {
+            return n;
+        }
+        let name: Arc<str> = name.into();
+        let labels = Labels::from([(NAMESPACE_NAME_LABEL.to_owned(), name.to_string())]);
+        self.text += name.len() + label_text(&labels);
+        let n = self.namespaces.insert(Ns {
+            name: Arc::clone(&name),
+            labels,
+            declared: false,
+            groups: Vec::new(),
+            policies: BTreeMap::new(),
+        }) as NsId;
+        self.ns_by_name.insert(name, n);
+        n
+    }
+
+    fn drop_ns_if_unused(&mut self, n: NsId) {
+        if self.namespaces[n as usize].referenced() {
+            return;
+        }
+        let ns = self.namespaces.remove(n as usize);
+        self.text -= ns.name.len() + label_text(&ns.labels);
+        self.ns_by_name.remove(&ns.name);
+    }
+
+    /// Adds or replaces namespace `name` with `labels`.
+    pub fn put_namespace(&mut self, name: &str, labels: Labels) {
+        let n = self.ns_or_insert(name);
+        let ns = &mut self.namespaces[n as usize];
+        self.text = self.text + label_text(&labels) - label_text(&ns.labels);
+        ns.labels = labels;
+        ns.declared = true;
+    }
+
+    /// Forgets namespace `name`'s labels; it stays, with its name label
+    /// only, while workloads or policies are in it.
+    pub fn remove_namespace(&mut self, name: &str) {
+        let Some(&n) = self.ns_by_name.get(name) else {
+            return;
+        };
+        let ns = &mut self.namespaces[n as usize];
+        ns.declared = false;
+        let labels = Labels::from([(NAMESPACE_NAME_LABEL.to_owned(), name.to_owned())]);
+        self.text = self.text + label_text(&labels) - label_text(&ns.labels);
+        ns.labels = labels;
+        self.drop_ns_if_unused(n);
+    }
+
+    /// The index of workload `id`, made if new.
+    fn wl_or_insert(&mut self, id: WorkloadId) -> WlId {
+        if let Some(&w) = self.wl_by_id.get(&id) {
+            return w;
+        }
+        let w = self.workloads.insert(Wl {
+            id: id.clone(),
+            groups: Vec::new(),
+        }) as WlId;
+        self.wl_by_id.insert(id, w);
+        w
+    }
+
+    /// One more pod (or template, or summary) of `s` shown as workload
+    /// `shown`: the group of its shape (and of the ReplicaSet or Job it
+    /// names), made if new.
+    fn add_source(&mut self, shown: WorkloadId, s: PodSummary) -> GroupId {
+        let n = self.ns_or_insert(&shown.namespace);
+        let w = self.wl_or_insert(shown);
+        let via = s.via();
+        let existing = self.workloads[w as usize]
+            .groups
+            .iter()
+            .copied()
+            .find(|&g| {
+                self.groups[g as usize].shape == s.shape && self.groups[g as usize].via == via
             });
+        if let Some(g) = existing {
+            self.groups[g as usize].sources += 1;
+            return g;
         }
-        for p in &self.policies {
-            b.policy(p.clone());
+        let mut selecting: [Vec<PolicyId>; 2] = Default::default();
+        for &p in self.namespaces[n as usize].policies.values() {
+            let body = &self.policies[p as usize].body;
+            if body.pod_selector.matches(&s.shape.labels) {
+                for d in body.types.iter() {
+                    selecting[d.index()].push(p);
+                }
+            }
         }
-        b
+        self.text += shape_text(&s.shape);
+        let g = self.groups.insert(PodGroup {
+            workload: w,
+            namespace: n,
+            shape: s.shape,
+            sources: 1,
+            via,
+            selecting,
+        }) as GroupId;
+        self.workloads[w as usize].groups.push(g);
+        self.namespaces[n as usize].groups.push(g);
+        g
+    }
+
+    /// One pod (or template) of group `g` fewer: the group goes with its
+    /// last, the workload with its last group.
+    fn release_source(&mut self, g: GroupId) {
+        let group = &mut self.groups[g as usize];
+        group.sources -= 1;
+        if group.sources > 0 {
+            return;
+        }
+        let group = self.groups.remove(g as usize);
+        self.text -= shape_text(&group.shape);
+        let wl = &mut self.workloads[group.workload as usize];
+        wl.groups.retain(|&x| x != g);
+        if wl.groups.is_empty() {
+            let wl = self.workloads.remove(group.workload as usize);
+            self.wl_by_id.remove(&wl.id);
+            self.templates.remove(&group.workload);
+        }
+        self.namespaces[group.namespace as usize]
+            .groups
+            .retain(|&x| x != g);
+        self.drop_ns_if_unused(group.namespace);
+    }
+
+    /// Adds or replaces pod `name` (in `s.workload`'s namespace), shown as
+    /// the workload a user wrote (see [`PodSummary::shown_as`]).
+    pub fn put_pod(&mut self, name: &str, s: PodSummary) {
+        let shown = s.shown_as(&self.owners);
+        if self.has_manifest(&shown) {
+            self.remove_pod(&shown.namespace, name);
+            self.hidden
+                .insert((shown.namespace.as_ref().into(), name.into()), s);
+            return;
+        }
+        self.hidden
+            .remove(&(shown.namespace.as_ref().into(), name.into()));
+        let n = self.ns_or_insert(&shown.namespace);
+        let g = self.add_source(shown, s);
+        match self.pods.insert((n, name.into()), g) {
+            Some(old) => self.release_source(old),
+            None => self.text += name.len(),
+        }
+    }
+
+    /// Removes pod `namespace/name`, if present.
+    pub fn remove_pod(&mut self, namespace: &str, name: &str) {
+        self.hidden.remove(&(namespace.into(), name.into()));
+        let Some(n) = self.ns_id(namespace) else {
+            return;
+        };
+        if let Some(g) = self.pods.remove(&(n, name.into())) {
+            self.text -= name.len();
+            self.release_source(g);
+        }
+    }
+
+    /// Adds or replaces a workload manifest's pod template. The manifest
+    /// says what the workload's pods are: pods of it held so far are set
+    /// aside (its rollout would replace them).
+    pub fn put_template(&mut self, s: PodSummary) {
+        let id = s.workload.clone();
+        let s = PodSummary {
+            workload_uid: None,
+            ..s
+        };
+        let g = self.add_source(id.clone(), s);
+        let w = self.groups[g as usize].workload;
+        if let Some(old) = self.templates.insert(w, g) {
+            self.release_source(old);
+        }
+        debug_assert_eq!(self.wl_id(&id), Some(w));
+        let others: Vec<GroupId> = self.workloads[w as usize]
+            .groups
+            .iter()
+            .copied()
+            .filter(|&x| x != g)
+            .collect();
+        for other in others {
+            self.hide_group(other);
+        }
+    }
+
+    /// Adds a pod summary that is never replaced or removed.
+    pub fn add_summary(&mut self, s: PodSummary) {
+        let shown = s.shown_as(&self.owners);
+        if !self.has_manifest(&shown) {
+            self.add_source(shown, s);
+        }
+    }
+
+    // ---- owners: pods shown as the workload a user wrote ------------
+
+    /// Is workload `id` given by its own manifest?
+    fn has_manifest(&self, id: &WorkloadId) -> bool {
+        self.wl_id(id)
+            .is_some_and(|w| self.templates.contains_key(&w))
+    }
+
+    /// Records a ReplicaSet's or Job's metadata; the pods that name it
+    /// follow its controller.
+    pub fn put_owner(&mut self, kind: Intermediate, meta: &ObjectMeta) {
+        self.owners.put(kind, meta, DEFAULT_NAMESPACE);
+        let ns = namespace_of(meta, DEFAULT_NAMESPACE);
+        self.rehome(&ns, kind, meta.name.as_deref().unwrap_or_default());
+    }
+
+    /// Forgets a ReplicaSet or Job; the pods that name it are shown as it.
+    pub fn remove_owner(&mut self, kind: Intermediate, namespace: &str, name: &str) {
+        self.owners.remove(kind, namespace, name);
+        self.rehome(namespace, kind, name);
+    }
+
+    /// `(namespace, name)` of every ReplicaSet or Job of `kind` known.
+    pub fn owner_keys(&self, kind: Intermediate) -> Vec<(String, String)> {
+        self.owners.keys(kind)
+    }
+
+    /// Shows the pods naming ReplicaSet or Job `kind` `ns/name` as the
+    /// owner table now says: their groups move whole to that workload.
+    fn rehome(&mut self, ns: &str, kind: Intermediate, name: &str) {
+        let groups: Vec<GroupId> = match self.ns_id(ns) {
+            Some(n) => self.namespaces[n as usize]
+                .groups
+                .iter()
+                .copied()
+                .filter(|&g| {
+                    let via = &self.groups[g as usize].via;
+                    via.as_ref()
+                        .is_some_and(|v| v.kind == kind && &*v.name == name)
+                })
+                .collect(),
+            None => Vec::new(),
+        };
+        for g in groups {
+            let summary = self.summary_of(g);
+            let shown = summary.shown_as(&self.owners);
+            let from = self.groups[g as usize].workload;
+            if self.workloads[from as usize].id == shown {
+                continue;
+            }
+            if self.has_manifest(&shown) {
+                self.hide_group(g);
+                continue;
+            }
+            let to = self.wl_or_insert(shown);
+            self.groups[g as usize].workload = to;
+            self.workloads[to as usize].groups.push(g);
+            let wl = &mut self.workloads[from as usize];
+            wl.groups.retain(|&x| x != g);
+            if wl.groups.is_empty() {
+                let wl = self.workloads.remove(from as usize);
+                self.wl_by_id.remove(&wl.id);
+            }
+        }
+        // Pods set aside may now belong to a workload without manifest.
+        let held: Vec<(Box<str>, PodSummary)> = self
+            .hidden
+            .iter()
+            .filter(|((n, _), s)| {
+                &**n == ns && &*s.workload.name == name && &*s.workload.kind == kind.kind()
+            })
+            .map(|((_, pod), s)| (pod.clone(), s.clone()))
+            .collect();
+        for (pod, s) in held {
+            self.put_pod(&pod, s);
+        }
+    }
+
+    /// What group `g`'s pods are: their controller, its uid, their shape.
+    fn summary_of(&self, g: GroupId) -> PodSummary {
+        let group = &self.groups[g as usize];
+        let shown = &self.workloads[group.workload as usize].id;
+        let (workload, workload_uid) = match &group.via {
+            Some(v) => (
+                WorkloadId {
+                    namespace: Arc::clone(&shown.namespace),
+                    name: Arc::clone(&v.name),
+                    kind: v.kind.kind().into(),
+                },
+                v.uid.clone(),
+            ),
+            None => (shown.clone(), None),
+        };
+        PodSummary {
+            workload,
+            workload_uid,
+            shape: group.shape.clone(),
+        }
+    }
+
+    /// Sets the pods of group `g` aside: their workload's manifest says
+    /// what its pods are. (Summaries, which have no name, are dropped.)
+    fn hide_group(&mut self, g: GroupId) {
+        let summary = self.summary_of(g);
+        let ns = Arc::clone(
+            &self.workloads[self.groups[g as usize].workload as usize]
+                .id
+                .namespace,
+        );
+        let pods: Vec<(NsId, Box<str>)> = self
+            .pods
+            .iter()
+            .filter(|(_, x)| **x == g)
+            .map(|(k, _)| k.clone())
+            .collect();
+        for key in pods {
+            self.remove_pod(&ns, &key.1);
+            self.hidden
+                .insert((ns.as_ref().into(), key.1), summary.clone());
+        }
+        if self.groups.contains(g as usize) {
+            // What is left are summaries: gone with the group.
+            self.groups[g as usize].sources = 1;
+            self.release_source(g);
+        }
+    }
+
+    /// Forgets the pods, templates and policies of namespace `name`; its
+    /// labels and the owner table stay.
+    pub fn forget_namespace(&mut self, name: &str) {
+        self.hidden.retain(|(ns, _), _| &**ns != name);
+        let Some(n) = self.ns_id(name) else {
+            return;
+        };
+        let pods: Vec<Box<str>> = self
+            .pods
+            .keys()
+            .filter(|(x, _)| *x == n)
+            .map(|(_, pod)| pod.clone())
+            .collect();
+        for pod in pods {
+            self.remove_pod(name, &pod);
+        }
+        let templates: Vec<(WlId, GroupId)> = self
+            .templates
+            .iter()
+            .filter(|(_, g)| self.groups[**g as usize].namespace == n)
+            .map(|(w, g)| (*w, *g))
+            .collect();
+        for (w, g) in templates {
+            self.templates.remove(&w);
+            self.release_source(g);
+        }
+        let policies: Vec<Box<str>> = self.namespaces[n as usize]
+            .policies
+            .keys()
+            .cloned()
+            .collect();
+        for p in policies {
+            self.remove_policy(name, &p);
+        }
+    }
+
+    /// Adds or replaces a policy.
+    pub fn put_policy(&mut self, p: &Policy) {
+        let n = self.ns_or_insert(&p.namespace);
+        let body = self.intern.intern(p);
+        let existing = self.namespaces[n as usize]
+            .policies
+            .get(p.name.as_str())
+            .copied();
+        let id = match existing {
+            Some(id) => {
+                let old = std::mem::replace(&mut self.policies[id as usize].body, body);
+                self.intern.release(&old);
+                id
+            }
+            None => {
+                self.text += p.name.len();
+                let id = self.policies.insert(StoredPolicy {
+                    namespace: n,
+                    name: p.name.as_str().into(),
+                    body,
+                }) as PolicyId;
+                self.namespaces[n as usize]
+                    .policies
+                    .insert(p.name.as_str().into(), id);
+                id
+            }
+        };
+        self.reselect(n, id);
+    }
+
+    /// Removes policy `namespace/name`, if present.
+    pub fn remove_policy(&mut self, namespace: &str, name: &str) {
+        let Some(n) = self.ns_id(namespace) else {
+            return;
+        };
+        let Some(id) = self.namespaces[n as usize].policies.remove(name) else {
+            return;
+        };
+        for &g in &self.namespaces[n as usize].groups {
+            for list in &mut self.groups[g as usize].selecting {
+                list.retain(|&x| x != id);
+            }
+        }
+        let sp = self.policies.remove(id as usize);
+        self.text -= sp.name.len();
+        self.intern.release(&sp.body);
+        self.drop_ns_if_unused(n);
+    }
+
+    /// Recomputes which groups of namespace `n` policy `id` selects.
+    fn reselect(&mut self, n: NsId, id: PolicyId) {
+        let body = Arc::clone(&self.policies[id as usize].body);
+        for &g in &self.namespaces[n as usize].groups {
+            let group = &mut self.groups[g as usize];
+            let selected = body.pod_selector.matches(&group.shape.labels);
+            for d in Direction::ALL {
+                let list = &mut group.selecting[d.index()];
+                list.retain(|&x| x != id);
+                if selected && body.types.contains(d) {
+                    list.push(id);
+                }
+            }
+        }
+    }
+
+    /// Forgets every namespace, pod or policy.
+    pub fn clear(&mut self, kind: Kind) {
+        match kind {
+            Kind::Namespaces => {
+                let names: Vec<Arc<str>> = self.ns_by_name.keys().cloned().collect();
+                for n in names {
+                    self.remove_namespace(&n);
+                }
+            }
+            Kind::ReplicaSets | Kind::Jobs => {
+                let kind = if kind == Kind::Jobs {
+                    Intermediate::Job
+                } else {
+                    Intermediate::ReplicaSet
+                };
+                for (ns, name) in self.owner_keys(kind) {
+                    self.remove_owner(kind, &ns, &name);
+                }
+            }
+            Kind::Pods => {
+                self.hidden.clear();
+                let pods: Vec<((NsId, Box<str>), GroupId)> = self.pods.drain().collect();
+                for ((_, name), g) in pods {
+                    self.text -= name.len();
+                    self.release_source(g);
+                }
+            }
+            Kind::Policies => {
+                let all: Vec<(Arc<str>, Box<str>)> = self
+                    .policies
+                    .iter()
+                    .map(|(_, p)| {
+                        (
+                            Arc::clone(&self.namespaces[p.namespace as usize].name),
+                            p.name.clone(),
+                        )
+                    })
+                    .collect();
+                for (ns, name) in all {
+                    self.remove_policy(&ns, &name);
+                }
+            }
+        }
     }
 }
 
@@ -693,7 +1338,7 @@ mod tests {
         }
         let m = b.build();
         assert_eq!(m.workloads().len(), 1);
-        assert_eq!(m.shapes(&m.workloads()[0]).len(), 1);
+        assert_eq!(m.shapes(m.workloads().next().unwrap()).len(), 1);
         let (name, labels) = m.namespaces().next().unwrap();
         assert_eq!(name, "shop");
         assert_eq!(labels[NAMESPACE_NAME_LABEL], "shop");
@@ -726,7 +1371,7 @@ mod tests {
         b.remove_pod("shop", "a");
         let m = b.build();
         assert_eq!(m.workloads().len(), 1);
-        assert_eq!(m.workloads()[0].to_string(), "shop/b[Pod]");
+        assert_eq!(m.workloads().next().unwrap().to_string(), "shop/b[Pod]");
         assert!(m.policy("shop", "deny").is_some());
         assert_eq!(
             m.namespaces()
@@ -747,7 +1392,7 @@ mod tests {
         b.network_policy(&np).unwrap();
         b.clear(Kind::Pods);
         let m = b.build();
-        assert!(m.workloads().is_empty());
+        assert_eq!(m.workloads().len(), 0);
         assert!(
             m.policy("shop", "deny").is_some(),
             "clearing pods keeps policies"

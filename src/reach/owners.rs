@@ -21,6 +21,7 @@
 //! in the pod's namespace.
 
 use std::collections::BTreeMap;
+use std::ops::Bound;
 use std::sync::Arc;
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference};
@@ -71,24 +72,68 @@ pub fn controller(meta: &ObjectMeta) -> Option<&OwnerReference> {
         .filter(|o| o.kind != "Node")
 }
 
-/// What is known of one ReplicaSet or Job.
+/// An object's uid: a UUID (what the API server gives every object) held
+/// in 16 bytes, or, from hand-written manifests, any text.
 #[derive(Debug, Clone, PartialEq, Eq)]
-struct Known {
-    uid: Option<Arc<str>>,
-    /// Its controller's kind and name, if it has one.
-    controller: Option<(Arc<str>, Arc<str>)>,
+enum Uid {
+    Uuid(u128),
+    Text(Arc<str>),
 }
 
+impl Uid {
+    fn new(s: &str) -> Option<Uid> {
+        if s.is_empty() {
+            return None;
+        }
+        Some(uuid(s).map_or_else(|| Uid::Text(s.into()), Uid::Uuid))
+    }
+
+    fn is(&self, s: &str) -> bool {
+        match self {
+            Uid::Uuid(u) => uuid(s) == Some(*u),
+            Uid::Text(t) => **t == *s,
+        }
+    }
+}
+
+/// `8-4-4-4-12` lowercase hex digits, as a number.
+fn uuid(s: &str) -> Option<u128> {
+    let b = s.as_bytes();
+    if b.len() != 36 || [8, 13, 18, 23].iter().any(|&i| b[i] != b'-') {
+        return None;
+    }
+    let hex: String = s.chars().filter(|&c| c != '-').collect();
+    if !hex
+        .bytes()
+        .all(|c| c.is_ascii_digit() || (b'a'..=b'f').contains(&c))
+    {
+        return None;
+    }
+    u128::from_str_radix(&hex, 16).ok()
+}
+
+/// What is known of one ReplicaSet or Job that has a controller.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Known {
+    uid: Option<Uid>,
+    /// Its controller's kind and name (shared among the ReplicaSets of one
+    /// Deployment, and the Jobs of one CronJob).
+    controller: (Arc<str>, Arc<str>),
+}
+
+/// The ReplicaSets (or Jobs) of one namespace, by name.
+type ByName = BTreeMap<Box<str>, Known>;
+
 /// ReplicaSets and Jobs by namespace and name, each with its uid and its
-/// own controller: the second step of every owner chain.
+/// own controller: the second step of every owner chain. One without a
+/// controller is not kept: its pods are shown as it, as are those of one
+/// never seen.
 #[derive(Debug, Clone, Default)]
 pub struct Owners {
     // One map per kind: namespace -> name -> what is known.
-    known: [BTreeMap<String, BTreeMap<String, Known>>; 2],
-}
-
-fn non_empty(s: &str) -> Option<Arc<str>> {
-    (!s.is_empty()).then(|| Arc::from(s))
+    known: [BTreeMap<Box<str>, ByName>; 2],
+    // Controller kinds, held once ("Deployment", "CronJob", ...).
+    kinds: Vec<Arc<str>>,
 }
 
 impl Owners {
@@ -108,17 +153,34 @@ impl Owners {
             .as_deref()
             .filter(|n| !n.is_empty())
             .unwrap_or(default_namespace);
-        let known = Known {
-            uid: meta.uid.as_deref().and_then(non_empty),
-            // A reference without a kind names nothing that can be shown.
-            controller: controller(meta)
-                .filter(|c| !c.kind.is_empty() && !c.name.is_empty())
-                .map(|c| (Arc::from(c.kind.as_str()), Arc::from(c.name.as_str()))),
+        // A reference without a kind names nothing that can be shown.
+        let Some(c) = controller(meta).filter(|c| !c.kind.is_empty() && !c.name.is_empty()) else {
+            self.remove(kind, ns, name);
+            return;
         };
-        self.known[kind.slot()]
-            .entry(ns.to_owned())
-            .or_default()
-            .insert(name.to_owned(), known);
+        let controller_kind = match self.kinds.iter().find(|k| ***k == *c.kind) {
+            Some(k) => Arc::clone(k),
+            None => {
+                let k: Arc<str> = c.kind.as_str().into();
+                self.kinds.push(Arc::clone(&k));
+                k
+            }
+        };
+        let names = self.known[kind.slot()].entry(ns.into()).or_default();
+        // The ReplicaSets of one Deployment sort side by side (`web-<hash>`):
+        // a neighbour with the same controller lends its name.
+        let mut before = names.range::<str, _>((Bound::Unbounded, Bound::Excluded(name)));
+        let after = names.range::<str, _>((Bound::Excluded(name), Bound::Unbounded));
+        let neighbours = before.next_back().into_iter().chain(after.take(1));
+        let controller_name = neighbours
+            .map(|(_, k)| &k.controller.1)
+            .find(|n| ***n == *c.name)
+            .map_or_else(|| Arc::from(c.name.as_str()), Arc::clone);
+        let known = Known {
+            uid: meta.uid.as_deref().and_then(Uid::new),
+            controller: (controller_kind, controller_name),
+        };
+        names.insert(name.into(), known);
     }
 
     /// Forgets a ReplicaSet or Job, if known.
@@ -138,7 +200,15 @@ impl Owners {
         self.known[kind.slot()].clear();
     }
 
-    /// How many ReplicaSets and Jobs are known.
+    /// `(namespace, name)` of every ReplicaSet or Job of `kind` known.
+    pub fn keys(&self, kind: Intermediate) -> Vec<(String, String)> {
+        self.known[kind.slot()]
+            .iter()
+            .flat_map(|(ns, names)| names.keys().map(move |n| (ns.to_string(), n.to_string())))
+            .collect()
+    }
+
+    /// How many ReplicaSets and Jobs with a controller are known.
     pub fn len(&self) -> usize {
         self.known
             .iter()
@@ -169,11 +239,11 @@ impl Owners {
             .get(namespace)?
             .get(name)?;
         if let (Some(have), Some(want)) = (&known.uid, uid)
-            && **have != *want
+            && !have.is(want)
         {
             return None;
         }
-        known.controller.as_ref().map(|(k, n)| (k, n))
+        Some((&known.controller.0, &known.controller.1))
     }
 }
 
@@ -356,7 +426,56 @@ mod tests {
         let before = o.len();
         o.clear(job);
         assert_eq!(shown(&o, &job_pod), "shop/backup-29034720[Job]");
-        assert_eq!(o.len(), before - 3);
+        // Of the three Jobs, the bare one was never kept.
+        assert_eq!(o.len(), before - 2);
+        assert!(o.keys(job).is_empty());
+        assert_eq!(o.keys(rs).len(), 1, "{:?}", o.keys(rs));
+    }
+
+    /// UUIDs are held as numbers, anything else as text; both compare as
+    /// the API server's strings do.
+    #[test]
+    fn uids_of_either_form_are_matched_exactly() {
+        let a = "b4e6a8c0-2d1f-4b3a-9c5e-7f0a2b4d6e81";
+        let u = Uid::new(a).unwrap();
+        assert!(matches!(u, Uid::Uuid(_)));
+        assert!(u.is(a));
+        assert!(!u.is("b4e6a8c0-2d1f-4b3a-9c5e-7f0a2b4d6e82"));
+        assert!(
+            !u.is("B4E6A8C0-2D1F-4B3A-9C5E-7F0A2B4D6E81"),
+            "uids are compared as written"
+        );
+        let t = Uid::new("uid-rs").unwrap();
+        assert!(matches!(t, Uid::Text(_)));
+        assert!(t.is("uid-rs") && !t.is("uid-rs2"));
+        assert!(Uid::new("").is_none());
+        assert_eq!(uuid("b4e6a8c0-2d1f-4b3a-9c5e-7f0a2b4d6e8"), None);
+        assert_eq!(uuid("b4e6a8c0x2d1f-4b3a-9c5e-7f0a2b4d6e81"), None);
+        assert_eq!(uuid("g4e6a8c0-2d1f-4b3a-9c5e-7f0a2b4d6e81"), None);
+    }
+
+    /// The ReplicaSets of one Deployment share its name.
+    #[test]
+    fn siblings_share_their_controllers_name() {
+        let mut o = Owners::new();
+        for h in ["5d9f8b7c6d", "85854c6447", "6b9d7f6c8d"] {
+            o.put(
+                Intermediate::ReplicaSet,
+                &meta(&format!("web-{h}"), "", Some(("Deployment", "web"))),
+                "default",
+            );
+        }
+        let a = o
+            .controller_of("shop", "ReplicaSet", "web-5d9f8b7c6d", None)
+            .unwrap();
+        let b = o
+            .controller_of("shop", "ReplicaSet", "web-85854c6447", None)
+            .unwrap();
+        let c = o
+            .controller_of("shop", "ReplicaSet", "web-6b9d7f6c8d", None)
+            .unwrap();
+        assert!(Arc::ptr_eq(a.1, b.1) && Arc::ptr_eq(b.1, c.1));
+        assert!(Arc::ptr_eq(a.0, c.0));
     }
 
     /// Owner references are per namespace: a ReplicaSet of the same name

@@ -112,7 +112,7 @@ pub struct Seen {
 }
 
 struct State {
-    collections: Vec<Collection>,
+    collections: Vec<Mutex<Collection>>,
     events: HashMap<String, broadcast::Sender<Value>>,
     version: AtomicU64,
     seen: Mutex<Vec<Seen>>,
@@ -145,7 +145,7 @@ impl FakeApi {
             .map(|c| (c.path.clone(), broadcast::channel(1024).0))
             .collect();
         let state = Arc::new(State {
-            collections,
+            collections: collections.into_iter().map(Mutex::new).collect(),
             events,
             version: AtomicU64::new(1000),
             seen: Mutex::new(Vec::new()),
@@ -200,6 +200,30 @@ impl FakeApi {
     /// 403 Forbidden, as RBAC answers a client not granted the verb.
     pub fn forbid(&self, path: &str) {
         self.state.forbidden.lock().unwrap().insert(path.to_owned());
+    }
+
+    /// Replaces the objects the collection at `path` lists from now on
+    /// (what a watch sees only after a re-list).
+    pub fn set_items(&self, path: &str, items: Vec<Value>) {
+        for c in &self.state.collections {
+            let mut c = c.lock().unwrap();
+            if c.path == path {
+                c.items = Items::Held(items);
+                return;
+            }
+        }
+        panic!("no collection {path}");
+    }
+
+    /// Ends every open watch of the collection at `path` with the API
+    /// server's `410 Expired` error event, as when a watch falls behind
+    /// etcd's compaction: the client must list again.
+    pub fn expire_watches(&self, path: &str) {
+        if let Some(tx) = self.state.events.get(path) {
+            let _ = tx.send(json!({"type": "ERROR", "object": {
+                "kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure",
+                "message": "too old resource version: 1 (1000)", "reason": "Expired", "code": 410}}));
+        }
     }
 
     /// Every request received so far.
@@ -268,20 +292,33 @@ fn query(uri: &hyper::Uri) -> HashMap<String, String> {
 }
 
 /// A collection and what of it the path asks for.
-enum Target<'a> {
-    List(&'a Collection, Option<String>),
-    One(&'a Collection, String),
+enum Target {
+    List(Collection, Option<String>),
+    One(Collection, String),
 }
 
-fn route<'a>(state: &'a State, path: &str) -> Option<Target<'a>> {
+impl Clone for Collection {
+    fn clone(&self) -> Self {
+        Collection {
+            path: self.path.clone(),
+            api_version: self.api_version.clone(),
+            kind: self.kind.clone(),
+            items: self.items.clone(),
+        }
+    }
+}
+
+fn route(state: &State, path: &str) -> Option<Target> {
     for c in &state.collections {
+        let c = c.lock().unwrap().clone();
         if path == c.path {
             return Some(Target::List(c, None));
         }
         if let Some(name) = path.strip_prefix(&format!("{}/", c.path))
             && !name.contains('/')
         {
-            return Some(Target::One(c, name.to_owned()));
+            let name = name.to_owned();
+            return Some(Target::One(c, name));
         }
         // /api/v1/namespaces/NS/pods for /api/v1/pods.
         let (group_path, resource) = c.path.rsplit_once('/')?;
@@ -289,7 +326,8 @@ fn route<'a>(state: &'a State, path: &str) -> Option<Target<'a>> {
             && let Some((ns, r)) = rest.split_once('/')
             && r == resource
         {
-            return Some(Target::List(c, Some(ns.to_owned())));
+            let ns = ns.to_owned();
+            return Some(Target::List(c, Some(ns)));
         }
     }
     None
@@ -352,7 +390,7 @@ fn answer(state: &Arc<State>, req: Request<hyper::body::Incoming>) -> Response<B
         Some(Target::List(c, ns))
             if matches!(q.get("watch").map(String::as_str), Some("true" | "1")) =>
         {
-            watch(state, c, ns, meta, &q)
+            watch(state, &c, ns, meta, &q)
         }
         Some(Target::List(c, ns)) => {
             let all: Vec<usize> = (0..c.items.len())
@@ -425,6 +463,10 @@ fn watch(
                         "metadata": {"resourceVersion": rv}}})
                 }
                 ev = rx.recv() => match ev {
+                    Ok(ev) if ev["type"] == "ERROR" => {
+                        let _ = tx.send(Bytes::from(format!("{ev}\n"))).await;
+                        return;
+                    }
                     Ok(mut ev) => {
                         if ns.as_deref().is_some_and(|ns| ev["object"]["metadata"]["namespace"] != ns) {
                             continue;
