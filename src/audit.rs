@@ -520,7 +520,9 @@ where
         .await
     {
         Ok(list) => Ok(list.items.into_iter().map(|o| o.metadata).collect()),
-        Err(kube::Error::Api(status)) if status.is_forbidden() => {
+        // Refused by RBAC, or not served: a note, as these only name
+        // workloads better.
+        Err(kube::Error::Api(status)) if status.is_forbidden() || status.is_not_found() => {
             let kind = K::kind(&());
             notes.push(format!(
                 "cannot list {plural} ({reason}): pods are named by their {kind}, not by the workload that made it; \
