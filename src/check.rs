@@ -37,6 +37,9 @@ pub enum CheckError {
     /// The state or a policy in the set is invalid.
     #[error(transparent)]
     State(#[from] StateError),
+    /// Both the live cluster and a state directory were given.
+    #[error("the cluster before the files is either the live cluster or --state DIR, not both")]
+    TwoStates,
 }
 
 /// One violated rule, as reported.
@@ -133,19 +136,32 @@ pub struct Options {
 
 /// Reads the files, builds the cluster, decides every object.
 pub fn run(cfg: &Config, opts: &Options) -> Result<Report, CheckError> {
+    run_seeded(cfg, opts, None)
+}
+
+/// [`run`], against `seed` as the cluster before the files (the live
+/// cluster's namespaces and policies, for `check --cluster`) instead of
+/// `opts.state`; `opts.state` must then be unset.
+pub fn run_seeded(
+    cfg: &Config,
+    opts: &Options,
+    seed: Option<StaticCluster>,
+) -> Result<Report, CheckError> {
     let m = manifest::read_paths(&opts.paths)?;
     if let Some(s) = m.skipped.first() {
         return Err(CheckError::NotManifest(s.to_string()));
     }
-    let cluster = match &opts.state {
-        Some(dir) => {
+    let cluster = match (seed, &opts.state) {
+        (Some(_), Some(_)) => return Err(CheckError::TwoStates),
+        (Some(c), None) => c,
+        (None, Some(dir)) => {
             let (c, skipped) = StaticCluster::load(&[dir])?;
             if let Some(s) = skipped.first() {
                 return Err(CheckError::NotManifest(format!("--state {s}")));
             }
             c
         }
-        None => StaticCluster::new(),
+        (None, None) => StaticCluster::new(),
     };
     check_documents(cfg, cluster, m.documents, &opts.namespace, &opts.user)
 }

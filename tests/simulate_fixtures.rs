@@ -476,8 +476,13 @@ fn diff_agrees_with_every_file_in_diffs() {
             output: Format::Json,
             fail_on: None,
             strict: false,
-            old: root().join(old).join("manifests"),
-            new: root().join(new).join("manifests"),
+            cluster: false,
+            state: None,
+            prune: false,
+            paths: vec![
+                root().join(old).join("manifests"),
+                root().join(new).join("manifests"),
+            ],
         }));
         let want = expected_diff(&std::fs::read_to_string(&f).unwrap());
         let mut problems = describe("pair", &want.pairs, &got.pairs);

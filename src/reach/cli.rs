@@ -1,6 +1,8 @@
 //! `palisade simulate list | eval | diff`: the thin shell over the pure
 //! core. Reads manifests like `kubectl apply -f PATH -R`, notes files that
 //! are not manifests on stderr (an error with `--strict`), and renders.
+//! `diff --cluster` / `--state DIR` applies the files on top of the
+//! cluster ([`super::drift`]) and diffs the two.
 //!
 //! Exit codes: 0 fine (eval: allowed); 1 eval denied, or `diff --fail-on
 //! open` found something opened; 2 (as `Err`) usage, read or parse errors.
@@ -13,6 +15,7 @@ use thiserror::Error;
 
 use super::compute::connections;
 use super::diff::diff;
+use super::drift::{OnTop, Prune};
 use super::explain::{ExplainError, Query, Target, explain};
 use super::model::{Model, ModelBuilder, ModelError, WorkloadId};
 use super::output::{Format, write_diff, write_list};
@@ -29,7 +32,8 @@ pub enum SimulateCommand {
         #[arg(long, value_name = "DIR")]
         state: Option<PathBuf>,
         /// Read the live cluster (KUBECONFIG or in-cluster; read-only:
-        /// lists namespaces, pods and NetworkPolicies); PATHs are applied on top.
+        /// lists namespaces, pods, NetworkPolicies, and ReplicaSets and
+        /// Jobs as metadata); PATHs are applied on top.
         #[arg(long, conflicts_with = "state")]
         cluster: bool,
         /// Keep only the connections of this workload (`name`, `ns/name`
@@ -63,7 +67,8 @@ pub enum SimulateCommand {
         #[arg(long, value_name = "DIR")]
         state: Option<PathBuf>,
         /// Read the live cluster (KUBECONFIG or in-cluster; read-only:
-        /// lists namespaces, pods and NetworkPolicies); PATHs are applied on top.
+        /// lists namespaces, pods, NetworkPolicies, and ReplicaSets and
+        /// Jobs as metadata); PATHs are applied on top.
         #[arg(long, conflicts_with = "state")]
         cluster: bool,
         /// A file that is not a manifest is an error (exit 2), not a note.
@@ -74,7 +79,8 @@ pub enum SimulateCommand {
         paths: Vec<PathBuf>,
     },
     /// How connectivity changes from OLD to NEW (e.g. the main branch's
-    /// manifests and a pull request's).
+    /// manifests and a pull request's), or, with --cluster or --state,
+    /// what applying the PATHs would change in the cluster (drift).
     Diff {
         /// Output format.
         #[arg(long, value_enum, default_value_t = Format::Text)]
@@ -85,10 +91,24 @@ pub enum SimulateCommand {
         /// A file that is not a manifest is an error (exit 2), not a note.
         #[arg(long)]
         strict: bool,
-        /// The state before: a manifest file or directory.
-        old: PathBuf,
-        /// The state after.
-        new: PathBuf,
+        /// Before: the live cluster (KUBECONFIG or in-cluster; read-only:
+        /// lists namespaces, pods, NetworkPolicies, and ReplicaSets and Jobs
+        /// as metadata); after: the PATHs applied on top.
+        #[arg(long, conflicts_with = "state")]
+        cluster: bool,
+        /// Before: the manifests under DIR, standing in for the cluster;
+        /// after: the PATHs applied on top.
+        #[arg(long, value_name = "DIR")]
+        state: Option<PathBuf>,
+        /// With --cluster or --state: the PATHs are the whole truth for the
+        /// namespaces they mention, so NetworkPolicies, pods and workloads
+        /// there that no file holds are deleted (without it nothing is).
+        #[arg(long)]
+        prune: bool,
+        /// OLD and NEW, two manifest files or directories; with --cluster
+        /// or --state, the manifests applied on top.
+        #[arg(value_name = "PATH", required = true)]
+        paths: Vec<PathBuf>,
     },
 }
 
@@ -148,6 +168,7 @@ impl SimulateCommand {
             self,
             SimulateCommand::List { cluster: true, .. }
                 | SimulateCommand::Eval { cluster: true, .. }
+                | SimulateCommand::Diff { cluster: true, .. }
         )
     }
 }
@@ -226,12 +247,46 @@ pub fn run_seeded(
             output,
             fail_on,
             strict,
-            old,
-            new,
+            cluster: _,
+            state,
+            prune,
+            paths,
         } => {
-            let before = load(None, None, &[old], strict, err)?;
-            let after = load(None, None, &[new], strict, err)?;
-            let d = diff(&before, &after);
+            let d = match (seed.take(), state) {
+                (None, None) => {
+                    if prune {
+                        return Err(SimulateError::Usage(
+                            "--prune needs --cluster or --state DIR: it says what applying the PATHs deletes"
+                                .to_owned(),
+                        ));
+                    }
+                    let [old, new] = <[PathBuf; 2]>::try_from(paths).map_err(|p| {
+                        SimulateError::Usage(format!(
+                            "diff takes OLD NEW ({} paths given); to compare a cluster with files, use --cluster or --state DIR",
+                            p.len()
+                        ))
+                    })?;
+                    let before = load(None, None, &[old], strict, err)?;
+                    let after = load(None, None, &[new], strict, err)?;
+                    diff(&before, &after)
+                }
+                (seed, state) => {
+                    let mut cluster = seed.unwrap_or_default();
+                    read_onto(state.as_slice(), strict, err, |m| {
+                        cluster.documents(m).map(drop)
+                    })?;
+                    let before = built(&cluster, err)?;
+                    let prune = if prune {
+                        Prune::Mentioned
+                    } else {
+                        Prune::Nothing
+                    };
+                    let mut on_top = OnTop::new(&mut cluster, prune);
+                    read_onto(&paths, strict, err, |m| on_top.documents(m))?;
+                    let after = built(&cluster, err)?;
+                    diff(&before, &after)
+                }
+            };
             write_diff(&d, output, out)?;
             Ok(match fail_on {
                 Some(FailOn::Open) if d.opens() => 1,
@@ -256,10 +311,24 @@ fn load(
         ));
     }
     let mut b = seed.unwrap_or_default();
+    let files: Vec<PathBuf> = state.into_iter().chain(paths.iter().cloned()).collect();
+    read_onto(&files, strict, err, |m| b.documents(m).map(drop))?;
+    built(&b, err)
+}
+
+/// Reads the paths in order and hands each one's manifests to `add`;
+/// files that are not manifests are noted on `err` (an error with
+/// `strict`).
+fn read_onto(
+    paths: &[PathBuf],
+    strict: bool,
+    err: &mut impl Write,
+    mut add: impl FnMut(&manifest::Manifests) -> Result<(), ModelError>,
+) -> Result<(), SimulateError> {
     let mut skipped = Vec::new();
-    for p in state.iter().chain(paths) {
+    for p in paths {
         let m = manifest::read_paths(std::slice::from_ref(p))?;
-        b.documents(&m)?;
+        add(&m)?;
         skipped.extend(m.skipped);
     }
     for s in &skipped {
@@ -270,6 +339,11 @@ fn load(
             skipped.iter().map(ToString::to_string).collect(),
         ));
     }
+    Ok(())
+}
+
+/// The model of `b`, its notes written to `err`.
+fn built(b: &ModelBuilder, err: &mut impl Write) -> Result<Model, SimulateError> {
     let model = b.build();
     for n in model.notes() {
         writeln!(err, "note: {n}")?;
@@ -323,6 +397,58 @@ mod tests {
         for bad in ["", "http", "0", "70000", "80/ICMP"] {
             assert!(parse_port(bad).is_err(), "{bad}");
         }
+    }
+
+    fn diff(state: Option<&str>, prune: bool, paths: &[&str]) -> Result<i32, SimulateError> {
+        let cmd = SimulateCommand::Diff {
+            output: Format::Text,
+            fail_on: None,
+            strict: false,
+            cluster: false,
+            state: state.map(PathBuf::from),
+            prune,
+            paths: paths.iter().map(PathBuf::from).collect(),
+        };
+        run(cmd, &mut Vec::new(), &mut Vec::new())
+    }
+
+    /// `diff` compares two trees, or a cluster with files: anything else
+    /// is a usage error that says which form to use.
+    #[test]
+    fn diff_takes_old_and_new_or_a_cluster_and_files() {
+        let e = diff(None, false, &["a", "b", "c"]).unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "diff takes OLD NEW (3 paths given); to compare a cluster with files, use --cluster or --state DIR"
+        );
+        let e = diff(None, true, &["a", "b"]).unwrap_err();
+        assert!(
+            e.to_string()
+                .starts_with("--prune needs --cluster or --state DIR"),
+            "{e}"
+        );
+        assert_eq!(e.exit_code(), 2);
+        // A state and any number of files is drift.
+        let dir = tempfile::tempdir().unwrap();
+        let (a, b) = (dir.path().join("a.yaml"), dir.path().join("b.yaml"));
+        std::fs::write(&a, "apiVersion: v1\nkind: Namespace\nmetadata: {name: a}\n").unwrap();
+        std::fs::write(&b, "apiVersion: v1\nkind: Namespace\nmetadata: {name: b}\n").unwrap();
+        let (a, b) = (a.to_str().unwrap(), b.to_str().unwrap());
+        assert_eq!(diff(Some(a), true, &[a, b, a]).unwrap(), 0);
+        // --cluster without the cluster's objects cannot run.
+        let cmd = SimulateCommand::Diff {
+            output: Format::Text,
+            fail_on: None,
+            strict: false,
+            cluster: true,
+            state: None,
+            prune: false,
+            paths: vec![PathBuf::from(a)],
+        };
+        assert!(matches!(
+            run(cmd, &mut Vec::new(), &mut Vec::new()),
+            Err(SimulateError::Usage(_))
+        ));
     }
 
     #[test]
