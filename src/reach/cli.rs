@@ -16,7 +16,8 @@ use super::diff::diff;
 use super::explain::{ExplainError, Query, Target, explain};
 use super::model::{Model, ModelBuilder, ModelError, WorkloadId};
 use super::output::{Format, write_diff, write_list};
-use crate::manifest::{self, ReadError};
+use crate::manifest::skipped::{self, NotManifests};
+use crate::manifest::{self, Entry, ReadError};
 use crate::ports::Protocol;
 
 /// `palisade simulate ...`.
@@ -112,8 +113,8 @@ pub enum SimulateError {
     #[error(transparent)]
     Model(#[from] ModelError),
     /// `--strict` and some files or documents are not manifests.
-    #[error("not Kubernetes manifests (--strict): {}", .0.join("; "))]
-    NotManifests(Vec<String>),
+    #[error(transparent)]
+    NotManifests(#[from] NotManifests),
     /// No workload matches a reference.
     #[error("no workload matches {0:?}")]
     UnknownWorkload(String),
@@ -257,19 +258,21 @@ fn load(
     }
     let mut b = seed.unwrap_or_default();
     let mut skipped = Vec::new();
-    for p in state.iter().chain(paths) {
-        let m = manifest::read_paths(std::slice::from_ref(p))?;
-        b.documents(&m)?;
-        skipped.extend(m.skipped);
-    }
-    for s in &skipped {
-        writeln!(err, "note: skipped {s}")?;
-    }
-    if strict && !skipped.is_empty() {
-        return Err(SimulateError::NotManifests(
-            skipped.iter().map(ToString::to_string).collect(),
-        ));
-    }
+    let all: Vec<&PathBuf> = state.iter().chain(paths).collect();
+    // One object at a time into the builder, which keeps summaries only.
+    manifest::stream_paths(&all, &manifest::all_kinds, &mut |e| {
+        match e {
+            Entry::Document(d) => {
+                b.document(&d)?;
+            }
+            Entry::Skipped(s) => {
+                writeln!(err, "{}", skipped::note(&s))?;
+                skipped.push(s);
+            }
+        }
+        Ok::<(), SimulateError>(())
+    })?;
+    skipped::verdict(skipped, strict)?;
     let model = b.build();
     for n in model.notes() {
         writeln!(err, "note: {n}")?;
