@@ -11,6 +11,7 @@ pub mod check_output;
 pub mod cluster;
 pub mod config;
 pub mod decide;
+pub mod git;
 pub mod glob;
 pub mod intervals;
 pub mod log_field;

@@ -15,7 +15,9 @@ use super::compute::connections;
 use super::diff::diff;
 use super::explain::{ExplainError, Query, Target, explain};
 use super::model::{Model, ModelBuilder, ModelError, WorkloadId};
+use super::ci_output;
 use super::output::{Format, write_diff, write_list};
+use super::sources::Sources;
 use crate::manifest::skipped::{self, NotManifests};
 use crate::manifest::{self, Entry, ReadError};
 use crate::ports::Protocol;
@@ -75,22 +77,49 @@ pub enum SimulateCommand {
         paths: Vec<PathBuf>,
     },
     /// How connectivity changes from OLD to NEW (e.g. the main branch's
-    /// manifests and a pull request's).
+    /// manifests and a pull request's), or, with --base REV, from the
+    /// PATHs as they are at the merge base of REV and HEAD to the PATHs as
+    /// they are in the working tree.
     Diff {
-        /// Output format.
-        #[arg(long, value_enum, default_value_t = Format::Text)]
-        output: Format,
+        /// Output format (sarif and junit for CI: the connections opened,
+        /// and one test case per change).
+        #[arg(long, value_enum, default_value_t = DiffFormat::Text)]
+        output: DiffFormat,
         /// `open`: exit 1 when any connection is added or widened.
         #[arg(long, value_enum, value_name = "WHAT")]
         fail_on: Option<FailOn>,
         /// A file that is not a manifest is an error (exit 2), not a note.
         #[arg(long)]
         strict: bool,
-        /// The state before: a manifest file or directory.
-        old: PathBuf,
-        /// The state after.
-        new: PathBuf,
+        /// Read the old side from git: the PATHs at the merge base of REV
+        /// and HEAD (what `git diff REV...` compares); every argument is
+        /// then a PATH of the new side.
+        #[arg(long, value_name = "REV")]
+        base: Option<String>,
+        /// OLD NEW (each a manifest file or directory), or with --base the
+        /// PATHs to compare.
+        #[arg(value_name = "PATH", required = true)]
+        paths: Vec<PathBuf>,
     },
+}
+
+/// The outputs of `diff`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
+pub enum DiffFormat {
+    /// One line per change.
+    #[default]
+    Text,
+    /// The JSON contract.
+    Json,
+    /// A Markdown table.
+    Md,
+    /// A Graphviz digraph.
+    Dot,
+    /// SARIF 2.1.0: one result per connection opened, at the policy that
+    /// admits it.
+    Sarif,
+    /// JUnit XML: one test case per connection change.
+    Junit,
 }
 
 /// What makes `diff` fail.
@@ -132,6 +161,12 @@ pub enum SimulateError {
     /// Writing the output failed.
     #[error("cannot write the output: {0}")]
     Output(#[from] io::Error),
+    /// The old side could not be read from git.
+    #[error(transparent)]
+    Git(#[from] crate::git::GitError),
+    /// The JUnit report could not be written.
+    #[error("cannot write JUnit XML: {0}")]
+    Junit(#[from] quick_junit::SerializeError),
 }
 
 impl SimulateError {
@@ -227,17 +262,54 @@ pub fn run_seeded(
             output,
             fail_on,
             strict,
-            old,
-            new,
+            base,
+            paths,
         } => {
-            let before = load(None, None, &[old], strict, err)?;
-            let after = load(None, None, &[new], strict, err)?;
+            let mut sources = Sources::default();
+            let (before, after) = match (&base, paths.as_slice()) {
+                (Some(rev), _) => {
+                    let commit = crate::git::merge_base(rev)?;
+                    let files = crate::git::files_at(&commit, &paths)?;
+                    let short: String = commit.chars().take(12).collect();
+                    let before = load_blobs(&short, files, strict, err)?;
+                    let after = load_into(None, None, &paths, strict, err, Some(&mut sources))?;
+                    (before, after)
+                }
+                (None, [old, new]) => {
+                    let before = load(None, None, std::slice::from_ref(old), strict, err)?;
+                    let after = load_into(
+                        None,
+                        None,
+                        std::slice::from_ref(new),
+                        strict,
+                        err,
+                        Some(&mut sources),
+                    )?;
+                    (before, after)
+                }
+                (None, _) => {
+                    return Err(SimulateError::Usage(
+                        "diff takes OLD and NEW, or --base REV and the PATHs to compare".to_owned(),
+                    ));
+                }
+            };
             let d = diff(&before, &after);
-            write_diff(&d, output, out)?;
-            Ok(match fail_on {
-                Some(FailOn::Open) if d.opens() => 1,
-                _ => 0,
-            })
+            let fail_open = fail_on == Some(FailOn::Open);
+            match output {
+                DiffFormat::Text => write_diff(&d, Format::Text, out)?,
+                DiffFormat::Json => write_diff(&d, Format::Json, out)?,
+                DiffFormat::Md => write_diff(&d, Format::Md, out)?,
+                DiffFormat::Dot => write_diff(&d, Format::Dot, out)?,
+                DiffFormat::Sarif => {
+                    let log = ci_output::sarif(&d, &after, &sources, fail_open);
+                    serde_json::to_writer_pretty(&mut *out, &log).map_err(io::Error::from)?;
+                    writeln!(out)?;
+                }
+                DiffFormat::Junit => {
+                    write!(out, "{}", ci_output::junit(&d, &after, &sources, fail_open)?)?;
+                }
+            }
+            Ok(if fail_open && d.opens() { 1 } else { 0 })
         }
     }
 }
@@ -251,6 +323,64 @@ fn load(
     strict: bool,
     err: &mut impl Write,
 ) -> Result<Model, SimulateError> {
+    load_into(seed, state, paths, strict, err, None)
+}
+
+/// Hands one entry read to the builder (and `sources`), or notes it.
+fn absorb(
+    b: &mut ModelBuilder,
+    e: Entry,
+    skipped: &mut Vec<manifest::Skipped>,
+    err: &mut impl Write,
+    sources: &mut Option<&mut Sources>,
+) -> Result<(), SimulateError> {
+    match e {
+        Entry::Document(d) => {
+            b.document(&d)?;
+            if let Some(s) = sources {
+                s.record(&d);
+            }
+        }
+        Entry::Skipped(s) => {
+            writeln!(err, "{}", skipped::note(&s))?;
+            skipped.push(s);
+        }
+    }
+    Ok(())
+}
+
+/// The model of files read from git (`rev:path` in notes).
+fn load_blobs(
+    rev: &str,
+    files: Vec<(PathBuf, Vec<u8>)>,
+    strict: bool,
+    err: &mut impl Write,
+) -> Result<Model, SimulateError> {
+    let mut b = ModelBuilder::default();
+    let mut skipped = Vec::new();
+    for (path, bytes) in files {
+        let source = PathBuf::from(format!("{rev}:{}", path.display()));
+        manifest::stream_reader(&source, bytes.as_slice(), &manifest::all_kinds, &mut |e| {
+            absorb(&mut b, e, &mut skipped, err, &mut None)
+        })?;
+    }
+    skipped::verdict(skipped, strict)?;
+    let model = b.build();
+    for n in model.notes() {
+        writeln!(err, "note: {n}")?;
+    }
+    Ok(model)
+}
+
+/// [`load`], noting in `sources` where each policy and workload was read.
+fn load_into(
+    seed: Option<ModelBuilder>,
+    state: Option<PathBuf>,
+    paths: &[PathBuf],
+    strict: bool,
+    err: &mut impl Write,
+    mut sources: Option<&mut Sources>,
+) -> Result<Model, SimulateError> {
     if seed.is_none() && state.is_none() && paths.is_empty() {
         return Err(SimulateError::Usage(
             "nothing to read: give manifest PATHs, --state DIR or --cluster".to_owned(),
@@ -261,16 +391,7 @@ fn load(
     let all: Vec<&PathBuf> = state.iter().chain(paths).collect();
     // One object at a time into the builder, which keeps summaries only.
     manifest::stream_paths(&all, &manifest::all_kinds, &mut |e| {
-        match e {
-            Entry::Document(d) => {
-                b.document(&d)?;
-            }
-            Entry::Skipped(s) => {
-                writeln!(err, "{}", skipped::note(&s))?;
-                skipped.push(s);
-            }
-        }
-        Ok::<(), SimulateError>(())
+        absorb(&mut b, e, &mut skipped, err, &mut sources)
     })?;
     skipped::verdict(skipped, strict)?;
     let model = b.build();
