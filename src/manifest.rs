@@ -372,11 +372,19 @@ fn read_yaml<E>(r: impl BufRead, out: &mut Emitter<'_, E>) {
         }
         let at = |rel: usize| doc.first_line + rel.saturating_sub(1);
         match yaml::parse(&text) {
-            Err(e) => out.skip(
-                Some(doc.index),
-                Some(e.line.map_or(doc.first_line + first_content_line(&text), at)),
-                format!("not valid YAML: {}", e.message),
-            ),
+            Err(e) => {
+                // A chart's template is not a manifest until Helm renders it.
+                let hint = if text.contains("{{") {
+                    " (a Helm template? render it first: helm template CHART | palisade check -)"
+                } else {
+                    ""
+                };
+                out.skip(
+                    Some(doc.index),
+                    Some(e.line.map_or(doc.first_line + first_content_line(&text), at)),
+                    format!("not valid YAML: {}{hint}", e.message),
+                )
+            }
             Ok(Top::Empty) => true,
             Ok(Top::Array) => out.skip(
                 Some(doc.index),
@@ -411,7 +419,7 @@ fn read_yaml<E>(r: impl BufRead, out: &mut Emitter<'_, E>) {
                 None,
                 Some(line),
                 format!(
-                    "invalid YAML document separator `--- {rest}` (kubectl takes `---` followed only by a comment, and stops reading the file here)"
+                    "invalid YAML document separator `--- {rest}`: kubectl takes `---` followed only by a comment, and reads nothing more of this file (nor the document before the line)"
                 ),
             );
         }
@@ -476,6 +484,9 @@ fn read_json<E>(r: impl Read, out: &mut Emitter<'_, E>) {
 }
 
 const NOT_OBJECT: &str = "not a Kubernetes object";
+/// `kustomization.yaml` and kustomize components: inputs of `kubectl
+/// kustomize`, which the API server has no kind for.
+const KUSTOMIZE_GROUP: &str = "kustomize.config.k8s.io";
 const NOT_OBJECT_ARRAY: &str = "a list (array), not a Kubernetes object";
 
 /// `apiVersion` and `kind` of an object's fields, `""` when absent.
@@ -618,6 +629,15 @@ impl<E> Emitter<'_, E> {
             );
         }
         let gvk = Gvk::from_api_version(&api_version, &kind);
+        if gvk.group == KUSTOMIZE_GROUP {
+            return self.skip(
+                Some(index),
+                Some(line),
+                format!(
+                    "a kustomize {kind}, not an object of the cluster: render it first (kubectl kustomize DIR | palisade check -)"
+                ),
+            );
+        }
         if !(self.wants)(&gvk) {
             return true;
         }
@@ -743,5 +763,104 @@ mod tests {
         let names: Vec<&str> = m.documents.iter().map(Document::name).collect();
         assert_eq!(names, vec!["b", "a"]);
         assert!(read_paths(&[dir.path().join("missing")]).is_err());
+    }
+
+    /// The `args` of acs-security-demos' webapp Deployment (from
+    /// np-guard/netpol-analyzer's test suite), as flow sequences indented
+    /// with tabs: kubectl reads it.
+    const TABBED_FLOW: &str = "# Deployment named \"webapp\"\napiVersion: apps/v1\nkind: Deployment\nmetadata:\n  name: webapp\n  namespace: frontend\nspec:\n  selector:\n    matchLabels: {app: webapp}\n  template:\n    metadata:\n      labels: {app: webapp}\n    spec:\n      containers:\n        - image: quay.io/vuln/rce-webapp:latest\n          command: [\"/bin/entrypoint\"]\n          args:\n            [\n\t\"-listen\",\n\t\":8080\",\n\t\"-connect\",\n            ]\n          name: webapp\n          ports:\n            - containerPort: 8080\n";
+
+    #[test]
+    fn what_kubectl_reads_palisade_reads() {
+        let m = read("webapp.yaml", TABBED_FLOW);
+        assert!(m.skipped.is_empty(), "{:?}", m.skipped);
+        assert_eq!(
+            m.documents[0].value["spec"]["template"]["spec"]["containers"][0]["args"],
+            serde_json::json!(["-listen", ":8080", "-connect"])
+        );
+        assert_eq!(m.documents[0].line, 2, "after the comment");
+        // Anchors and merge keys, `---` with a comment, CRLF, a BOM.
+        let m = read(
+            "merge.yaml",
+            "\u{feff}apiVersion: v1\r\nkind: ConfigMap\r\nmetadata:\r\n  name: a\r\n  namespace: shop\r\n--- # the second\r\napiVersion: v1\r\nkind: ConfigMap\r\nx-base: &m\r\n  name: c\r\n  namespace: shop\r\nmetadata:\r\n  <<: *m\r\n  name: b\r\n",
+        );
+        assert!(m.skipped.is_empty(), "{:?}", m.skipped);
+        let lines: Vec<(usize, usize, &str, Option<&str>)> = m
+            .documents
+            .iter()
+            .map(|d| (d.index, d.line, d.name(), d.namespace()))
+            .collect();
+        assert_eq!(lines, vec![(0, 1, "a", Some("shop")), (1, 7, "b", Some("shop"))]);
+        // JSON with a BOM, and concatenated JSON objects.
+        let m = read(
+            "two.json",
+            "\u{feff}{\"apiVersion\": \"v1\", \"kind\": \"Namespace\", \"metadata\": {\"name\": \"x\"}}\n{\"apiVersion\": \"v1\", \"kind\": \"Namespace\", \"metadata\": {\"name\": \"y\"}}\n",
+        );
+        let got: Vec<(usize, usize, &str)> = m.documents.iter().map(|d| (d.index, d.line, d.name())).collect();
+        assert_eq!(got, vec![(0, 1, "x"), (1, 2, "y")]);
+    }
+
+    #[test]
+    fn a_kubectl_export_is_streamed_item_by_item_with_lines() {
+        // `kubectl get ns,pods -o json`: items before kind, four-space indents.
+        let export = "{\n    \"apiVersion\": \"v1\",\n    \"items\": [\n        {\n            \"apiVersion\": \"v1\",\n            \"kind\": \"Namespace\",\n            \"metadata\": {\"name\": \"shop\"}\n        },\n        {\n            \"apiVersion\": \"v1\",\n            \"kind\": \"Pod\",\n            \"metadata\": {\"name\": \"p\", \"namespace\": \"shop\"}\n        }\n    ],\n    \"kind\": \"List\",\n    \"metadata\": {\"resourceVersion\": \"\"}\n}\n";
+        let m = read("export.json", export);
+        let got: Vec<(&str, usize)> = m.documents.iter().map(|d| (d.gvk.kind.as_str(), d.line)).collect();
+        assert_eq!(got, vec![("Namespace", 4), ("Pod", 9)]);
+        // Kinds nobody wants are passed over, and items are handed on as
+        // they are read: the namespace arrives although the stream breaks
+        // off in the middle of the pod.
+        let cut = &export[..export.find("\"Pod\"").unwrap()];
+        let mut seen = Vec::new();
+        let _ = stream_reader(
+            Path::new("cut.json"),
+            cut.as_bytes(),
+            &|g: &Gvk| g.kind == "Namespace",
+            &mut |e| {
+                seen.push(e);
+                Ok::<(), ReadError>(())
+            },
+        );
+        assert!(matches!(&seen[0], Entry::Document(d) if d.name() == "shop"), "{seen:?}");
+        assert!(matches!(&seen[1], Entry::Skipped(s) if s.reason.starts_with("not valid JSON")), "{seen:?}");
+        let m = {
+            let mut out = Manifests::default();
+            let _ = stream_reader(
+                Path::new("export.json"),
+                export.as_bytes(),
+                &|g: &Gvk| g.kind == "Namespace",
+                &mut |e| {
+                    out.push(e);
+                    Ok::<(), ReadError>(())
+                },
+            );
+            out
+        };
+        assert_eq!(m.documents.len(), 1);
+        assert!(m.skipped.is_empty());
+        // A typed list whose kind comes after items that name none.
+        let m = read(
+            "pods.json",
+            "{\"items\": [{\"metadata\": {\"name\": \"p\"}}], \"apiVersion\": \"v1\", \"kind\": \"PodList\"}",
+        );
+        assert_eq!(m.documents[0].gvk.kind, "Pod");
+    }
+
+    #[test]
+    fn separators_helm_templates_and_kustomizations_are_named() {
+        // kubectl stops at such a line, losing the document before it too.
+        let m = read("x.yaml", "apiVersion: v1\nkind: Namespace\nmetadata: {name: a}\n--- {b: 1}\n");
+        assert_eq!(m.documents.len(), 0);
+        assert!(m.skipped[0].reason.contains("invalid YAML document separator"), "{}", m.skipped[0]);
+        assert_eq!(m.skipped[0].line, Some(4));
+        let m = read("t.yaml", "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: {{ .Release.Name }}-x\n");
+        assert!(m.skipped[0].reason.contains("Helm template"), "{}", m.skipped[0]);
+        let m = read("kustomization.yaml", "apiVersion: kustomize.config.k8s.io/v1beta1\nkind: Kustomization\nresources: [a.yaml]\n");
+        assert!(m.documents.is_empty());
+        assert!(m.skipped[0].reason.contains("kubectl kustomize"), "{}", m.skipped[0]);
+        let m = read("bin.yaml", "\u{0}\u{1}");
+        assert_eq!(m.documents.len(), 0);
+        let m = read("empty.yaml", "");
+        assert_eq!(m, Manifests::default());
     }
 }
