@@ -35,7 +35,7 @@ if [ "${#missing[@]}" -gt 0 ]; then
 fi
 
 # The SARIF validator (npm @microsoft/sarif-multitool) checks
-# `--output sarif`; repo-local node_modules, pinned by package.json.
+# `--output sarif`; repo-local node_modules, pinned to one version.
 if [ ! -x node_modules/.bin/sarif-multitool ]; then
   echo "scripts/test.sh: installing @microsoft/sarif-multitool (npm) into node_modules" >&2
   npm install --silent --no-audit --no-fund --no-save @microsoft/sarif-multitool@5.7.0 >/dev/null
