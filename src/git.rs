@@ -5,7 +5,7 @@
 //! Runs the `git` command in the current directory.
 
 use std::io::{Read, Write};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::{Command, Stdio};
 
 use thiserror::Error;
@@ -74,8 +74,8 @@ pub fn files_at(commit: &str, paths: &[PathBuf]) -> Result<Vec<(PathBuf, Vec<u8>
                 continue;
             };
             let path = PathBuf::from(path);
-            let named = path == *p || Path::new(&arg) == path;
-            if named || is_manifest_file_name(&path) {
+            // A named file is read whatever its name, as kubectl does.
+            if path == *p || is_manifest_file_name(&path) {
                 wanted.push((path, object.to_owned()));
             }
         }
