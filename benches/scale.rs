@@ -440,9 +440,14 @@ fn serve_rss(state: &Path) {
     let pid = child.id().to_string();
     let stderr = child.stderr.take().expect("stderr");
     let mut serving = false;
+    let mut metrics_addr = String::new();
     for line in BufReader::new(stderr).lines().map_while(Result::ok) {
         if line.contains("palisade is serving") {
             serving = true;
+            metrics_addr = serde_json::from_str::<serde_json::Value>(&line)
+                .ok()
+                .and_then(|v| v["metrics_addr"].as_str().map(str::to_owned))
+                .unwrap_or_default();
             break;
         }
     }
@@ -453,16 +458,17 @@ fn serve_rss(state: &Path) {
         env_or("PALISADE_SCALE_SETTLE_MS", 3000u64),
     ));
     let (rss, hwm) = memory_kib(&pid);
+    let held = cache_objects(&metrics_addr);
     // SAFETY: kill(2) with a pid we spawned and still own.
     unsafe {
         libc::kill(child.id() as libc::pid_t, libc::SIGTERM);
     }
     let status = child.wait().expect("wait");
     println!(
-        "palisade serve --state (binary): serving after {:.2} s: {serving}; settled VmRSS {:.1} MiB ({:.1} s after), peak VmHWM {:.1} MiB; exit after SIGTERM: {status}",
+        "palisade serve --state (binary): serving after {:.2} s: {serving}, holding {held}; settled VmRSS {:.1} MiB ({:.1} s after), peak VmHWM {:.1} MiB; exit after SIGTERM: {status}",
         ready.as_secs_f64(),
-        env_or("PALISADE_SCALE_SETTLE_MS", 3000u64) as f64 / 1000.0,
         mib(rss),
+        env_or("PALISADE_SCALE_SETTLE_MS", 3000u64) as f64 / 1000.0,
         mib(hwm),
     );
 }
@@ -513,6 +519,22 @@ fn main() {
         serve_rss(&PathBuf::from(dir.path()));
     }
     export_bench();
+}
+
+/// `palisade_cache_objects` from the metrics port: what the server holds.
+fn cache_objects(addr: &str) -> String {
+    use std::io::{Read, Write};
+    let Ok(mut conn) = std::net::TcpStream::connect(addr) else {
+        return "? (no metrics)".into();
+    };
+    let _ = conn.write_all(b"GET /metrics HTTP/1.1\r\nHost: bench\r\nConnection: close\r\n\r\n");
+    let mut body = String::new();
+    let _ = conn.read_to_string(&mut body);
+    body.lines()
+        .filter(|l| l.starts_with("palisade_cache_objects{"))
+        .map(|l| l.trim_start_matches("palisade_cache_objects"))
+        .collect::<Vec<_>>()
+        .join(" ")
 }
 
 /// `serve --state` on a `kubectl get ns,netpol,pods -A -o json` export.
