@@ -343,7 +343,12 @@ fn write_export(path: &Path, namespaces: usize, policies: usize, pods: usize) ->
             &format!("\"app\": \"{app}\", \"pod-template-hash\": \"7d9f8b6c5\""),
             &owner,
         );
-        item(&mut w, format!("\n            \"apiVersion\": \"v1\",\n            \"kind\": \"Pod\",\n            \"metadata\": {{{meta}\n            }},{POD_BODY}"));
+        item(
+            &mut w,
+            format!(
+                "\n            \"apiVersion\": \"v1\",\n            \"kind\": \"Pod\",\n            \"metadata\": {{{meta}\n            }},{POD_BODY}"
+            ),
+        );
     }
     write!(w, "\n    ],\n    \"kind\": \"List\",\n    \"metadata\": {{\n        \"resourceVersion\": \"\"\n    }}\n}}\n").expect("write");
     w.flush().expect("flush");
@@ -454,9 +459,10 @@ fn serve_rss(state: &Path) {
     let ready = started.elapsed();
     // Let the runtime settle (listeners spawned, watcher registered, the
     // allocator's freed pages given back).
-    std::thread::sleep(Duration::from_millis(
-        env_or("PALISADE_SCALE_SETTLE_MS", 3000u64),
-    ));
+    std::thread::sleep(Duration::from_millis(env_or(
+        "PALISADE_SCALE_SETTLE_MS",
+        3000u64,
+    )));
     let (rss, hwm) = memory_kib(&pid);
     let held = cache_objects(&metrics_addr);
     // SAFETY: kill(2) with a pid we spawned and still own.
@@ -539,8 +545,12 @@ fn cache_objects(addr: &str) -> String {
 
 /// `serve --state` on a `kubectl get ns,netpol,pods -A -o json` export.
 fn export_bench() {
-    let spec = std::env::var("PALISADE_SCALE_EXPORT").unwrap_or_else(|_| "10000,100000,50000".into());
-    let parts: Vec<usize> = spec.split(',').filter_map(|s| s.trim().parse().ok()).collect();
+    let spec =
+        std::env::var("PALISADE_SCALE_EXPORT").unwrap_or_else(|_| "10000,100000,50000".into());
+    let parts: Vec<usize> = spec
+        .split(',')
+        .filter_map(|s| s.trim().parse().ok())
+        .collect();
     let [namespaces, policies, pods] = parts[..] else {
         return;
     };
@@ -556,6 +566,8 @@ fn export_bench() {
         bytes as f64 / 1e6,
         t.elapsed().as_secs_f64()
     );
-    println!("rerun: PALISADE_SCALE_SIZES=100 PALISADE_SCALE_EXPORT={namespaces},{policies},{pods} cargo bench --bench scale");
+    println!(
+        "rerun: PALISADE_SCALE_SIZES=100 PALISADE_SCALE_EXPORT={namespaces},{policies},{pods} cargo bench --bench scale"
+    );
     serve_rss(dir.path());
 }

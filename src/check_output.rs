@@ -57,10 +57,16 @@ pub fn findings(report: &Report) -> Vec<Finding> {
         for v in &r.violations {
             let message = match r.decision {
                 Decision::WouldDeny if r.mode == Mode::Warn => {
-                    format!("{what}: allowed in warn mode; enforce mode would deny it: {}", v.message)
+                    format!(
+                        "{what}: allowed in warn mode; enforce mode would deny it: {}",
+                        v.message
+                    )
                 }
                 Decision::WouldDeny => {
-                    format!("{what}: allowed in dry-run mode; enforce mode would deny it: {}", v.message)
+                    format!(
+                        "{what}: allowed in dry-run mode; enforce mode would deny it: {}",
+                        v.message
+                    )
                 }
                 _ => v.message.clone(),
             };
@@ -141,7 +147,10 @@ pub fn junit(report: &Report) -> Result<String, quick_junit::SerializeError> {
         case.set_classname(format!("{}:{}", r.origin.file, r.origin.line));
         let mut out: Vec<String> = Vec::new();
         if r.decision == Decision::WouldDeny {
-            out.push(format!("would be denied in enforce mode ({} mode):\n{messages}", r.mode));
+            out.push(format!(
+                "would be denied in enforce mode ({} mode):\n{messages}",
+                r.mode
+            ));
         }
         out.extend(
             r.warnings

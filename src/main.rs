@@ -330,11 +330,9 @@ fn check_command(a: CheckArgs) -> ExitCode {
         CheckOutput::Json => serde_json::to_string_pretty(&report)
             .map(|s| s + "\n")
             .map_err(|e| e.to_string()),
-        CheckOutput::Sarif => {
-            serde_json::to_string_pretty(&palisade::check_output::sarif(&report))
-                .map(|s| s + "\n")
-                .map_err(|e| e.to_string())
-        }
+        CheckOutput::Sarif => serde_json::to_string_pretty(&palisade::check_output::sarif(&report))
+            .map(|s| s + "\n")
+            .map_err(|e| e.to_string()),
         CheckOutput::Junit => palisade::check_output::junit(&report).map_err(|e| e.to_string()),
     };
     match rendered {

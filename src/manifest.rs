@@ -381,7 +381,10 @@ fn read_yaml<E>(r: impl BufRead, out: &mut Emitter<'_, E>) {
                 };
                 out.skip(
                     Some(doc.index),
-                    Some(e.line.map_or(doc.first_line + first_content_line(&text), at)),
+                    Some(
+                        e.line
+                            .map_or(doc.first_line + first_content_line(&text), at),
+                    ),
                     format!("not valid YAML: {}{hint}", e.message),
                 )
             }
@@ -404,9 +407,9 @@ fn read_yaml<E>(r: impl BufRead, out: &mut Emitter<'_, E>) {
                 Some(items) => {
                     let (api_version, kind) = kind_fields(&fields);
                     let item_of = item_kind(&api_version, &kind);
-                    items.into_iter().all(|(l, item)| {
-                        out.value(doc.index, at(l), item, item_of.as_ref())
-                    })
+                    items
+                        .into_iter()
+                        .all(|(l, item)| out.value(doc.index, at(l), item, item_of.as_ref()))
                 }
                 None => out.object(doc.index, at(line), fields, None),
             },
@@ -445,10 +448,7 @@ fn read_json<E>(r: impl Read, out: &mut Emitter<'_, E>) {
             index += 1;
             out.object(index - 1, line, fields, None)
         }
-        json::Event::ListStart {
-            api_version,
-            kind,
-        } => {
+        json::Event::ListStart { api_version, kind } => {
             list_kind = item_kind(&api_version, &kind);
             pending.clear();
             true
@@ -478,8 +478,12 @@ fn read_json<E>(r: impl Read, out: &mut Emitter<'_, E>) {
             keep_going
         }
     });
-    if let Err((line, e)) = result {
-        out.skip(Some(index), line, format!("not valid JSON: {e}"));
+    if let Err(e) = result {
+        out.skip(
+            Some(index),
+            e.line,
+            format!("not valid JSON: {}", e.message),
+        );
     }
 }
 
@@ -790,13 +794,20 @@ mod tests {
             .iter()
             .map(|d| (d.index, d.line, d.name(), d.namespace()))
             .collect();
-        assert_eq!(lines, vec![(0, 1, "a", Some("shop")), (1, 7, "b", Some("shop"))]);
+        assert_eq!(
+            lines,
+            vec![(0, 1, "a", Some("shop")), (1, 7, "b", Some("shop"))]
+        );
         // JSON with a BOM, and concatenated JSON objects.
         let m = read(
             "two.json",
             "\u{feff}{\"apiVersion\": \"v1\", \"kind\": \"Namespace\", \"metadata\": {\"name\": \"x\"}}\n{\"apiVersion\": \"v1\", \"kind\": \"Namespace\", \"metadata\": {\"name\": \"y\"}}\n",
         );
-        let got: Vec<(usize, usize, &str)> = m.documents.iter().map(|d| (d.index, d.line, d.name())).collect();
+        let got: Vec<(usize, usize, &str)> = m
+            .documents
+            .iter()
+            .map(|d| (d.index, d.line, d.name()))
+            .collect();
         assert_eq!(got, vec![(0, 1, "x"), (1, 2, "y")]);
     }
 
@@ -805,7 +816,11 @@ mod tests {
         // `kubectl get ns,pods -o json`: items before kind, four-space indents.
         let export = "{\n    \"apiVersion\": \"v1\",\n    \"items\": [\n        {\n            \"apiVersion\": \"v1\",\n            \"kind\": \"Namespace\",\n            \"metadata\": {\"name\": \"shop\"}\n        },\n        {\n            \"apiVersion\": \"v1\",\n            \"kind\": \"Pod\",\n            \"metadata\": {\"name\": \"p\", \"namespace\": \"shop\"}\n        }\n    ],\n    \"kind\": \"List\",\n    \"metadata\": {\"resourceVersion\": \"\"}\n}\n";
         let m = read("export.json", export);
-        let got: Vec<(&str, usize)> = m.documents.iter().map(|d| (d.gvk.kind.as_str(), d.line)).collect();
+        let got: Vec<(&str, usize)> = m
+            .documents
+            .iter()
+            .map(|d| (d.gvk.kind.as_str(), d.line))
+            .collect();
         assert_eq!(got, vec![("Namespace", 4), ("Pod", 9)]);
         // Kinds nobody wants are passed over, and items are handed on as
         // they are read: the namespace arrives although the stream breaks
@@ -821,8 +836,14 @@ mod tests {
                 Ok::<(), ReadError>(())
             },
         );
-        assert!(matches!(&seen[0], Entry::Document(d) if d.name() == "shop"), "{seen:?}");
-        assert!(matches!(&seen[1], Entry::Skipped(s) if s.reason.starts_with("not valid JSON")), "{seen:?}");
+        assert!(
+            matches!(&seen[0], Entry::Document(d) if d.name() == "shop"),
+            "{seen:?}"
+        );
+        assert!(
+            matches!(&seen[1], Entry::Skipped(s) if s.reason.starts_with("not valid JSON")),
+            "{seen:?}"
+        );
         let m = {
             let mut out = Manifests::default();
             let _ = stream_reader(
@@ -849,15 +870,38 @@ mod tests {
     #[test]
     fn separators_helm_templates_and_kustomizations_are_named() {
         // kubectl stops at such a line, losing the document before it too.
-        let m = read("x.yaml", "apiVersion: v1\nkind: Namespace\nmetadata: {name: a}\n--- {b: 1}\n");
+        let m = read(
+            "x.yaml",
+            "apiVersion: v1\nkind: Namespace\nmetadata: {name: a}\n--- {b: 1}\n",
+        );
         assert_eq!(m.documents.len(), 0);
-        assert!(m.skipped[0].reason.contains("invalid YAML document separator"), "{}", m.skipped[0]);
+        assert!(
+            m.skipped[0]
+                .reason
+                .contains("invalid YAML document separator"),
+            "{}",
+            m.skipped[0]
+        );
         assert_eq!(m.skipped[0].line, Some(4));
-        let m = read("t.yaml", "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: {{ .Release.Name }}-x\n");
-        assert!(m.skipped[0].reason.contains("Helm template"), "{}", m.skipped[0]);
-        let m = read("kustomization.yaml", "apiVersion: kustomize.config.k8s.io/v1beta1\nkind: Kustomization\nresources: [a.yaml]\n");
+        let m = read(
+            "t.yaml",
+            "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: {{ .Release.Name }}-x\n",
+        );
+        assert!(
+            m.skipped[0].reason.contains("Helm template"),
+            "{}",
+            m.skipped[0]
+        );
+        let m = read(
+            "kustomization.yaml",
+            "apiVersion: kustomize.config.k8s.io/v1beta1\nkind: Kustomization\nresources: [a.yaml]\n",
+        );
         assert!(m.documents.is_empty());
-        assert!(m.skipped[0].reason.contains("kubectl kustomize"), "{}", m.skipped[0]);
+        assert!(
+            m.skipped[0].reason.contains("kubectl kustomize"),
+            "{}",
+            m.skipped[0]
+        );
         let m = read("bin.yaml", "\u{0}\u{1}");
         assert_eq!(m.documents.len(), 0);
         let m = read("empty.yaml", "");

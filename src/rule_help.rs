@@ -12,12 +12,18 @@ pub fn summary(rule: RuleId) -> &'static str {
             "Workloads need a namespace with a default-deny NetworkPolicy for every required direction"
         }
         RuleId::NoAllowAll => "No NetworkPolicy may allow all traffic outside dev namespaces",
-        RuleId::KeepDefaultDeny => "A NetworkPolicy change may not remove a namespace's last default-deny",
-        RuleId::AllowAllStaysDev => "A namespace holding allow-all NetworkPolicies may not become non-dev",
+        RuleId::KeepDefaultDeny => {
+            "A NetworkPolicy change may not remove a namespace's last default-deny"
+        }
+        RuleId::AllowAllStaysDev => {
+            "A namespace holding allow-all NetworkPolicies may not become non-dev"
+        }
         RuleId::TrustedLabels => "Weakening namespace labels may be set only by trusted groups",
         RuleId::ValidModeLabel => "palisade.io/mode must name a mode",
         RuleId::OwnedRoleLabel => "The role label holds only the value palisade's rules derive",
-        RuleId::SidecarConflict => "The access-proxy sidecar must be injectable without breaking the pod",
+        RuleId::SidecarConflict => {
+            "The access-proxy sidecar must be injectable without breaking the pod"
+        }
         RuleId::InvalidObject => "The object must be readable as its kind",
     }
 }

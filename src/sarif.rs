@@ -288,6 +288,9 @@ mod tests {
             results[0]["locations"][0]["physicalLocation"]["region"]["startLine"],
             7
         );
-        assert_eq!(v["runs"][0]["tool"]["driver"]["rules"][0]["name"], "NoAllowAll");
+        assert_eq!(
+            v["runs"][0]["tool"]["driver"]["rules"][0]["name"],
+            "NoAllowAll"
+        );
     }
 }

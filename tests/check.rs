@@ -42,7 +42,8 @@ fn no_notes(s: &manifest::Skipped) {
 
 #[test]
 fn the_json_report_of_the_tree_is_the_expected_one() {
-    let report = check::run(&common::default_config(), &options(), &mut no_notes).expect("check runs");
+    let report =
+        check::run(&common::default_config(), &options(), &mut no_notes).expect("check runs");
     let got = serde_json::to_string_pretty(&report).unwrap() + "\n";
     if std::env::var_os("PALISADE_BLESS").is_some() {
         std::fs::write(EXPECTED, &got).unwrap();
@@ -150,7 +151,10 @@ fn the_cli_prints_the_same_json_and_exits_1() {
     let out = run(false);
     assert_eq!(out.status.code(), Some(1));
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains("bad.yaml:5 (document 1): not valid YAML"), "{err}");
+    assert!(
+        err.contains("bad.yaml:5 (document 1): not valid YAML"),
+        "{err}"
+    );
     assert_eq!(run(true).status.code(), Some(2));
 }
 

@@ -95,7 +95,11 @@ fn check_runs_anywhere_on_the_built_in_policy() {
     .unwrap();
     let o = palisade(&["check", "k8s"], dir.path());
     assert_eq!(o.status.code(), Some(1));
-    assert!(!text(&o.stderr).contains(BUILT_IN_NOTE), "{}", text(&o.stderr));
+    assert!(
+        !text(&o.stderr).contains(BUILT_IN_NOTE),
+        "{}",
+        text(&o.stderr)
+    );
 }
 
 /// The inputs of the consistency table (README, "What palisade reads, and
@@ -153,7 +157,10 @@ fn one_rule_for_what_is_not_a_manifest_in_every_command() {
         let commands: [(&str, Vec<&str>); 4] = [
             ("check", vec!["check", "k8s"]),
             ("simulate list", vec!["simulate", "list", "k8s"]),
-            ("simulate diff", vec!["simulate", "diff", "k8s/shop.yaml", "k8s"]),
+            (
+                "simulate diff",
+                vec!["simulate", "diff", "k8s/shop.yaml", "k8s"],
+            ),
             (
                 "audit --state",
                 vec!["audit", "--config", "policy.yaml", "--state", "k8s"],
@@ -192,7 +199,10 @@ fn one_rule_for_what_is_not_a_manifest_in_every_command() {
                 assert_eq!(err.matches(&note).count(), 1, "{what}, {command}: {err}");
                 assert!(err.contains("(document 0): "), "{what}, {command}: {err}");
                 assert_eq!(s.status.code(), Some(2), "{what}, {command}: {strict_err}");
-                assert!(strict_err.contains(&note), "{what}, {command}: {strict_err}");
+                assert!(
+                    strict_err.contains(&note),
+                    "{what}, {command}: {strict_err}"
+                );
                 assert!(strict_err.contains("(--strict)"), "{strict_err}");
             } else {
                 assert!(!err.contains("note: skipped"), "{what}, {command}: {err}");
@@ -408,7 +418,11 @@ fn sarif_of_check_and_diff_passes_the_validator() {
     golden("diff.sarif", &diff);
     let v: Value = serde_json::from_str(&diff).unwrap();
     assert_results_point_at_objects(&v);
-    assert_eq!(v["runs"][0]["results"].as_array().unwrap().len(), 2, "two opened");
+    assert_eq!(
+        v["runs"][0]["results"].as_array().unwrap().len(),
+        2,
+        "two opened"
+    );
     assert_eq!(sarif_errors(&diff), Vec::<String>::new());
 
     // The validator does find errors: a result whose rule index is out of
@@ -470,7 +484,11 @@ fn junit_of_check_and_diff_reads_back() {
         .filter(|r| r["decision"] != "skip")
         .collect();
     let cases = cases.as_array().unwrap();
-    assert_eq!(cases.len(), decided.len(), "one test case per object decided");
+    assert_eq!(
+        cases.len(),
+        decided.len(),
+        "one test case per object decided"
+    );
     for (case, r) in cases.iter().zip(&decided) {
         assert_eq!(
             case["classname"],
@@ -637,7 +655,12 @@ fn what_kubectl_reads_palisade_reads() {
             m.documents.iter().map(|d| d.name()).collect::<Vec<_>>(),
             m.skipped
         );
-        assert_eq!(m.skipped.is_empty(), *name != "array.json", "{name}: {:?}", m.skipped);
+        assert_eq!(
+            m.skipped.is_empty(),
+            *name != "array.json",
+            "{name}: {:?}",
+            m.skipped
+        );
     }
     // The tab case reads as kubectl reads it.
     let m = palisade::manifest::read_paths(&[dir.path().join("tabs-in-flow.yaml")]).unwrap();
@@ -698,7 +721,10 @@ fn the_readme_ci_recipes_parse_and_run_what_they_say() {
         .filter(|s| s["uses"] == "github/codeql-action/upload-sarif@v3")
         .collect();
     assert_eq!(uploads.len(), 2);
-    assert!(uploads.iter().all(|s| s["if"] == "always()"), "uploaded even when check fails");
+    assert!(
+        uploads.iter().all(|s| s["if"] == "always()"),
+        "uploaded even when check fails"
+    );
 
     let options = serde_saphyr::options! { strict_booleans: true };
     let gl: Value = serde_saphyr::from_str_with_options(&blocks[1], options).expect("GitLab YAML");
@@ -717,10 +743,17 @@ fn the_readme_ci_recipes_parse_and_run_what_they_say() {
         "merge_requests/$CI_MERGE_REQUEST_IID/notes",
         "exit $status",
     ] {
-        assert!(script.contains(want), "GitLab recipe lacks {want}: {script}");
+        assert!(
+            script.contains(want),
+            "GitLab recipe lacks {want}: {script}"
+        );
     }
     // Every palisade command line the recipes show parses as the CLI does.
-    for line in all.split("palisade ").skip(1).chain(script.split("palisade ").skip(1)) {
+    for line in all
+        .split("palisade ")
+        .skip(1)
+        .chain(script.split("palisade ").skip(1))
+    {
         let sub = line.split_whitespace().next().unwrap_or("");
         assert!(
             ["check", "simulate"].contains(&sub) || sub.starts_with('-') || sub.contains("REPO"),
@@ -831,10 +864,16 @@ fn pre_commit_hooks_pass_a_good_commit_and_fail_a_bad_one() {
     let o = try_hook(s, home.path(), "palisade-check-system");
     let out = text(&o.stdout);
     assert!(!o.status.success(), "check fails: {out}");
-    assert!(out.contains("[no-allow-all]") || out.contains("is allow-all"), "{out}");
+    assert!(
+        out.contains("[no-allow-all]") || out.contains("is allow-all"),
+        "{out}"
+    );
     assert!(out.contains("k8s/open.yaml:1"), "{out}");
     let o = try_hook(s, home.path(), "palisade-simulate-diff-system");
     let out = text(&o.stdout);
     assert!(!o.status.success(), "diff fails: {out}");
-    assert!(out.contains("+ 0.0.0.0/0,::/0[External] => shop/web[Deployment]"), "{out}");
+    assert!(
+        out.contains("+ 0.0.0.0/0,::/0[External] => shop/web[Deployment]"),
+        "{out}"
+    );
 }

@@ -101,8 +101,7 @@ impl Scanner {
                     return;
                 }
                 ' ' | '\t' => {
-                    if matches!(prev, '-' | '?' | ':') && (i == 1 || node_start_before(&chars, i))
-                    {
+                    if matches!(prev, '-' | '?' | ':') && (i == 1 || node_start_before(&chars, i)) {
                         node_start = true;
                     }
                     prev = c;

@@ -96,6 +96,15 @@ impl<R: Read> Read for LineCounter<R> {
     }
 }
 
+/// Why the stream is not JSON.
+#[derive(Debug)]
+pub(super) struct JsonError {
+    /// 1-based line, when the parser knows it.
+    pub line: Option<usize>,
+    /// The parser's message.
+    pub message: String,
+}
+
 /// Reads every top-level value of `r` (whose first line is `first_line`),
 /// calling `f` for each event; `f` returning `false` stops the reading.
 /// The error is the parser's line (when it has one) and message.
@@ -103,7 +112,7 @@ pub(super) fn read<R: Read>(
     r: R,
     first_line: usize,
     f: &mut dyn FnMut(Event) -> bool,
-) -> Result<(), (Option<usize>, String)> {
+) -> Result<(), JsonError> {
     let newlines = Rc::new(Cell::new(first_line.saturating_sub(1)));
     let counter = LineCounter {
         inner: r,
@@ -122,7 +131,10 @@ pub(super) fn read<R: Read>(
             Err(_) if stopped => return Ok(()),
             Err(e) => {
                 let line = (e.line() > 0).then(|| e.line() + first_line - 1);
-                return Err((line, e.to_string()));
+                return Err(JsonError {
+                    line,
+                    message: e.to_string(),
+                });
             }
         }
         // More values after this one? `end` fails on anything but
@@ -325,7 +337,7 @@ impl<'de> DeserializeSeed<'de> for LinedRaw {
 mod tests {
     use super::*;
 
-    fn events(text: &str) -> (Vec<String>, Result<(), (Option<usize>, String)>) {
+    fn events(text: &str) -> (Vec<String>, Result<(), JsonError>) {
         let mut out = Vec::new();
         let r = read(text.as_bytes(), 1, &mut |e| {
             out.push(match e {
@@ -360,9 +372,16 @@ mod tests {
     fn concatenated_objects_arrays_and_errors() {
         let (e, r) = events("{\"kind\": \"A\"}\n\n{\"kind\": \"B\"} [1,\n2]");
         assert!(r.is_ok(), "{r:?}");
-        assert_eq!(e, vec!["object@1 \"A\"", "object@3 \"B\"", "not-object@3 array=true"]);
+        assert_eq!(
+            e,
+            vec![
+                "object@1 \"A\"",
+                "object@3 \"B\"",
+                "not-object@3 array=true"
+            ]
+        );
         let (e, r) = events("{\"kind\": \"A\"}\n{\"kind\": ");
         assert_eq!(e, vec!["object@1 \"A\""]);
-        assert_eq!(r.unwrap_err().0, Some(2));
+        assert_eq!(r.unwrap_err().line, Some(2));
     }
 }

@@ -135,19 +135,16 @@ pub(super) fn parse(text: &str) -> Result<Top, ParseError> {
 
 fn parse_once(text: &str) -> Result<Top, ParseError> {
     let options = serde_saphyr::options! { strict_booleans: true };
-    let top: Option<Spanned<TopValue>> =
-        serde_saphyr::from_str_with_options(text, options).map_err(|e: serde_saphyr::Error| {
-            ParseError {
-                line: e
-                    .location()
-                    .map(|l| l.line() as usize)
-                    .filter(|l| *l > 0),
-                message: message_of(&e.to_string()),
-            }
+    let top: Option<Spanned<TopValue>> = serde_saphyr::from_str_with_options(text, options)
+        .map_err(|e: serde_saphyr::Error| ParseError {
+            line: e.location().map(|l| l.line() as usize).filter(|l| *l > 0),
+            message: message_of(&e.to_string()),
         })?;
     Ok(match top {
         None => Top::Empty,
-        Some(Spanned { value, referenced, .. }) => match value {
+        Some(Spanned {
+            value, referenced, ..
+        }) => match value {
             TopValue::Null => Top::Empty,
             TopValue::Array => Top::Array,
             TopValue::Scalar => Top::Scalar,

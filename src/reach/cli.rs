@@ -11,11 +11,11 @@ use std::path::PathBuf;
 
 use thiserror::Error;
 
+use super::ci_output;
 use super::compute::connections;
 use super::diff::diff;
 use super::explain::{ExplainError, Query, Target, explain};
 use super::model::{Model, ModelBuilder, ModelError, WorkloadId};
-use super::ci_output;
 use super::output::{Format, write_diff, write_list};
 use super::sources::Sources;
 use crate::manifest::skipped::{self, NotManifests};
@@ -306,7 +306,11 @@ pub fn run_seeded(
                     writeln!(out)?;
                 }
                 DiffFormat::Junit => {
-                    write!(out, "{}", ci_output::junit(&d, &after, &sources, fail_open)?)?;
+                    write!(
+                        out,
+                        "{}",
+                        ci_output::junit(&d, &after, &sources, fail_open)?
+                    )?;
                 }
             }
             Ok(if fail_open && d.opens() { 1 } else { 0 })
