@@ -20,7 +20,7 @@ use crate::cluster::static_dir::{StateError, StaticCluster};
 use crate::config::Config;
 use crate::decide::{Decision, Gvk, Object, Operation, Request, RuleId, User, Verdict};
 use crate::manifest::skipped::{self, NotManifests};
-use crate::manifest::{self, Document, Entry, Skipped};
+use crate::manifest::{self, Document, Entry, FieldLines, Skipped};
 use crate::mode::Mode;
 
 /// Why `check` could not run (exit code 2).
@@ -47,6 +47,10 @@ pub struct ReportedViolation {
     pub rule: RuleId,
     /// What, where, why and how to fix it.
     pub message: String,
+    /// The 1-based line of the field it is about (the labels, the rule of
+    /// a policy), where the reader knows it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub line: Option<usize>,
 }
 
 /// What the mutating webhook would do to the object's pods.
@@ -69,6 +73,9 @@ pub struct Origin {
     pub file: String,
     /// The 1-based line where the object starts.
     pub line: usize,
+    /// The lines of its fields, where the reader knows them.
+    #[serde(skip)]
+    pub fields: FieldLines,
 }
 
 impl Origin {
@@ -78,6 +85,22 @@ impl Origin {
             source: d.origin(),
             file: d.source.display().to_string(),
             line: d.line,
+            fields: d.field_lines.clone(),
+        }
+    }
+
+    /// The line a finding's `message` under `rule` is about: the field it
+    /// names (the labels for the label rules, `spec.ingress[N]` or
+    /// `spec.egress[N]` when the message names one) where known.
+    pub fn field_line(&self, rule: Option<RuleId>, message: &str) -> Option<usize> {
+        match rule {
+            Some(
+                RuleId::TrustedLabels
+                | RuleId::ValidModeLabel
+                | RuleId::AllowAllStaysDev
+                | RuleId::OwnedRoleLabel,
+            ) => self.fields.get("metadata.labels"),
+            _ => self.fields.rule_named_in(message),
         }
     }
 }
@@ -299,7 +322,11 @@ pub fn decide_document(
         object,
         format!("check-{}", d.origin()),
     );
-    Ok(decide_request(cfg, cluster, &req, Origin::of(d)))
+    let mut r = decide_request(cfg, cluster, &req, Origin::of(d));
+    for v in &mut r.violations {
+        v.line = r.origin.field_line(Some(v.rule), &v.message);
+    }
+    Ok(r)
 }
 
 /// The CREATE request `kubectl apply` would send for `object`.
@@ -370,6 +397,7 @@ pub fn decide_request(
             .map(|v| ReportedViolation {
                 rule: v.rule,
                 message: v.message.clone(),
+                line: None,
             })
             .collect(),
         warnings: validated.client_warnings(),
@@ -520,6 +548,9 @@ pub fn render_text(r: &Report) -> String {
                 x.kind, x.name, x.origin.file, x.origin.line
             );
             for v in &x.violations {
+                if let Some(l) = v.line.filter(|l| *l != x.origin.line) {
+                    let _ = writeln!(out, "          at {}:{l}", x.origin.file);
+                }
                 for line in v.message.lines() {
                     let _ = writeln!(out, "          {line}");
                 }

@@ -52,7 +52,8 @@ fn level_of(r: &ObjectResult) -> Level {
 pub fn findings(report: &Report) -> Vec<Finding> {
     let mut out = Vec::new();
     for r in &report.results {
-        let place = Some((r.origin.file.clone(), r.origin.line));
+        let place_at =
+            |line: Option<usize>| Some((r.origin.file.clone(), line.unwrap_or(r.origin.line)));
         let what = format!("{} {}", r.kind, r.name);
         for v in &r.violations {
             let message = match r.decision {
@@ -74,7 +75,7 @@ pub fn findings(report: &Report) -> Vec<Finding> {
                 rule: v.rule.as_str().to_owned(),
                 level: level_of(r),
                 message,
-                place: place.clone(),
+                place: place_at(v.line),
             });
         }
         for w in r
@@ -86,7 +87,7 @@ pub fn findings(report: &Report) -> Vec<Finding> {
                 rule: WARNING_RULE.to_owned(),
                 level: Level::Warning,
                 message: format!("{what}: {w}"),
-                place: place.clone(),
+                place: place_at(r.origin.field_line(None, w)),
             });
         }
     }
@@ -120,7 +121,10 @@ pub fn junit(report: &Report) -> Result<String, quick_junit::SerializeError> {
         let messages = r
             .violations
             .iter()
-            .map(|v| format!("[{}] {}", v.rule, v.message))
+            .map(|v| {
+                let line = v.line.unwrap_or(r.origin.line);
+                format!("{}:{line}: [{}] {}", r.origin.file, v.rule, v.message)
+            })
             .collect::<Vec<_>>()
             .join("\n\n");
         let status = if r.decision == Decision::Deny {

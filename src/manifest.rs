@@ -44,6 +44,8 @@ pub struct Document {
     /// The 1-based line of the file where the object starts (for a list
     /// item, where the item starts).
     pub line: usize,
+    /// Lines of the fields findings point at, where the reader knows them.
+    pub field_lines: FieldLines,
     /// Its kind.
     pub gvk: Gvk,
     /// The object as JSON.
@@ -92,6 +94,37 @@ impl Document {
             origin: self.origin(),
             source: Box::new(e),
         }
+    }
+}
+
+/// The 1-based lines of the fields findings point at (`metadata.labels`,
+/// `spec.ingress[N]`, `spec.egress[N]`), as far as the reader knows them:
+/// for a YAML document, not for a list item or JSON.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct FieldLines(Vec<(String, usize)>);
+
+impl FieldLines {
+    /// The line of `path`, if known.
+    pub fn get(&self, path: &str) -> Option<usize> {
+        self.0.iter().find(|(p, _)| p == path).map(|(_, l)| *l)
+    }
+
+    /// The line of the first rule (`spec.ingress[N]`, `spec.egress[N]`)
+    /// that `message` names, if known.
+    pub fn rule_named_in(&self, message: &str) -> Option<usize> {
+        for (at, _) in message.match_indices("spec.") {
+            let rest = &message[at..];
+            let Some(end) = rest.find(']') else {
+                continue;
+            };
+            let path = &rest[..=end];
+            if (path.starts_with("spec.ingress[") || path.starts_with("spec.egress["))
+                && let Some(line) = self.get(path)
+            {
+                return Some(line);
+            }
+        }
+        None
     }
 }
 
@@ -403,6 +436,7 @@ fn read_yaml<E>(r: impl BufRead, out: &mut Emitter<'_, E>) {
                 line,
                 fields,
                 items,
+                field_lines,
             }) => match items {
                 Some(items) => {
                     let (api_version, kind) = kind_fields(&fields);
@@ -411,7 +445,10 @@ fn read_yaml<E>(r: impl BufRead, out: &mut Emitter<'_, E>) {
                         .into_iter()
                         .all(|(l, item)| out.value(doc.index, at(l), item, item_of.as_ref()))
                 }
-                None => out.object(doc.index, at(line), fields, None),
+                None => {
+                    let lines = field_lines.into_iter().map(|(p, l)| (p, at(l))).collect();
+                    out.object_with_lines(doc.index, at(line), fields, FieldLines(lines))
+                }
             },
         }
     });
@@ -596,8 +633,30 @@ impl<E> Emitter<'_, E> {
         &mut self,
         index: usize,
         line: usize,
+        fields: Map<String, Value>,
+        item_of: Option<&(String, String)>,
+    ) -> bool {
+        self.object_in(index, line, fields, item_of, FieldLines::default())
+    }
+
+    /// [`Emitter::object`] for a document whose field lines are known.
+    fn object_with_lines(
+        &mut self,
+        index: usize,
+        line: usize,
+        fields: Map<String, Value>,
+        field_lines: FieldLines,
+    ) -> bool {
+        self.object_in(index, line, fields, None, field_lines)
+    }
+
+    fn object_in(
+        &mut self,
+        index: usize,
+        line: usize,
         mut fields: Map<String, Value>,
         item_of: Option<&(String, String)>,
+        field_lines: FieldLines,
     ) -> bool {
         let (mut api_version, mut kind) = kind_fields(&fields);
         if let Some((a, k)) = item_of
@@ -649,6 +708,7 @@ impl<E> Emitter<'_, E> {
             source: self.source.to_owned(),
             index,
             line,
+            field_lines,
             gvk,
             value: Value::Object(fields),
         }))

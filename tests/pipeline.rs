@@ -351,7 +351,8 @@ fn sarif_errors(sarif: &str) -> Vec<String> {
         .unwrap_or_default()
 }
 
-/// The line a result points at is where its object starts in its file.
+/// The line a result points at is where its object starts in its file,
+/// or the field it is about (the labels, a policy's rule).
 fn assert_results_point_at_objects(sarif: &Value) {
     let results = sarif["runs"][0]["results"].as_array().unwrap();
     assert!(!results.is_empty());
@@ -361,9 +362,13 @@ fn assert_results_point_at_objects(sarif: &Value) {
         let line = loc["region"]["startLine"].as_u64().unwrap() as usize;
         let body = std::fs::read_to_string(&file).unwrap();
         let at = body.lines().nth(line - 1).unwrap();
+        let field = at.contains("labels")
+            || ["ingress", "egress", "- "]
+                .iter()
+                .any(|f| at.trim_start().starts_with(f));
         assert!(
-            at.starts_with("apiVersion:"),
-            "{}:{line} is {at:?}, not the start of an object",
+            at.starts_with("apiVersion:") || field,
+            "{}:{line} is {at:?}, not the start of an object or a field",
             file.display()
         );
     }
@@ -388,6 +393,34 @@ fn sarif_of_check_and_diff_passes_the_validator() {
         .iter()
         .map(|r| (r["ruleId"].as_str().unwrap(), r["level"].as_str().unwrap()))
         .collect();
+    // Field lines where the reader knows them: the allow-all rule, the
+    // labels a trusted group must set, the broad egress rule.
+    let at = |rule: &str, file: &str| -> Vec<u64> {
+        v["runs"][0]["results"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|r| {
+                r["ruleId"] == rule
+                    && r["locations"][0]["physicalLocation"]["artifactLocation"]["uri"]
+                        .as_str()
+                        .unwrap()
+                        .ends_with(file)
+            })
+            .map(|r| {
+                r["locations"][0]["physicalLocation"]["region"]["startLine"]
+                    .as_u64()
+                    .unwrap()
+            })
+            .collect()
+    };
+    assert_eq!(at("no-allow-all", "shop/policies.yaml"), vec![14]);
+    assert_eq!(at("trusted-labels", "namespaces.yaml"), vec![12]);
+    assert_eq!(at("palisade-warning", "shop/policies.yaml"), vec![24]);
+    assert_eq!(
+        at("require-default-deny", "elsewhere/apps.yaml"),
+        vec![2, 13, 20]
+    );
     // Deny, warn-mode and dry-run-mode violations, and a broad warning.
     for want in [
         ("require-default-deny", "error"),

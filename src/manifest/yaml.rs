@@ -6,7 +6,7 @@
 use std::io::BufRead;
 
 use serde::Deserialize;
-use serde::de::{self, Deserializer, MapAccess, SeqAccess, Visitor};
+use serde::de::{self, DeserializeSeed, Deserializer, MapAccess, SeqAccess, Visitor};
 use serde_json::{Map, Value};
 use serde_saphyr::Spanned;
 
@@ -106,6 +106,9 @@ pub(super) enum Top {
         fields: Map<String, Value>,
         /// `items`, when a sequence.
         items: Option<Vec<(usize, Value)>>,
+        /// 1-based lines (within the document) of the fields findings
+        /// point at: `metadata.labels`, `spec.ingress[N]`, `spec.egress[N]`.
+        field_lines: Vec<(String, usize)>,
     },
     /// A sequence.
     Array,
@@ -148,10 +151,15 @@ fn parse_once(text: &str) -> Result<Top, ParseError> {
             TopValue::Null => Top::Empty,
             TopValue::Array => Top::Array,
             TopValue::Scalar => Top::Scalar,
-            TopValue::Object { fields, items } => Top::Object {
+            TopValue::Object {
+                fields,
+                items,
+                field_lines,
+            } => Top::Object {
                 line: referenced.line() as usize,
                 fields,
                 items,
+                field_lines,
             },
         },
     })
@@ -178,6 +186,7 @@ enum TopValue {
     Object {
         fields: Map<String, Value>,
         items: Option<Vec<(usize, Value)>>,
+        field_lines: Vec<(String, usize)>,
     },
 }
 
@@ -199,6 +208,7 @@ impl<'de> Visitor<'de> for TopVisitor {
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<TopValue, A::Error> {
         let mut fields = Map::new();
         let mut items = None;
+        let mut field_lines = Vec::new();
         while let Some(key) = map.next_key::<String>()? {
             if key == "items" {
                 match map.next_value::<Items>()? {
@@ -207,12 +217,22 @@ impl<'de> Visitor<'de> for TopVisitor {
                         fields.insert(key, v);
                     }
                 }
+            } else if key == "metadata" || key == "spec" {
+                let v = map.next_value_seed(Tracked {
+                    path: &key,
+                    lines: &mut field_lines,
+                })?;
+                fields.insert(key, v);
             } else {
                 let v: Value = map.next_value()?;
                 fields.insert(key, v);
             }
         }
-        Ok(TopValue::Object { fields, items })
+        Ok(TopValue::Object {
+            fields,
+            items,
+            field_lines,
+        })
     }
 
     fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<TopValue, A::Error> {
@@ -247,6 +267,134 @@ impl<'de> Visitor<'de> for TopVisitor {
     fn visit_str<E>(self, _: &str) -> Result<TopValue, E> {
         Ok(TopValue::Scalar)
     }
+}
+
+/// The value under `path` (`metadata`, `spec`), noting on the way the
+/// lines of the fields findings point at, in the same single parse.
+struct Tracked<'a> {
+    path: &'a str,
+    lines: &'a mut Vec<(String, usize)>,
+}
+
+/// Is `path` a field whose line a finding may point at, or one whose
+/// items are?
+fn tracked(path: &str) -> (bool, bool) {
+    match path {
+        "metadata.labels" => (true, false),
+        "spec.ingress" | "spec.egress" => (false, true),
+        _ => (false, false),
+    }
+}
+
+/// The visits that rebuild a scalar as a JSON value, for visitors that
+/// look closer only at some collections.
+macro_rules! rebuild_scalars {
+    () => {
+        fn visit_unit<E>(self) -> Result<Value, E> {
+            Ok(Value::Null)
+        }
+        fn visit_none<E>(self) -> Result<Value, E> {
+            Ok(Value::Null)
+        }
+        fn visit_bool<E>(self, v: bool) -> Result<Value, E> {
+            Ok(v.into())
+        }
+        fn visit_i64<E>(self, v: i64) -> Result<Value, E> {
+            Ok(v.into())
+        }
+        fn visit_u64<E>(self, v: u64) -> Result<Value, E> {
+            Ok(v.into())
+        }
+        fn visit_f64<E>(self, v: f64) -> Result<Value, E> {
+            Ok(serde_json::Number::from_f64(v).map_or(Value::Null, Value::Number))
+        }
+        fn visit_str<E>(self, v: &str) -> Result<Value, E> {
+            Ok(v.into())
+        }
+    };
+}
+
+impl<'de> DeserializeSeed<'de> for Tracked<'_> {
+    type Value = Value;
+
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Value, D::Error> {
+        d.deserialize_any(self)
+    }
+}
+
+impl<'de> Visitor<'de> for Tracked<'_> {
+    type Value = Value;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        f.write_str("a value")
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Value, A::Error> {
+        let mut out = Map::new();
+        while let Some(key) = map.next_key::<String>()? {
+            let child = format!("{}.{key}", self.path);
+            let v = match tracked(&child) {
+                (true, _) => {
+                    let s: Spanned<Value> = map.next_value()?;
+                    self.lines.push((child, s.referenced.line() as usize));
+                    s.value
+                }
+                (_, true) => map.next_value_seed(TrackedItems {
+                    path: &child,
+                    lines: self.lines,
+                })?,
+                _ => map.next_value()?,
+            };
+            out.insert(key, v);
+        }
+        Ok(Value::Object(out))
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, seq: A) -> Result<Value, A::Error> {
+        Value::deserialize(de::value::SeqAccessDeserializer::new(seq))
+    }
+
+    rebuild_scalars!();
+}
+
+/// A sequence under `path` whose items' lines are noted (`path[N]`).
+struct TrackedItems<'a> {
+    path: &'a str,
+    lines: &'a mut Vec<(String, usize)>,
+}
+
+impl<'de> DeserializeSeed<'de> for TrackedItems<'_> {
+    type Value = Value;
+
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Value, D::Error> {
+        d.deserialize_any(self)
+    }
+}
+
+impl<'de> Visitor<'de> for TrackedItems<'_> {
+    type Value = Value;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        f.write_str("a list")
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Value, A::Error> {
+        let mut out = Vec::new();
+        while let Some(item) = seq.next_element::<Spanned<Value>>()? {
+            self.lines.push((
+                format!("{}[{}]", self.path, out.len()),
+                item.referenced.line() as usize,
+            ));
+            out.push(item.value);
+        }
+        Ok(Value::Array(out))
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<Value, A::Error> {
+        Value::deserialize(de::value::MapAccessDeserializer::new(map))
+    }
+
+    rebuild_scalars!();
 }
 
 /// `items`: a sequence whose items keep their lines, or anything else.
@@ -334,6 +482,7 @@ mod tests {
             line,
             fields,
             items,
+            ..
         } = parse("# c\n\napiVersion: v1\nkind: List\nitems:\n- kind: A\n-   kind: B\n").unwrap()
         else {
             panic!("an object")
@@ -343,6 +492,20 @@ mod tests {
         let lines: Vec<usize> = items.unwrap().iter().map(|(l, _)| *l).collect();
         assert_eq!(lines, vec![6, 7]);
         assert!(matches!(parse("[1, 2]"), Ok(Top::Array)));
+        let Ok(Top::Object { field_lines, .. }) = parse(
+            "kind: NetworkPolicy\nmetadata:\n  name: x\n  labels: {a: b}\nspec:\n  egress:\n  - to: []\n  -   ports: []\n  ingress: [{}]\n",
+        ) else {
+            panic!("an object")
+        };
+        assert_eq!(
+            field_lines,
+            vec![
+                ("metadata.labels".to_owned(), 4),
+                ("spec.egress[0]".to_owned(), 7),
+                ("spec.egress[1]".to_owned(), 8),
+                ("spec.ingress[0]".to_owned(), 9),
+            ]
+        );
         assert!(matches!(parse("# only\n"), Ok(Top::Empty)));
         assert!(matches!(parse("x"), Ok(Top::Scalar)));
         let e = parse("a: 1\nb: [c\n").err().unwrap();
