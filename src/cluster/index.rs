@@ -127,6 +127,7 @@ impl Index {
         ViewStats {
             namespaces: self.namespaces.len(),
             policies: self.policy_count,
+            preview: None,
         }
     }
 }
