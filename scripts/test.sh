@@ -38,7 +38,7 @@ fi
 # `--output sarif`; repo-local node_modules, pinned to one version.
 if [ ! -x node_modules/.bin/sarif-multitool ]; then
   echo "scripts/test.sh: installing @microsoft/sarif-multitool (npm) into node_modules" >&2
-  npm install --silent --no-audit --no-fund --no-save @microsoft/sarif-multitool@5.7.0 >/dev/null
+  npm install --prefix "$PWD" --silent --no-audit --no-fund --no-save @microsoft/sarif-multitool@5.7.0 >/dev/null
 fi
 
 exec cargo test --locked "$@"

@@ -781,18 +781,75 @@ fn the_readme_ci_recipes_parse_and_run_what_they_say() {
             "GitLab recipe lacks {want}: {script}"
         );
     }
-    // Every palisade command line the recipes show parses as the CLI does.
-    for line in all
-        .split("palisade ")
-        .skip(1)
-        .chain(script.split("palisade ").skip(1))
+    // Every palisade command the recipes run, run as written (CI
+    // variables filled in) in a repository with a target branch: each
+    // accepts its flags and writes what the next step reads.
+    let repo = tempfile::tempdir().unwrap();
+    let r = repo.path();
+    git(r, &["init", "-q", "-b", "main"]);
+    write(r, "k8s/shop.yaml", FENCED);
+    git(r, &["add", "."]);
+    git(r, &["commit", "-q", "-m", "main"]);
+    git(r, &["remote", "add", "origin", r.to_str().unwrap()]);
+    git(r, &["fetch", "-q", "origin"]);
+    let mut ran = 0;
+    for command in recipe_commands(steps)
+        .into_iter()
+        .chain(recipe_commands(&job["script"]))
     {
-        let sub = line.split_whitespace().next().unwrap_or("");
+        let line = command
+            .replace("\"origin/${{ github.base_ref }}\"", "origin/main")
+            .replace("\"$BASE\"", "origin/main");
+        let (args, out_file) = match line.split_once(" > ") {
+            Some((a, f)) => (a.to_owned(), Some(f.trim().to_owned())),
+            None => (line.clone(), None),
+        };
+        let args: Vec<&str> = args.split_whitespace().collect();
         assert!(
-            ["check", "simulate"].contains(&sub) || sub.starts_with('-') || sub.contains("REPO"),
-            "{line}"
+            !args.iter().any(|a| a.contains('$') || a.contains('"')),
+            "a variable left in {line}"
         );
+        let o = palisade(&args, r);
+        assert!(
+            matches!(o.status.code(), Some(0 | 1)),
+            "{line}: {}",
+            text(&o.stderr)
+        );
+        let out = text(&o.stdout);
+        match out_file.as_deref().and_then(|f| f.rsplit('.').next()) {
+            Some("sarif") => {
+                let v: Value = serde_json::from_str(&out).expect(&line);
+                assert_eq!(v["version"], "2.1.0", "{line}");
+            }
+            Some("xml") => assert!(out.starts_with("<?xml"), "{line}: {out}"),
+            Some("md") => assert!(out.starts_with('|'), "{line}: {out}"),
+            other => panic!("{line}: writes {other:?}"),
+        }
+        ran += 1;
     }
+    assert_eq!(ran, 7, "three palisade commands for GitHub, four for GitLab");
+}
+
+/// The `palisade ...` commands of a recipe's steps or script lines, one
+/// line each (YAML folded scalars already joined, `|| ...` dropped).
+fn recipe_commands(v: &Value) -> Vec<String> {
+    let texts: Vec<String> = v
+        .as_array()
+        .unwrap_or_else(|| panic!("steps or a script: {v}"))
+        .iter()
+        .filter_map(|i| match i {
+            Value::String(s) => Some(s.clone()),
+            other => other["run"].as_str().map(str::to_owned),
+        })
+        .collect();
+    texts
+        .iter()
+        .flat_map(|t| t.lines().map(str::to_owned).collect::<Vec<_>>())
+        .filter_map(|l| {
+            let rest = l.trim().strip_prefix("palisade ")?;
+            Some(rest.split(" || ").next().unwrap_or(rest).to_owned())
+        })
+        .collect()
 }
 
 // -------------------------------------------------------------- pre-commit
