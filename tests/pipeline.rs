@@ -827,7 +827,10 @@ fn the_readme_ci_recipes_parse_and_run_what_they_say() {
         }
         ran += 1;
     }
-    assert_eq!(ran, 7, "three palisade commands for GitHub, four for GitLab");
+    assert_eq!(
+        ran, 7,
+        "three palisade commands for GitHub, four for GitLab"
+    );
 }
 
 /// The `palisade ...` commands of a recipe's steps or script lines, one
