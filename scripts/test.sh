@@ -20,6 +20,14 @@ if [ ! -x .venv/bin/pre-commit ] || ! .venv/bin/python -c 'import junitparser' 2
   .venv/bin/pip install --quiet --disable-pip-version-check pre-commit junitparser
 fi
 
+# Helm's own Go SDK (PyPI helm-python-sdk, Helm v4) renders and lints the
+# chart in deploy/helm for tests/helm.rs; same repo-local virtualenv.
+if ! .venv/bin/python -c 'import helm_python' >/dev/null 2>&1; then
+  echo "scripts/test.sh: installing helm-python-sdk into .venv" >&2
+  .venv/bin/pip install --quiet --disable-pip-version-check helm-python-sdk
+fi
+export PALISADE_PYTHON="$PWD/.venv/bin/python"
+
 # graphviz checks that `simulate --output dot` renders; curl drives the
 # CLI test the way the README does.
 missing=()

@@ -67,6 +67,7 @@ pub async fn admit(
             PreviewModel::Ready(model) => {
                 if let Some(notes) = preview::preview_warnings(req, ns, &model) {
                     verdict.notes.extend(notes);
+                    verdict.previewed = true;
                 }
             }
         }

@@ -91,6 +91,8 @@ pub struct Config {
     pub proxy: ProxyConfig,
     /// Reachability preview at admission.
     pub simulate: SimulateConfig,
+    /// Self-managed certificates.
+    pub certificates: CertificatesConfig,
 }
 
 /// `environment`.
@@ -238,6 +240,17 @@ impl SimulateConfig {
     }
 }
 
+/// `certificates`.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct CertificatesConfig {
+    /// palisade keeps its CA and serving certificate in the Secret
+    /// `palisade-certs`, serves from it, and keeps the webhook
+    /// configurations' caBundle in step (also `serve --manage-certs`).
+    #[serde(default)]
+    pub manage: bool,
+}
+
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 struct RawConfig {
@@ -259,6 +272,8 @@ struct RawConfig {
     proxy: RawProxy,
     #[serde(default)]
     simulate: SimulateConfig,
+    #[serde(default)]
+    certificates: CertificatesConfig,
 }
 
 #[derive(Debug, Deserialize)]
@@ -456,6 +471,7 @@ impl Config {
             )
             .map_err(|e| invalid("proxy.template".into(), e.to_string()))?,
             simulate: raw.simulate,
+            certificates: raw.certificates,
         })
     }
 

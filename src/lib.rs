@@ -5,6 +5,7 @@
 pub mod addresses;
 pub mod admit;
 pub mod audit;
+pub mod certmgr;
 pub mod certs;
 pub mod check;
 pub mod check_output;
@@ -14,6 +15,7 @@ pub mod decide;
 pub mod git;
 pub mod glob;
 pub mod intervals;
+pub mod leader;
 pub mod log_field;
 pub mod manifest;
 pub mod mode;
@@ -31,6 +33,7 @@ pub mod selector;
 pub mod serve;
 pub mod server;
 pub mod sidecar;
+pub mod watch_health;
 
 /// The shared fixtures, for unit tests: the same helper as the integration
 /// tests and benches use.

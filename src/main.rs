@@ -7,13 +7,15 @@ use std::sync::Arc;
 
 use clap::{Args, Parser, Subcommand};
 
+use palisade::certmgr::plan::Policy;
+use palisade::certmgr::{Managed, Names};
 use palisade::certs::{self, CertSpec};
 use palisade::cluster::ClusterView;
 use palisade::cluster::kube::KubeCluster;
 use palisade::cluster::static_dir::StaticCluster;
 use palisade::config::Config;
 use palisade::mode::Mode;
-use palisade::serve::{self, Settings};
+use palisade::serve::{self, Settings, TlsSource};
 use palisade::server::listen::ListenLimits;
 use palisade::server::routes::BodyLimits;
 
@@ -139,6 +141,15 @@ struct ServeArgs {
     /// Plain-HTTP address for /healthz, /readyz and /metrics [default: 0.0.0.0:9090; with --demo: 127.0.0.1:9090].
     #[arg(long)]
     metrics_listen: Option<SocketAddr>,
+    /// Self-managed certificates: keep a CA and a serving certificate in the
+    /// Secret palisade-certs (the leader replica creates and renews them),
+    /// serve from it, and keep both webhook configurations' caBundle in step.
+    /// Also `certificates.manage: true` in the policy file.
+    #[arg(long, env = "PALISADE_MANAGE_CERTS", conflicts_with_all = ["tls_cert", "tls_key", "demo"])]
+    manage_certs: bool,
+    /// palisade's own namespace (its Service, certificate Secret and leader Lease), for self-managed certificates.
+    #[arg(long, env = "PALISADE_NAMESPACE", default_value = "palisade-system")]
+    namespace: String,
     /// PEM certificate chain.
     #[arg(long, default_value = "certs/tls.crt")]
     tls_cert: PathBuf,
@@ -480,16 +491,32 @@ async fn serve_command(a: ServeArgs) -> ExitCode {
             Err(e) => return fail(e),
         }
     } else {
-        let client = match kube::Client::try_default().await {
+        let client = match kube_client().await {
             Ok(c) => c,
-            Err(e) => {
-                return fail(format!(
-                    "cannot reach the cluster (in-cluster config or KUBECONFIG): {e}; use --state DIR or --demo to run without one"
-                ));
-            }
+            Err(e) => return fail(e),
         };
         let (view, _tasks) = KubeCluster::start(client, config.simulate.preview_budget());
         view
+    };
+
+    let managed = if (a.manage_certs || config.certificates.manage) && !a.demo {
+        match kube_client().await {
+            Ok(client) => Some(Managed::start(
+                client,
+                Names::new(&a.namespace),
+                Policy::default(),
+            )),
+            Err(e) => return fail(e),
+        }
+    } else {
+        None
+    };
+    let tls = match &managed {
+        Some(m) => TlsSource::Managed(Arc::clone(&m.replica)),
+        None => TlsSource::Files {
+            cert: tls_cert,
+            key: tls_key,
+        },
     };
 
     let settings = Settings {
@@ -497,8 +524,7 @@ async fn serve_command(a: ServeArgs) -> ExitCode {
         cluster,
         listen,
         metrics_listen,
-        tls_cert,
-        tls_key,
+        tls,
         limits: ListenLimits {
             max_connections: a.max_connections,
             ..ListenLimits::default()
@@ -519,13 +545,30 @@ async fn serve_command(a: ServeArgs) -> ExitCode {
     serve::termination().await;
     tracing::info!("shutting down: finishing in-flight reviews");
     server.shutdown();
-    match server.wait().await {
+    // Give the Lease up while the reviews in flight drain, so another
+    // replica takes over the certificates at once.
+    let release = async {
+        if let Some(m) = managed {
+            m.stop(std::time::Duration::from_secs(3)).await;
+        }
+    };
+    let (done, ()) = tokio::join!(server.wait(), release);
+    match done {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("palisade: {e}");
             ExitCode::FAILURE
         }
     }
+}
+
+/// A client for the cluster palisade runs in (in-cluster config, else KUBECONFIG).
+async fn kube_client() -> Result<kube::Client, String> {
+    kube::Client::try_default().await.map_err(|e| {
+        format!(
+            "cannot reach the cluster (in-cluster config or KUBECONFIG): {e}; use --state DIR or --demo to run without one"
+        )
+    })
 }
 
 /// A cluster view of a set of manifests, with the reachability model for

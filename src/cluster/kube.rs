@@ -8,10 +8,9 @@
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, RwLock};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use futures::future::BoxFuture;
-use futures::{StreamExt, TryStreamExt};
 use k8s_openapi::api::core::v1::Namespace;
 use k8s_openapi::api::networking::v1::NetworkPolicy;
 use kube::api::{Api, ListParams};
@@ -25,6 +24,7 @@ use super::reach_watch::ReachWatch;
 use super::{ClusterError, ClusterView, NamespaceView, ViewStats};
 use crate::netpol::{Policy, PolicyFacts};
 use crate::posture::NamespaceInfo;
+use crate::watch_health::WatchHealth;
 
 /// How long the fresh read before a denial may take. The client's own read
 /// timeout is sized for watches (minutes), and the API server gives the
@@ -41,6 +41,8 @@ pub struct KubeCluster {
     namespaces_synced: Arc<AtomicBool>,
     policies_synced: Arc<AtomicBool>,
     preview: Option<Arc<ReachWatch>>,
+    namespaces_health: Arc<WatchHealth>,
+    policies_health: Arc<WatchHealth>,
 }
 
 impl KubeCluster {
@@ -62,6 +64,8 @@ impl KubeCluster {
             namespaces_synced: Arc::new(AtomicBool::new(false)),
             policies_synced: Arc::new(AtomicBool::new(false)),
             preview,
+            namespaces_health: Arc::new(WatchHealth::new()),
+            policies_health: Arc::new(WatchHealth::new()),
         });
         tasks.extend([
             tokio::spawn(watch_namespaces(
@@ -71,11 +75,13 @@ impl KubeCluster {
                 Api::all(me.client.clone()),
                 Arc::clone(&me.index),
                 Arc::clone(&me.namespaces_synced),
+                Arc::clone(&me.namespaces_health),
             )),
             tokio::spawn(watch_policies(
                 Api::all(me.client.clone()),
                 Arc::clone(&me.index),
                 Arc::clone(&me.policies_synced),
+                Arc::clone(&me.policies_health),
             )),
         ]);
         (me, tasks)
@@ -118,12 +124,13 @@ async fn watch_namespaces(
     api: Api<PartialObjectMeta<Namespace>>,
     index: Arc<RwLock<Index>>,
     synced: Arc<AtomicBool>,
+    health: Arc<WatchHealth>,
 ) {
     let mut buffer: HashMap<String, NamespaceInfo> = HashMap::new();
     let stream = watcher::watcher(api, watcher::Config::default()).default_backoff();
     futures::pin_mut!(stream);
     loop {
-        match stream.next().await {
+        match health.next(&mut stream).await {
             None => return,
             Some(Err(e)) => {
                 tracing::warn!(error = %e, "namespace watch error; retrying with backoff")
@@ -135,6 +142,7 @@ async fn watch_namespaces(
                     buffer.insert(n, i);
                 }
                 Event::InitDone => {
+                    health.synced(Instant::now());
                     write(&index).replace_namespaces(buffer.drain());
                     if !synced.swap(true, Ordering::Relaxed) {
                         tracing::info!("namespace watch synced");
@@ -157,20 +165,22 @@ async fn watch_policies(
     api: Api<NetworkPolicy>,
     index: Arc<RwLock<Index>>,
     synced: Arc<AtomicBool>,
+    health: Arc<WatchHealth>,
 ) {
     let mut buffer: Vec<(String, PolicyFacts)> = Vec::new();
     let stream = watcher::watcher(api, watcher::Config::default()).default_backoff();
     futures::pin_mut!(stream);
     loop {
-        match stream.try_next().await {
-            Ok(None) => return,
-            Err(e) => {
+        match health.next(&mut stream).await {
+            None => return,
+            Some(Err(e)) => {
                 tracing::warn!(error = %e, "NetworkPolicy watch error; retrying with backoff")
             }
-            Ok(Some(ev)) => match ev {
+            Some(Ok(ev)) => match ev {
                 Event::Init => buffer.clear(),
                 Event::InitApply(np) => buffer.extend(policy_facts(&np)),
                 Event::InitDone => {
+                    health.synced(Instant::now());
                     write(&index).replace_policies(buffer.drain(..));
                     buffer.shrink_to_fit();
                     if !synced.swap(true, Ordering::Relaxed) {
@@ -258,12 +268,24 @@ impl ClusterView for KubeCluster {
             None => super::PreviewModel::Absent,
         }
     }
+
+    fn watch_sync_ages(&self) -> Vec<(&'static str, f64)> {
+        let now = Instant::now();
+        vec![
+            (
+                "namespaces",
+                self.namespaces_health.sync_age(now).as_secs_f64(),
+            ),
+            (
+                "networkpolicies",
+                self.policies_health.sync_age(now).as_secs_f64(),
+            ),
+        ]
+    }
 }
 
 #[cfg(test)]
 mod tests {
-    use std::time::Instant;
-
     use super::*;
 
     /// An API server that accepts connections and never answers (a

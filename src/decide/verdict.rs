@@ -158,6 +158,10 @@ pub struct Verdict {
     /// Set when the request was not decided.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub skipped: Option<Skip>,
+    /// A reachability preview is among the notes (counted in
+    /// `palisade_previews_total`).
+    #[serde(skip)]
+    pub previewed: bool,
 }
 
 impl Verdict {
@@ -171,6 +175,7 @@ impl Verdict {
             notes: Vec::new(),
             changes: Vec::new(),
             skipped: None,
+            previewed: false,
         }
     }
 

@@ -9,7 +9,9 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
+pub mod api_store;
 pub mod fake_api;
+pub mod managed;
 mod shared;
 pub use shared::shared_fixtures;
 
@@ -178,8 +180,10 @@ impl TestServer {
             cluster,
             listen: local,
             metrics_listen: local,
-            tls_cert: dir.path().join(certs::CERT_FILE),
-            tls_key: dir.path().join(certs::KEY_FILE),
+            tls: serve::TlsSource::Files {
+                cert: dir.path().join(certs::CERT_FILE),
+                key: dir.path().join(certs::KEY_FILE),
+            },
             limits,
             body,
         })
