@@ -5,13 +5,18 @@
 //! standing from `posture`, allow-all from a NetworkPolicy CREATE decided by
 //! `validate`, role labels from `roles::derive`, sidecars from the mutating
 //! webhook's injection plan (`sidecar::plan`).
+//! Pods are named by the workload a user wrote ([`crate::reach::owners`]),
+//! so a fix says which Deployment to restart rather than which hash.
 //! The live part (`kube` lists) only gathers the objects.
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 
+use k8s_openapi::api::apps::v1::ReplicaSet;
+use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::core::v1::{Namespace, Pod, PodSpec};
 use k8s_openapi::api::networking::v1::NetworkPolicy;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use serde::Serialize;
 
 use crate::admit::{self, Webhook};
@@ -22,6 +27,7 @@ use crate::config::Config;
 use crate::decide::{Gvk, Object, RuleId, User};
 use crate::netpol::{self, Policy};
 use crate::posture;
+use crate::reach::{Intermediate, Owners, PodSummary, WorkloadId};
 use crate::roles::{self, LabelPlan, PodFacts};
 use crate::sidecar;
 
@@ -34,6 +40,14 @@ pub struct Inventory {
     pub policies: Vec<NetworkPolicy>,
     /// Every pod.
     pub pods: Vec<Pod>,
+    /// Every ReplicaSet's metadata (whose controller names its pods'
+    /// workload).
+    pub replica_sets: Vec<ObjectMeta>,
+    /// Every Job's metadata.
+    pub jobs: Vec<ObjectMeta>,
+    /// What could not be read and what that changes (e.g. ReplicaSets
+    /// forbidden: pods are named by their ReplicaSet).
+    pub notes: Vec<String>,
 }
 
 impl Inventory {
@@ -50,7 +64,56 @@ impl Inventory {
         for pod in &self.pods {
             b.pod(pod);
         }
+        for (kind, meta) in self.owner_metadata() {
+            b.owner(kind, meta);
+        }
         Ok(b)
+    }
+
+    /// The owner table of the ReplicaSets and Jobs listed.
+    pub fn owners(&self) -> Owners {
+        let mut o = Owners::new();
+        for (kind, meta) in self.owner_metadata() {
+            o.put(kind, meta, DEFAULT_NAMESPACE);
+        }
+        o
+    }
+
+    fn owner_metadata(&self) -> impl Iterator<Item = (Intermediate, &ObjectMeta)> {
+        let rs = self
+            .replica_sets
+            .iter()
+            .map(|m| (Intermediate::ReplicaSet, m));
+        rs.chain(self.jobs.iter().map(|m| (Intermediate::Job, m)))
+    }
+
+    /// The namespaces and NetworkPolicies as a cluster view (what `check
+    /// --cluster` decides against), and each policy read. A policy that
+    /// cannot be read is logged and left out: the API server validated
+    /// it, so that is a palisade bug, not the user's.
+    pub fn static_cluster(&self) -> (StaticCluster, Vec<(&NetworkPolicy, Policy)>) {
+        let mut cluster = StaticCluster::new();
+        for ns in &self.namespaces {
+            cluster.insert_namespace(ns);
+        }
+        let mut policies = Vec::new();
+        for np in &self.policies {
+            let ns = np
+                .metadata
+                .namespace
+                .as_deref()
+                .unwrap_or(DEFAULT_NAMESPACE);
+            match Policy::from_k8s(np, ns) {
+                Ok(p) => {
+                    cluster.insert_policy(&p);
+                    policies.push((np, p));
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "cannot read a NetworkPolicy; it is left out")
+                }
+            }
+        }
+        (cluster, policies)
     }
 }
 
@@ -108,6 +171,9 @@ pub struct Finding {
     pub name: String,
     /// What is wrong and how to fix it.
     pub message: String,
+    /// For a pod, the workload it belongs to (`shop/web[Deployment]`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub workload: Option<String>,
 }
 
 /// The audit's result.
@@ -139,28 +205,8 @@ impl AuditReport {
 
 /// Audits an inventory.
 pub fn audit(cfg: &Config, inv: &Inventory) -> AuditReport {
-    let mut cluster = StaticCluster::new();
-    for ns in &inv.namespaces {
-        cluster.insert_namespace(ns);
-    }
+    let (cluster, policies) = inv.static_cluster();
     let mut findings = Vec::new();
-    let mut policies = Vec::new();
-    for np in &inv.policies {
-        let ns = np
-            .metadata
-            .namespace
-            .as_deref()
-            .unwrap_or(DEFAULT_NAMESPACE);
-        match Policy::from_k8s(np, ns) {
-            Ok(p) => {
-                cluster.insert_policy(&p);
-                policies.push((np, p));
-            }
-            Err(e) => {
-                tracing::warn!(error = %e, "cannot read a NetworkPolicy; it is left out of the audit")
-            }
-        }
-    }
     for ns in &inv.namespaces {
         let name = ns.metadata.name.clone().unwrap_or_default();
         if cfg.is_exempt(&name) {
@@ -179,6 +225,7 @@ pub fn audit(cfg: &Config, inv: &Inventory) -> AuditReport {
                     "namespace {name} has no default-deny NetworkPolicy for {missing}; new workloads there are denied.\nFix: apply\n\n{}",
                     netpol::default_deny_manifest(&name, missing)
                 ),
+                workload: None,
             });
         }
     }
@@ -212,11 +259,13 @@ pub fn audit(cfg: &Config, inv: &Inventory) -> AuditReport {
                 object_kind: "NetworkPolicy".into(),
                 name: p.name.clone(),
                 message: violation.message.clone(),
+                workload: None,
             });
         }
     }
+    let owners = inv.owners();
     for pod in &inv.pods {
-        findings.extend(audit_pod(cfg, &cluster, pod));
+        findings.extend(audit_pod(cfg, &cluster, &owners, pod));
     }
     findings.sort_by(|a, b| (&a.namespace, a.kind, &a.name).cmp(&(&b.namespace, b.kind, &b.name)));
     AuditReport {
@@ -229,7 +278,7 @@ pub fn audit(cfg: &Config, inv: &Inventory) -> AuditReport {
     }
 }
 
-fn audit_pod(cfg: &Config, cluster: &StaticCluster, pod: &Pod) -> Vec<Finding> {
+fn audit_pod(cfg: &Config, cluster: &StaticCluster, owners: &Owners, pod: &Pod) -> Vec<Finding> {
     let ns = pod
         .metadata
         .namespace
@@ -239,6 +288,14 @@ fn audit_pod(cfg: &Config, cluster: &StaticCluster, pod: &Pod) -> Vec<Finding> {
     if cfg.is_exempt(&ns) {
         return Vec::new();
     }
+    let direct = PodSummary::from_pod(pod, DEFAULT_NAMESPACE);
+    let workload = direct.shown_as(owners);
+    let of = if &*workload.kind == "Pod" {
+        String::new()
+    } else {
+        format!(" (of {workload})")
+    };
+    let recreate = recreate(&workload, &name);
     let finding = |kind, message: String| Finding {
         kind,
         namespace: ns.clone(),
@@ -246,6 +303,7 @@ fn audit_pod(cfg: &Config, cluster: &StaticCluster, pod: &Pod) -> Vec<Finding> {
         object_kind: "Pod".into(),
         name: name.clone(),
         message,
+        workload: Some(workload.to_string()),
     };
     let mut out = Vec::new();
     let labels = pod.metadata.labels.clone().unwrap_or_default();
@@ -264,7 +322,7 @@ fn audit_pod(cfg: &Config, cluster: &StaticCluster, pod: &Pod) -> Vec<Finding> {
         finding(
             FindingKind::UnderivedRoleLabel,
             format!(
-                "pod {ns}/{name} carries {key}={have}, which no rule derives for it; it should have {should}. It may be reached by traffic meant for that role.\nFix: {fix} (palisade admits exactly that change), or recreate the pod."
+                "pod {ns}/{name}{of} carries {key}={have}, which no rule derives for it; it should have {should}. It may be reached by traffic meant for that role.\nFix: {fix} (palisade admits exactly that change), or {recreate}."
             ),
         )
     };
@@ -277,7 +335,7 @@ fn audit_pod(cfg: &Config, cluster: &StaticCluster, pod: &Pod) -> Vec<Finding> {
         } => out.push(finding(
             FindingKind::MissingRoleLabel,
             format!(
-                "pod {ns}/{name} has no {key} label; roles.rules[{rule}] gives it {key}={role}. Policies that select the role do not apply to it.\nFix: recreate the pod (its controller's next rollout) so the mutating webhook labels it."
+                "pod {ns}/{name}{of} has no {key} label; roles.rules[{rule}] gives it {key}={role}. Policies that select the role do not apply to it.\nFix: {recreate}, so the mutating webhook labels it."
             ),
         )),
         LabelPlan::Set {
@@ -310,12 +368,33 @@ fn audit_pod(cfg: &Config, cluster: &StaticCluster, pod: &Pod) -> Vec<Finding> {
         out.push(finding(
             FindingKind::MissingSidecar,
             format!(
-                "pod {ns}/{name} should carry the {} sidecar (proxying is enabled for it) but does not.\nFix: recreate the pod so the mutating webhook injects it; check that the webhook was up and not in dry-run when it was created.",
+                "pod {ns}/{name}{of} should carry the {} sidecar (proxying is enabled for it) but does not.\nFix: {recreate}, so the mutating webhook injects it; check that the webhook was up and not in dry-run when it was created.",
                 cfg.proxy.template.proxy_name()
             ),
         ));
     }
     out
+}
+
+/// How to have a pod made again through the workload it belongs to, so
+/// that it passes the mutating webhook.
+fn recreate(w: &WorkloadId, pod: &str) -> String {
+    let ns = &w.namespace;
+    match &*w.kind {
+        "Deployment" | "StatefulSet" | "DaemonSet" => format!(
+            "restart its workload: kubectl -n {ns} rollout restart {}/{}",
+            w.kind.to_ascii_lowercase(),
+            w.name
+        ),
+        "CronJob" => format!(
+            "the pods of CronJob {ns}/{} get it from its next run",
+            w.name
+        ),
+        "Pod" => {
+            format!("recreate the pod (kubectl -n {ns} delete pod {pod}, then apply it again)")
+        }
+        _ => format!("delete the pod (kubectl -n {ns} delete pod {pod}); {w} makes it again"),
+    }
 }
 
 /// The report as text, grouped by namespace.
@@ -398,19 +477,64 @@ pub fn render_policy_reports(r: &AuditReport, now_unix: i64) -> String {
         .join("---\n")
 }
 
-/// Lists namespaces, NetworkPolicies and pods from the live cluster
-/// (read-only: three `list` calls).
+/// Lists namespaces, NetworkPolicies and pods from the live cluster, and
+/// ReplicaSets and Jobs as metadata only (read-only: five `list` calls).
+/// ReplicaSets or Jobs that RBAC does not let it list are a note, not an
+/// error: their pods are then named by their ReplicaSet or Job.
 pub async fn inventory(client: kube::Client) -> Result<Inventory, kube::Error> {
+    use kube::api::{Api, ListParams};
+    let mut inv = policy_state(client.clone()).await?;
+    inv.pods = Api::<Pod>::all(client.clone())
+        .list(&ListParams::default())
+        .await?
+        .items;
+    inv.replica_sets = owner_metadata::<ReplicaSet>(&client, &mut inv.notes).await?;
+    inv.jobs = owner_metadata::<Job>(&client, &mut inv.notes).await?;
+    Ok(inv)
+}
+
+/// Lists namespaces and NetworkPolicies only: the state decisions need
+/// (`check --cluster`).
+pub async fn policy_state(client: kube::Client) -> Result<Inventory, kube::Error> {
     use kube::api::{Api, ListParams};
     let lp = ListParams::default();
     Ok(Inventory {
         namespaces: Api::<Namespace>::all(client.clone()).list(&lp).await?.items,
-        policies: Api::<NetworkPolicy>::all(client.clone())
-            .list(&lp)
-            .await?
-            .items,
-        pods: Api::<Pod>::all(client).list(&lp).await?.items,
+        policies: Api::<NetworkPolicy>::all(client).list(&lp).await?.items,
+        ..Inventory::default()
     })
+}
+
+/// The metadata of every object of kind `K` (a ReplicaSet or Job): their
+/// owner references are all that is read.
+async fn owner_metadata<K>(
+    client: &kube::Client,
+    notes: &mut Vec<String>,
+) -> Result<Vec<ObjectMeta>, kube::Error>
+where
+    K: kube::Resource<DynamicType = ()> + Clone + serde::de::DeserializeOwned + std::fmt::Debug,
+{
+    use kube::api::{Api, ListParams};
+    match Api::<K>::all(client.clone())
+        .list_metadata(&ListParams::default())
+        .await
+    {
+        Ok(list) => Ok(list.items.into_iter().map(|o| o.metadata).collect()),
+        // Refused by RBAC, or not served: a note, as these only name
+        // workloads better.
+        Err(kube::Error::Api(status)) if status.is_forbidden() || status.is_not_found() => {
+            let kind = K::kind(&());
+            notes.push(format!(
+                "cannot list {plural} ({reason}): pods are named by their {kind}, not by the workload that made it; \
+                 grant get/list on {group}/{plural} (deploy/reader)",
+                plural = K::plural(&()),
+                group = K::group(&()),
+                reason = status.message,
+            ));
+            Ok(Vec::new())
+        }
+        Err(e) => Err(e),
+    }
 }
 
 /// An inventory from manifests (`--state DIR`): the same objects a live
@@ -424,11 +548,15 @@ pub fn inventory_from_manifests(m: &crate::manifest::Manifests) -> Result<Invent
 }
 
 impl Inventory {
-    /// The kinds an audit reads: Namespaces, NetworkPolicies and Pods.
+    /// The kinds an audit reads: Namespaces, NetworkPolicies and Pods,
+    /// and ReplicaSets and Jobs for the owners of pods.
     pub fn keeps(gvk: &Gvk) -> bool {
         matches!(
             (gvk.group.as_str(), gvk.kind.as_str()),
-            ("", "Namespace" | "Pod") | ("networking.k8s.io", "NetworkPolicy")
+            ("", "Namespace" | "Pod")
+                | ("networking.k8s.io", "NetworkPolicy")
+                | ("apps", "ReplicaSet")
+                | ("batch", "Job")
         )
     }
 
@@ -445,6 +573,12 @@ impl Inventory {
             ("", "Pod") => self
                 .pods
                 .push(serde_json::from_value(d.value.clone()).map_err(parse_err)?),
+            ("apps", "ReplicaSet") => self
+                .replica_sets
+                .push(serde_json::from_value(d.value["metadata"].clone()).map_err(parse_err)?),
+            ("batch", "Job") => self
+                .jobs
+                .push(serde_json::from_value(d.value["metadata"].clone()).map_err(parse_err)?),
             _ => {}
         }
         Ok(())

@@ -38,6 +38,9 @@ pub enum CheckError {
     /// The state or a policy in the set is invalid.
     #[error(transparent)]
     State(#[from] StateError),
+    /// Both the live cluster and a state directory were given.
+    #[error("the cluster before the files is either the live cluster or --state DIR, not both")]
+    TwoStates,
 }
 
 /// One violated rule, as reported.
@@ -219,14 +222,32 @@ pub fn run(
     opts: &Options,
     note: &mut dyn FnMut(&Skipped),
 ) -> Result<Report, CheckError> {
+    run_seeded(cfg, opts, None, note)
+}
+
+/// [`run`], against `seed` as the cluster before the files (the live
+/// cluster's namespaces and policies, for `check --cluster`) instead of
+/// `opts.state`; `opts.state` must then be unset.
+pub fn run_seeded(
+    cfg: &Config,
+    opts: &Options,
+    seed: Option<StaticCluster>,
+    note: &mut dyn FnMut(&Skipped),
+) -> Result<Report, CheckError> {
     let mut skipped = Vec::new();
-    let mut cluster = StaticCluster::new();
-    if let Some(dir) = &opts.state {
-        cluster.stream(&[dir], &mut |s| {
-            note(&s);
-            skipped.push(s);
-        })?;
-    }
+    let cluster = match (seed, &opts.state) {
+        (Some(_), Some(_)) => return Err(CheckError::TwoStates),
+        (Some(c), None) => c,
+        (None, Some(dir)) => {
+            let mut c = StaticCluster::new();
+            c.stream(&[dir], &mut |s| {
+                note(&s);
+                skipped.push(s);
+            })?;
+            c
+        }
+        (None, None) => StaticCluster::new(),
+    };
     let mut docs = Vec::new();
     manifest::stream_paths(&opts.paths, &manifest::all_kinds, &mut |e| {
         match e {

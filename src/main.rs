@@ -104,6 +104,10 @@ struct CheckArgs {
     /// The cluster before the files are applied: manifests under DIR.
     #[arg(long, value_name = "DIR")]
     state: Option<PathBuf>,
+    /// The cluster before the files are applied: the live cluster's
+    /// namespaces and NetworkPolicies (KUBECONFIG or in-cluster; read-only).
+    #[arg(long, conflicts_with = "state")]
+    cluster: bool,
     /// Namespace for namespaced objects that name none (as kubectl apply -n).
     #[arg(short = 'n', long, default_value = "default")]
     namespace: String,
@@ -252,15 +256,32 @@ fn certs_command(a: CertsArgs) -> ExitCode {
     ExitCode::SUCCESS
 }
 
-/// Namespaces, NetworkPolicies and pods listed from the live cluster;
-/// `hint` ends the message when the cluster cannot be reached.
+/// Namespaces, NetworkPolicies and pods (and ReplicaSets and Jobs as
+/// metadata) listed from the live cluster; `hint` ends the message when
+/// the cluster cannot be reached. Its notes go to stderr.
 async fn live_inventory(hint: &str) -> Result<palisade::audit::Inventory, String> {
-    let client = kube::Client::try_default().await.map_err(|e| {
-        format!("cannot reach the cluster (in-cluster config or KUBECONFIG): {e}{hint}")
-    })?;
-    palisade::audit::inventory(client)
+    let inv = palisade::audit::inventory(live_client(hint).await?)
         .await
-        .map_err(|e| format!("cannot list from the cluster: {e}"))
+        .map_err(|e| format!("cannot list from the cluster: {e}"))?;
+    for n in &inv.notes {
+        eprintln!("note: {n}");
+    }
+    Ok(inv)
+}
+
+async fn live_client(hint: &str) -> Result<kube::Client, String> {
+    kube::Client::try_default().await.map_err(|e| {
+        format!("cannot reach the cluster (in-cluster config or KUBECONFIG): {e}{hint}")
+    })
+}
+
+/// The live cluster's namespaces and NetworkPolicies, for `check --cluster`.
+async fn live_policy_state() -> Result<StaticCluster, String> {
+    let client = live_client("; use --state DIR to check against manifests").await?;
+    let inv = palisade::audit::policy_state(client)
+        .await
+        .map_err(|e| format!("cannot list from the cluster: {e}"))?;
+    Ok(inv.static_cluster().0)
 }
 
 async fn simulate_command(cmd: palisade::reach::SimulateCommand) -> ExitCode {
@@ -319,6 +340,19 @@ fn check_command(a: CheckArgs) -> ExitCode {
         Ok(c) => c,
         Err(e) => return fail(e),
     };
+    let seed = if a.cluster {
+        match tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .map_err(|e| format!("cannot start the async runtime: {e}"))
+            .and_then(|rt| rt.block_on(live_policy_state()))
+        {
+            Ok(c) => Some(c),
+            Err(e) => return fail(e),
+        }
+    } else {
+        None
+    };
     let opts = palisade::check::Options {
         paths: a.paths,
         state: a.state,
@@ -332,7 +366,7 @@ fn check_command(a: CheckArgs) -> ExitCode {
     let note = &mut |s: &palisade::manifest::Skipped| {
         eprintln!("{}", palisade::manifest::skipped::note(s));
     };
-    let report = match palisade::check::run(&config, &opts, note) {
+    let report = match palisade::check::run_seeded(&config, &opts, seed, note) {
         Ok(r) => r,
         Err(e) => return fail(e),
     };

@@ -2187,7 +2187,8 @@ fn palisade_passes_its_own_rules() {
     }
 }
 
-/// The opt-in preview component adds exactly list/watch on pods and turns
+/// The opt-in preview component adds exactly list/watch on pods (and on
+/// ReplicaSets and Jobs, watched as metadata for their owners) and turns
 /// the preview on; nothing else changes.
 #[test]
 fn the_preview_component_grants_pods_and_sets_the_flag() {
@@ -2222,7 +2223,9 @@ fn the_preview_component_grants_pods_and_sets_the_flag() {
                 assert_eq!(
                     extra,
                     vec![
-                        &serde_json::json!({"apiGroups": [""], "resources": ["pods"], "verbs": ["list", "watch"]})
+                        &serde_json::json!({"apiGroups": [""], "resources": ["pods"], "verbs": ["list", "watch"]}),
+                        &serde_json::json!({"apiGroups": ["apps"], "resources": ["replicasets"], "verbs": ["list", "watch"]}),
+                        &serde_json::json!({"apiGroups": ["batch"], "resources": ["jobs"], "verbs": ["list", "watch"]}),
                     ]
                 );
             }
@@ -2248,4 +2251,38 @@ fn the_preview_component_grants_pods_and_sets_the_flag() {
             _ => assert_eq!(a, b),
         }
     }
+}
+
+/// `deploy/reader` renders to one ClusterRole that reads (get, list) exactly
+/// what the live commands list, and binds nothing. (tests/live_cluster.rs
+/// checks it against the requests those commands make.)
+#[test]
+fn the_reader_role_renders_to_read_only_access() {
+    let objects: Vec<Value> = split_documents(&kustomize(&repo_root().join("deploy/reader")))
+        .iter()
+        .map(|d| serde_saphyr::from_str::<Value>(d).unwrap())
+        .collect();
+    assert_eq!(objects.len(), 1, "{objects:?}");
+    let role: ClusterRole = serde_json::from_value(objects[0].clone()).unwrap();
+    assert_eq!(role.metadata.name.as_deref(), Some("palisade-reader"));
+    let mut granted = BTreeSet::new();
+    for r in role.rules.iter().flatten() {
+        assert_eq!(r.verbs, ["get", "list"], "read-only: {r:?}");
+        assert!(r.resource_names.is_none() && r.non_resource_urls.is_none());
+        for g in r.api_groups.iter().flatten() {
+            for res in r.resources.iter().flatten() {
+                granted.insert(format!("{g}/{res}"));
+            }
+        }
+    }
+    assert_eq!(
+        granted.into_iter().collect::<Vec<_>>(),
+        [
+            "/namespaces",
+            "/pods",
+            "apps/replicasets",
+            "batch/jobs",
+            "networking.k8s.io/networkpolicies"
+        ]
+    );
 }

@@ -477,6 +477,9 @@ fn diff_agrees_with_every_file_in_diffs() {
             fail_on: None,
             strict: false,
             base: None,
+            cluster: false,
+            state: None,
+            prune: false,
             paths: vec![
                 root().join(old).join("manifests"),
                 root().join(new).join("manifests"),

@@ -1,6 +1,8 @@
 //! `palisade simulate list | eval | diff`: the thin shell over the pure
 //! core. Reads manifests like `kubectl apply -f PATH -R`, notes files that
 //! are not manifests on stderr (an error with `--strict`), and renders.
+//! `diff --cluster` / `--state DIR` applies the files on top of the
+//! cluster ([`super::drift`]) and diffs the two.
 //!
 //! Exit codes: 0 fine (eval: allowed); 1 eval denied, or `diff --fail-on
 //! open` found something opened; 2 (as `Err`) usage, read or parse errors.
@@ -14,12 +16,13 @@ use thiserror::Error;
 use super::ci_output;
 use super::compute::connections;
 use super::diff::diff;
+use super::drift::{OnTop, Prune};
 use super::explain::{ExplainError, Query, Target, explain};
 use super::model::{Model, ModelBuilder, ModelError, WorkloadId};
 use super::output::{Format, write_diff, write_list};
 use super::sources::Sources;
 use crate::manifest::skipped::{self, NotManifests};
-use crate::manifest::{self, Entry, ReadError};
+use crate::manifest::{self, Document, Entry, ReadError};
 use crate::ports::Protocol;
 
 /// `palisade simulate ...`.
@@ -32,7 +35,8 @@ pub enum SimulateCommand {
         #[arg(long, value_name = "DIR")]
         state: Option<PathBuf>,
         /// Read the live cluster (KUBECONFIG or in-cluster; read-only:
-        /// lists namespaces, pods and NetworkPolicies); PATHs are applied on top.
+        /// lists namespaces, pods, NetworkPolicies, and ReplicaSets and
+        /// Jobs as metadata); PATHs are applied on top.
         #[arg(long, conflicts_with = "state")]
         cluster: bool,
         /// Keep only the connections of this workload (`name`, `ns/name`
@@ -66,7 +70,8 @@ pub enum SimulateCommand {
         #[arg(long, value_name = "DIR")]
         state: Option<PathBuf>,
         /// Read the live cluster (KUBECONFIG or in-cluster; read-only:
-        /// lists namespaces, pods and NetworkPolicies); PATHs are applied on top.
+        /// lists namespaces, pods, NetworkPolicies, and ReplicaSets and
+        /// Jobs as metadata); PATHs are applied on top.
         #[arg(long, conflicts_with = "state")]
         cluster: bool,
         /// A file that is not a manifest is an error (exit 2), not a note.
@@ -77,9 +82,10 @@ pub enum SimulateCommand {
         paths: Vec<PathBuf>,
     },
     /// How connectivity changes from OLD to NEW (e.g. the main branch's
-    /// manifests and a pull request's), or, with --base REV, from the
-    /// PATHs as they are at the merge base of REV and HEAD to the PATHs as
-    /// they are in the working tree.
+    /// manifests and a pull request's); with --base REV, from the PATHs at
+    /// the merge base of REV and HEAD to the PATHs in the working tree; or,
+    /// with --cluster or --state, what applying the PATHs would change in
+    /// the cluster (drift).
     Diff {
         /// Output format (sarif and junit for CI: the connections opened,
         /// and one test case per change).
@@ -94,10 +100,25 @@ pub enum SimulateCommand {
         /// Read the old side from git: the PATHs at the merge base of REV
         /// and HEAD (what `git diff REV...` compares); every argument is
         /// then a PATH of the new side.
-        #[arg(long, value_name = "REV")]
+        #[arg(long, value_name = "REV", conflicts_with_all = ["cluster", "state"])]
         base: Option<String>,
-        /// OLD NEW (each a manifest file or directory), or with --base the
-        /// PATHs to compare.
+        /// Before: the live cluster (KUBECONFIG or in-cluster; read-only:
+        /// lists namespaces, pods, NetworkPolicies, and ReplicaSets and Jobs
+        /// as metadata); after: the PATHs applied on top.
+        #[arg(long, conflicts_with = "state")]
+        cluster: bool,
+        /// Before: the manifests under DIR, standing in for the cluster;
+        /// after: the PATHs applied on top.
+        #[arg(long, value_name = "DIR")]
+        state: Option<PathBuf>,
+        /// With --cluster or --state: the PATHs are the whole truth for the
+        /// namespaces they mention, so NetworkPolicies, pods and workloads
+        /// there that no file holds are deleted (without it nothing is).
+        #[arg(long)]
+        prune: bool,
+        /// OLD and NEW, two manifest files or directories; with --base, the
+        /// PATHs to compare; with --cluster or --state, the manifests
+        /// applied on top.
         #[arg(value_name = "PATH", required = true)]
         paths: Vec<PathBuf>,
     },
@@ -184,6 +205,7 @@ impl SimulateCommand {
             self,
             SimulateCommand::List { cluster: true, .. }
                 | SimulateCommand::Eval { cluster: true, .. }
+                | SimulateCommand::Diff { cluster: true, .. }
         )
     }
 }
@@ -263,34 +285,62 @@ pub fn run_seeded(
             fail_on,
             strict,
             base,
+            cluster: _,
+            state,
+            prune,
             paths,
         } => {
             let mut sources = Sources::default();
-            let (before, after) = match (&base, paths.as_slice()) {
-                (Some(rev), _) => {
-                    let commit = crate::git::merge_base(rev)?;
-                    let files = crate::git::files_at(&commit, &paths)?;
-                    let short: String = commit.chars().take(12).collect();
-                    let before = load_blobs(&short, files, strict, err)?;
-                    let after = load_into(None, None, &paths, strict, err, Some(&mut sources))?;
-                    (before, after)
+            let (before, after) = match (seed.take(), state) {
+                (None, None) => {
+                    if prune {
+                        return Err(SimulateError::Usage(
+                            "--prune needs --cluster or --state DIR: it says what applying the PATHs deletes"
+                                .to_owned(),
+                        ));
+                    }
+                    match &base {
+                        Some(rev) => {
+                            let commit = crate::git::merge_base(rev)?;
+                            let files = crate::git::files_at(&commit, &paths)?;
+                            let short: String = commit.chars().take(12).collect();
+                            let before = load_blobs(&short, files, strict, err)?;
+                            let after =
+                                load_into(None, None, &paths, strict, err, Some(&mut sources))?;
+                            (before, after)
+                        }
+                        None => {
+                            let [old, new] = <[PathBuf; 2]>::try_from(paths).map_err(|p| {
+                                SimulateError::Usage(format!(
+                                    "diff takes OLD NEW ({} paths given); to compare a cluster with files, use --cluster or --state DIR; with git, --base REV",
+                                    p.len()
+                                ))
+                            })?;
+                            let before = load(None, None, &[old], strict, err)?;
+                            let after =
+                                load_into(None, None, &[new], strict, err, Some(&mut sources))?;
+                            (before, after)
+                        }
+                    }
                 }
-                (None, [old, new]) => {
-                    let before = load(None, None, std::slice::from_ref(old), strict, err)?;
-                    let after = load_into(
-                        None,
-                        None,
-                        std::slice::from_ref(new),
-                        strict,
-                        err,
-                        Some(&mut sources),
-                    )?;
+                (seed, state) => {
+                    let mut cluster = seed.unwrap_or_default();
+                    read_onto(state.as_slice(), strict, err, &mut |d| {
+                        cluster.document(d).map(drop)
+                    })?;
+                    let before = built(&cluster, err)?;
+                    let prune = if prune {
+                        Prune::Mentioned
+                    } else {
+                        Prune::Nothing
+                    };
+                    let mut on_top = OnTop::new(&mut cluster, prune);
+                    read_onto(&paths, strict, err, &mut |d| {
+                        sources.record(d);
+                        on_top.document(d)
+                    })?;
+                    let after = built(&cluster, err)?;
                     (before, after)
-                }
-                (None, _) => {
-                    return Err(SimulateError::Usage(
-                        "diff takes OLD and NEW, or --base REV and the PATHs to compare".to_owned(),
-                    ));
                 }
             };
             let d = diff(&before, &after);
@@ -306,11 +356,8 @@ pub fn run_seeded(
                     writeln!(out)?;
                 }
                 DiffFormat::Junit => {
-                    write!(
-                        out,
-                        "{}",
-                        ci_output::junit(&d, &after, &sources, fail_open)?
-                    )?;
+                    let xml = ci_output::junit(&d, &after, &sources, fail_open)?;
+                    write!(out, "{xml}")?;
                 }
             }
             Ok(if fail_open && d.opens() { 1 } else { 0 })
@@ -330,52 +377,6 @@ fn load(
     load_into(seed, state, paths, strict, err, None)
 }
 
-/// Hands one entry read to the builder (and `sources`), or notes it.
-fn absorb(
-    b: &mut ModelBuilder,
-    e: Entry,
-    skipped: &mut Vec<manifest::Skipped>,
-    err: &mut impl Write,
-    sources: &mut Option<&mut Sources>,
-) -> Result<(), SimulateError> {
-    match e {
-        Entry::Document(d) => {
-            b.document(&d)?;
-            if let Some(s) = sources {
-                s.record(&d);
-            }
-        }
-        Entry::Skipped(s) => {
-            writeln!(err, "{}", skipped::note(&s))?;
-            skipped.push(s);
-        }
-    }
-    Ok(())
-}
-
-/// The model of files read from git (`rev:path` in notes).
-fn load_blobs(
-    rev: &str,
-    files: Vec<(PathBuf, Vec<u8>)>,
-    strict: bool,
-    err: &mut impl Write,
-) -> Result<Model, SimulateError> {
-    let mut b = ModelBuilder::default();
-    let mut skipped = Vec::new();
-    for (path, bytes) in files {
-        let source = PathBuf::from(format!("{rev}:{}", path.display()));
-        manifest::stream_reader(&source, bytes.as_slice(), &manifest::all_kinds, &mut |e| {
-            absorb(&mut b, e, &mut skipped, err, &mut None)
-        })?;
-    }
-    skipped::verdict(skipped, strict)?;
-    let model = b.build();
-    for n in model.notes() {
-        writeln!(err, "note: {n}")?;
-    }
-    Ok(model)
-}
-
 /// [`load`], noting in `sources` where each policy and workload was read.
 fn load_into(
     seed: Option<ModelBuilder>,
@@ -391,13 +392,71 @@ fn load_into(
         ));
     }
     let mut b = seed.unwrap_or_default();
+    let files: Vec<PathBuf> = state.into_iter().chain(paths.iter().cloned()).collect();
+    read_onto(&files, strict, err, &mut |d| {
+        if let Some(s) = sources.as_deref_mut() {
+            s.record(d);
+        }
+        b.document(d).map(drop)
+    })?;
+    built(&b, err)
+}
+
+/// The model of files read from git (`COMMIT:path` in notes).
+fn load_blobs(
+    rev: &str,
+    files: Vec<(PathBuf, Vec<u8>)>,
+    strict: bool,
+    err: &mut impl Write,
+) -> Result<Model, SimulateError> {
+    let mut b = ModelBuilder::default();
     let mut skipped = Vec::new();
-    let all: Vec<&PathBuf> = state.iter().chain(paths).collect();
-    // One object at a time into the builder, which keeps summaries only.
-    manifest::stream_paths(&all, &manifest::all_kinds, &mut |e| {
-        absorb(&mut b, e, &mut skipped, err, &mut sources)
+    for (path, bytes) in files {
+        let source = PathBuf::from(format!("{rev}:{}", path.display()));
+        manifest::stream_reader(&source, bytes.as_slice(), &manifest::all_kinds, &mut |e| {
+            absorb(e, &mut skipped, err, &mut |d| b.document(d).map(drop))
+        })?;
+    }
+    skipped::verdict(skipped, strict)?;
+    built(&b, err)
+}
+
+/// Hands one object read to `add`, or notes what is not one.
+fn absorb(
+    e: Entry,
+    skipped: &mut Vec<manifest::Skipped>,
+    err: &mut impl Write,
+    add: &mut dyn FnMut(&Document) -> Result<(), ModelError>,
+) -> Result<(), SimulateError> {
+    match e {
+        Entry::Document(d) => add(&d)?,
+        Entry::Skipped(s) => {
+            writeln!(err, "{}", skipped::note(&s))?;
+            skipped.push(s);
+        }
+    }
+    Ok(())
+}
+
+/// Reads the paths in order, one object at a time, and hands each to
+/// `add`; what is not a manifest is noted on `err` (an error with
+/// `strict`, once all are noted).
+fn read_onto(
+    paths: &[PathBuf],
+    strict: bool,
+    err: &mut impl Write,
+    add: &mut dyn FnMut(&Document) -> Result<(), ModelError>,
+) -> Result<(), SimulateError> {
+    let mut skipped = Vec::new();
+    manifest::stream_paths(paths, &manifest::all_kinds, &mut |e| {
+        absorb(e, &mut skipped, err, add)
     })?;
     skipped::verdict(skipped, strict)?;
+    Ok(())
+}
+
+/// The model of `b`, its notes written to `err`.
+fn built(b: &ModelBuilder, err: &mut impl Write) -> Result<Model, SimulateError> {
     let model = b.build();
     for n in model.notes() {
         writeln!(err, "note: {n}")?;
@@ -451,6 +510,60 @@ mod tests {
         for bad in ["", "http", "0", "70000", "80/ICMP"] {
             assert!(parse_port(bad).is_err(), "{bad}");
         }
+    }
+
+    fn diff(state: Option<&str>, prune: bool, paths: &[&str]) -> Result<i32, SimulateError> {
+        let cmd = SimulateCommand::Diff {
+            output: DiffFormat::Text,
+            fail_on: None,
+            strict: false,
+            base: None,
+            cluster: false,
+            state: state.map(PathBuf::from),
+            prune,
+            paths: paths.iter().map(PathBuf::from).collect(),
+        };
+        run(cmd, &mut Vec::new(), &mut Vec::new())
+    }
+
+    /// `diff` compares two trees, or a cluster with files: anything else
+    /// is a usage error that says which form to use.
+    #[test]
+    fn diff_takes_old_and_new_or_a_cluster_and_files() {
+        let e = diff(None, false, &["a", "b", "c"]).unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "diff takes OLD NEW (3 paths given); to compare a cluster with files, use --cluster or --state DIR; with git, --base REV"
+        );
+        let e = diff(None, true, &["a", "b"]).unwrap_err();
+        assert!(
+            e.to_string()
+                .starts_with("--prune needs --cluster or --state DIR"),
+            "{e}"
+        );
+        assert_eq!(e.exit_code(), 2);
+        // A state and any number of files is drift.
+        let dir = tempfile::tempdir().unwrap();
+        let (a, b) = (dir.path().join("a.yaml"), dir.path().join("b.yaml"));
+        std::fs::write(&a, "apiVersion: v1\nkind: Namespace\nmetadata: {name: a}\n").unwrap();
+        std::fs::write(&b, "apiVersion: v1\nkind: Namespace\nmetadata: {name: b}\n").unwrap();
+        let (a, b) = (a.to_str().unwrap(), b.to_str().unwrap());
+        assert_eq!(diff(Some(a), true, &[a, b, a]).unwrap(), 0);
+        // --cluster without the cluster's objects cannot run.
+        let cmd = SimulateCommand::Diff {
+            output: DiffFormat::Text,
+            fail_on: None,
+            strict: false,
+            base: None,
+            cluster: true,
+            state: None,
+            prune: false,
+            paths: vec![PathBuf::from(a)],
+        };
+        assert!(matches!(
+            run(cmd, &mut Vec::new(), &mut Vec::new()),
+            Err(SimulateError::Usage(_))
+        ));
     }
 
     #[test]

@@ -9,12 +9,15 @@
 //!
 //! - [`model`]: namespaces, workloads (summaries of their pods), policies;
 //!   [`ModelBuilder`] takes typed objects from files or a live cluster.
+//! - [`owners`]: which workload a user wrote, for a pod (a Deployment
+//!   rather than its ReplicaSet, a CronJob rather than its Job).
 //! - `intern` (private): one copy of each distinct policy body and peer.
 //! - `eval` (private): which groups a peer admits, rows and columns,
 //!   evaluated on demand for one computation and remembered for its life.
 //! - [`compute`]: every allowed connection ([`connections`]).
 //! - [`external`]: connectivity with addresses outside the cluster.
 //! - [`diff`](mod@diff): connections added, removed and changed between two models.
+//! - [`drift`]: manifests applied on top of a cluster, for `simulate diff --cluster`.
 //! - [`preview`](mod@preview): what one policy change opens and closes ([`preview()`]).
 //! - [`explain`](mod@explain): allowed or denied, and which policy and rule decide.
 //! - [`output`]: text, JSON, Markdown and Graphviz renderings.
@@ -28,12 +31,14 @@ pub mod cli;
 pub mod compute;
 pub mod conn;
 pub mod diff;
+pub mod drift;
 mod eval;
 pub mod explain;
 pub mod external;
 mod intern;
 pub mod model;
 pub mod output;
+pub mod owners;
 pub mod preview;
 pub mod sources;
 
@@ -46,4 +51,5 @@ pub use external::ExtMap;
 pub use model::{
     Kind, Model, ModelBuilder, ModelError, ModelStats, PodShape, PodSummary, WorkloadId,
 };
+pub use owners::{Intermediate, Owners};
 pub use preview::{ChangeError, PolicyChange, Preview, preview};

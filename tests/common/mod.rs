@@ -28,6 +28,19 @@ use tempfile::TempDir;
 /// The name the client verifies the server's certificate against.
 pub const SERVICE_HOST: &str = "palisade.palisade-system.svc";
 
+/// Waits until `ok` holds (what a watch delivers arrives in its own
+/// time), failing with `what` after 20 s: generous, as CI shares 2 cores.
+pub async fn until(what: &str, mut ok: impl FnMut() -> bool) {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    while !ok() {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "timed out waiting for {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
 /// Installs ring as the process's crypto provider (CRATES.md pitfall 1).
 pub fn init() {
     let _ = rustls::crypto::ring::default_provider().install_default();
