@@ -216,9 +216,33 @@ fn main() -> ExitCode {
     }
 }
 
+/// Hands the pages a worker thread freed back to the OS when the thread
+/// goes idle, at most once a second per thread. mimalloc purges freed
+/// pages only when the thread that freed them next allocates; a webhook
+/// that decoded 100,000 policies while listing them at start and then
+/// waits for reviews kept that garbage resident: 17 MiB at 10,000
+/// namespaces (docs/performance.md, "The live path at scale").
+fn give_back_idle_memory() {
+    use std::cell::Cell;
+    use std::time::{Duration, Instant};
+    thread_local!(static LAST: Cell<Option<Instant>> = const { Cell::new(None) });
+    const EVERY: Duration = Duration::from_secs(1);
+    LAST.with(|last| {
+        let now = Instant::now();
+        if last.get().is_some_and(|t| now.duration_since(t) < EVERY) {
+            return;
+        }
+        last.set(Some(now));
+        // SAFETY: mi_collect only walks and trims this thread's heap and
+        // the allocator's shared caches; it takes no pointer from us.
+        unsafe { libmimalloc_sys::mi_collect(false) };
+    });
+}
+
 fn run_async(f: impl std::future::Future<Output = ExitCode>) -> ExitCode {
     match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
+        .on_thread_park(give_back_idle_memory)
         .build()
     {
         Ok(rt) => rt.block_on(f),
