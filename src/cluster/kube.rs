@@ -48,21 +48,28 @@ pub struct KubeCluster {
 impl KubeCluster {
     /// Starts the watches on `client`; the view is ready once both have
     /// listed everything once. With `preview` (the model's memory budget
-    /// in bytes), the opt-in watches behind admission previews start too
-    /// (they never gate readiness).
+    /// in bytes), the opt-in watches behind admission previews start once
+    /// these have synced (they never gate readiness).
     pub fn start(client: kube::Client, preview: Option<usize>) -> (Arc<Self>, Vec<JoinHandle<()>>) {
-        let (preview, mut tasks) = match preview {
-            Some(budget) => {
-                let (w, t) = ReachWatch::start(client.clone(), budget);
-                (Some(w), t)
-            }
-            None => (None, Vec::new()),
-        };
+        let namespaces_synced = Arc::new(AtomicBool::new(false));
+        let policies_synced = Arc::new(AtomicBool::new(false));
+        let mut tasks = Vec::new();
+        let preview = preview.map(|budget| {
+            let synced = [Arc::clone(&namespaces_synced), Arc::clone(&policies_synced)];
+            let after = async move {
+                while !synced.iter().all(|s| s.load(Ordering::Relaxed)) {
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+            };
+            let (w, task) = ReachWatch::start(client.clone(), budget, after);
+            tasks.push(task);
+            w
+        });
         let me = Arc::new(KubeCluster {
             client,
             index: Arc::new(RwLock::new(Index::new())),
-            namespaces_synced: Arc::new(AtomicBool::new(false)),
-            policies_synced: Arc::new(AtomicBool::new(false)),
+            namespaces_synced,
+            policies_synced,
             preview,
             namespaces_health: Arc::new(WatchHealth::new()),
             policies_health: Arc::new(WatchHealth::new()),

@@ -531,8 +531,8 @@ impl ModelStats {
     pub fn approx_bytes(&self) -> usize {
         const NAMESPACE: usize = 900;
         const WORKLOAD: usize = 250;
-        const GROUP: usize = 900;
-        const POD: usize = 80;
+        const GROUP: usize = 1_300;
+        const POD: usize = 150;
         const POLICY: usize = 120;
         const BODY: usize = 2_000;
         const PEER: usize = 1_200;
