@@ -397,6 +397,8 @@ async fn floor(body: Body) -> Response {
         .into_response()
 }
 
+/// The baseline: reads the body and answers without parsing it, the cost
+/// of the listener stack alone.
 async fn noop(body: Body) -> Response {
     match axum::body::to_bytes(body, BodyLimits::default().max_bytes).await {
         Ok(_) => (
