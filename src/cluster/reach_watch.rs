@@ -39,7 +39,7 @@ use super::static_dir::DEFAULT_NAMESPACE;
 use super::{ModelRef, PreviewModel};
 use crate::netpol::Policy;
 use crate::posture::NamespaceInfo;
-use crate::reach::{Intermediate, Model, PodSummary};
+use crate::reach::{Intermediate, Model, PodAddrs, PodSummary};
 
 /// A reachability model kept up to date from watches.
 pub struct ReachWatch {
@@ -143,7 +143,10 @@ impl Kept for Pod {
     }
     fn put(&self, m: &mut Model) {
         let name = self.metadata.name.clone().unwrap_or_default();
-        m.put_pod(&name, PodSummary::from_pod(self, DEFAULT_NAMESPACE));
+        let s = PodSummary::from_pod(self, DEFAULT_NAMESPACE);
+        let ns = std::sync::Arc::clone(&s.workload.namespace);
+        m.put_pod(&name, s);
+        m.put_pod_addrs(&ns, &name, PodAddrs::from_pod(self));
     }
     fn remove(m: &mut Model, key: &(String, String)) {
         m.remove_pod(&key.0, &key.1);

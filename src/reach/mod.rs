@@ -35,12 +35,19 @@ pub mod drift;
 mod eval;
 pub mod explain;
 pub mod external;
+pub mod flow_formats;
+pub mod flow_read;
+pub mod flows;
 mod intern;
 pub mod model;
+pub mod narrow;
 pub mod output;
 pub mod owners;
+pub mod pod_ips;
 pub mod preview;
+pub mod resolve;
 pub mod sources;
+pub mod verify;
 
 pub use cli::{DiffFormat, FailOn, SimulateCommand, SimulateError, run, run_seeded};
 pub use compute::connections;
@@ -52,4 +59,5 @@ pub use model::{
     Kind, Model, ModelBuilder, ModelError, ModelStats, PodShape, PodSummary, WorkloadId,
 };
 pub use owners::{Intermediate, Owners};
+pub use pod_ips::PodAddrs;
 pub use preview::{ChangeError, PolicyChange, Preview, preview};
