@@ -535,3 +535,37 @@ pub fn since(s: &str, now: Timestamp) -> Result<Timestamp, Malformed> {
     now.checked_sub(k8s_openapi::jiff::SignedDuration::from_secs(secs))
         .map_err(|_| bad_since())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn since_is_a_time_or_a_duration_back_from_now() {
+        let now: Timestamp = "2026-12-07T12:00:00Z".parse().unwrap();
+        let at = |s: &str| since(s, now).map(|t| t.to_string());
+        assert_eq!(at("2026-12-01T00:00:00Z").unwrap(), "2026-12-01T00:00:00Z");
+        assert_eq!(at("90m").unwrap(), "2026-12-07T10:30:00Z");
+        assert_eq!(at("1h30m").unwrap(), "2026-12-07T10:30:00Z");
+        assert_eq!(at("7d").unwrap(), "2026-11-30T12:00:00Z");
+        for bad in ["", "90", "1w", "h", "yesterday", "0m"] {
+            assert!(at(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn addresses_with_ports_protocol_numbers_and_unix_times() {
+        assert_eq!(strip_port("10.0.0.5:443"), "10.0.0.5");
+        assert_eq!(strip_port("[fd00::5]:443"), "fd00::5");
+        assert_eq!(strip_port("fd00::5"), "fd00::5");
+        assert_eq!(protocol("17").unwrap(), Protocol::Udp);
+        assert_eq!(protocol("sctp").unwrap(), Protocol::Sctp);
+        assert!(protocol("1").is_err());
+        assert_eq!(
+            time("1796551200").unwrap().unwrap().to_string(),
+            "2026-12-06T10:00:00Z"
+        );
+        assert_eq!(time("-").unwrap(), None);
+        assert!(port("0").is_err() && port("65536").is_err());
+    }
+}
