@@ -53,6 +53,17 @@ pub enum Skipped {
 }
 
 impl Skipped {
+    /// The key in `verify --output json`'s `flows.skipped`.
+    pub fn key(self) -> &'static str {
+        match self {
+            Skipped::Blank => "blank",
+            Skipped::Reply => "reply",
+            Skipped::Dropped => "dropped",
+            Skipped::NotL4 => "not_l4",
+            Skipped::ProxyLog => "proxy_log",
+        }
+    }
+
     /// For the report.
     pub fn as_str(self) -> &'static str {
         match self {

@@ -21,7 +21,14 @@
 //! - [`preview`](mod@preview): what one policy change opens and closes ([`preview()`]).
 //! - [`explain`](mod@explain): allowed or denied, and which policy and rule decide.
 //! - [`output`]: text, JSON, Markdown and Graphviz renderings.
-//! - [`cli`]: `palisade simulate list | eval | diff`.
+//! - [`flows`], [`flow_formats`], [`flow_read`]: observed flows, their
+//!   sources (the access proxy's log, Hubble, CSV/JSON) and reading them.
+//! - [`resolve`](mod@resolve): a flow's ends to pods and workloads, via
+//!   [`pod_ips`] (which pod holds an address).
+//! - [`verify`](mod@verify): flows held against the model: gaps, unused
+//!   allowances, coverage; [`narrow`]: a narrower rule from the flows seen;
+//!   [`verify_output`]: its renderings.
+//! - [`cli`]: `palisade simulate list | eval | diff | verify`.
 
 #![deny(missing_docs)]
 
@@ -48,8 +55,9 @@ pub mod preview;
 pub mod resolve;
 pub mod sources;
 pub mod verify;
+pub mod verify_output;
 
-pub use cli::{DiffFormat, FailOn, SimulateCommand, SimulateError, run, run_seeded};
+pub use cli::{DiffFormat, FailOn, SimulateCommand, SimulateError, VerifyFailOn, run, run_seeded};
 pub use compute::connections;
 pub use conn::{Change, Conn, Endpoint};
 pub use diff::{Diff, diff};
