@@ -12,8 +12,9 @@
 //! 40 % the access proxy's JSON log, 40 % Hubble JSON (each with the
 //! fields a real export adds), 20 % plain JSON lines. Of the connections,
 //! most are allowed, 1 % are gaps (a rule's reverse direction), 3 % come
-//! from outside addresses, 1 % from addresses no pod holds as the proxy
-//! sees them (unresolved), and one line in 10,000 is malformed.
+//! from outside addresses a rule admits, 1 % from addresses no pod holds
+//! and no rule admits (gaps from outside: one per address and workload,
+//! ~10,000 in all), and one line in 10,000 is malformed.
 //!
 //! `VERIFY_FLOWS=N` changes the count (the default is 1,000,000).
 
@@ -47,7 +48,7 @@ fn ip(ns: usize, w: usize, p: usize) -> String {
     format!("10.{}.{}.{}", 100 + ns / 100, ns % 100, w * PODS + p + 1)
 }
 
-fn state() -> Value {
+fn cluster_state() -> Value {
     let mut items = Vec::new();
     for ns in 0..NAMESPACES {
         let n = format!("ns-{ns:03}");
@@ -150,7 +151,7 @@ fn main() {
     let dir = tempfile::tempdir().expect("a temporary directory");
     let state = dir.path().join("state");
     std::fs::create_dir(&state).expect("state dir");
-    std::fs::write(state.join("cluster.json"), state().to_string()).expect("state");
+    std::fs::write(state.join("cluster.json"), cluster_state().to_string()).expect("state");
     let flow_file = dir.path().join("flows.jsonl.gz");
     let started = Instant::now();
     {
@@ -190,7 +191,7 @@ fn run(state: &Path, flows: &Path, output: &str) {
     let text = String::from_utf8_lossy(&out.stdout);
     let first = text.lines().next().unwrap_or_default();
     println!(
-        "verify --output {output:4}  {secs:>6.2} s (target < 10 s)  peak RSS {:>6.1} MiB (target < 256 MiB; the largest run so far)",
+        "verify --output {output:4}  {secs:>6.2} s (target < 10 s)  peak RSS {:>6.1} MiB (target < 256 MiB; the largest of the runs so far)",
         rss as f64 / 1024.0
     );
     if output == "text" {
