@@ -8,6 +8,7 @@ pub mod audit;
 pub mod certs;
 pub mod check;
 pub mod cluster;
+pub mod cluster_policy;
 pub mod config;
 pub mod decide;
 pub mod glob;
