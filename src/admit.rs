@@ -1,6 +1,7 @@
 //! The one decision path every command takes: find the namespace a request
-//! is about, read it from the cluster view, decide, and re-read before a
-//! denial that rests on what a watch cache said.
+//! is about (or, for a cluster-wide policy, the whole cluster), read it
+//! from the cluster view, decide, and re-read before a denial that rests on
+//! what a watch cache said.
 
 use crate::cluster::{ClusterView, NamespaceView};
 use crate::config::Config;
@@ -47,6 +48,9 @@ pub async fn admit(
     webhook: Webhook,
     req: &Request,
 ) -> (Verdict, Confirmation) {
+    if webhook == Webhook::Validate && decide::is_cluster_policy(req) {
+        return admit_cluster_policy(cfg, cluster, req).await;
+    }
     let ns = decide::request_namespace(req);
     let view = match ns.as_deref() {
         Some(n) => cluster.namespace(n),
@@ -65,6 +69,35 @@ pub async fn admit(
         verdict.notes.extend(notes);
     }
     (verdict, how)
+}
+
+/// A cluster-wide policy: decided against every namespace, confirmed with
+/// the cluster-wide policies read fresh.
+async fn admit_cluster_policy(
+    cfg: &Config,
+    cluster: &dyn ClusterView,
+    req: &Request,
+) -> (Verdict, Confirmation) {
+    let verdict = decide::validate_cluster_policy(cfg, req, &cluster.cluster_scope());
+    if !verdict.needs_confirmation() {
+        return (verdict, Confirmation::NotNeeded);
+    }
+    match cluster.confirm_cluster().await {
+        Ok(fresh) => {
+            let again = decide::validate_cluster_policy(cfg, req, &fresh);
+            let how = if again.allowed() {
+                Confirmation::Overturned
+            } else {
+                Confirmation::Confirmed
+            };
+            (again, how)
+        }
+        Err(e) => {
+            let error = e.to_string();
+            tracing::warn!(error = %clip(&error), "could not confirm a denial with a fresh read of the cluster-wide policies; the cached view stands");
+            (verdict, Confirmation::Failed)
+        }
+    }
 }
 
 async fn confirm(
@@ -93,6 +126,25 @@ async fn confirm(
             (verdict, Confirmation::Failed)
         }
     }
+}
+
+/// The pure decision for one webhook against a cluster view, as
+/// [`admit`] takes it without the fresh reads: the namespace's view, or
+/// the whole cluster's for a cluster-wide policy.
+pub fn decide_in(
+    cfg: &Config,
+    webhook: Webhook,
+    req: &Request,
+    cluster: &dyn ClusterView,
+) -> Verdict {
+    if webhook == Webhook::Validate && decide::is_cluster_policy(req) {
+        return decide::validate_cluster_policy(cfg, req, &cluster.cluster_scope());
+    }
+    let view = match decide::request_namespace(req) {
+        Some(n) => cluster.namespace(&n),
+        None => NamespaceView::default(),
+    };
+    decide_with(cfg, webhook, req, &view)
 }
 
 /// The pure decision for one webhook.
@@ -175,6 +227,7 @@ mod tests {
                 default_deny: Directions::BOTH,
                 allow_all: Directions::NONE,
             }],
+            ..Default::default()
         }
     }
 

@@ -18,8 +18,9 @@ use crate::admit::{self, Webhook};
 use crate::check;
 use crate::cluster::ClusterView;
 use crate::cluster::static_dir::{DEFAULT_NAMESPACE, StaticCluster};
+use crate::cluster_policy::ClusterKind;
 use crate::config::Config;
-use crate::decide::{Gvk, Object, RuleId, User};
+use crate::decide::{ClusterObject, Gvk, Object, RuleId, User};
 use crate::netpol::{self, Policy};
 use crate::posture;
 use crate::roles::{self, LabelPlan, PodFacts};
@@ -34,6 +35,9 @@ pub struct Inventory {
     pub policies: Vec<NetworkPolicy>,
     /// Every pod.
     pub pods: Vec<Pod>,
+    /// Every cluster-wide policy (AdminNetworkPolicy, ...) of the kinds
+    /// the cluster serves.
+    pub cluster_policies: Vec<ClusterObject>,
 }
 
 impl Inventory {
@@ -60,7 +64,8 @@ impl Inventory {
 pub enum FindingKind {
     /// A namespace without default-deny for a required direction.
     MissingDefaultDeny,
-    /// An allow-all NetworkPolicy outside a dev namespace.
+    /// An allow-all NetworkPolicy outside a dev namespace, or an admin-tier
+    /// cluster-wide policy that allows everything for non-dev namespaces.
     AllowAllOutsideDev,
     /// A pod without the role label a rule gives it.
     MissingRoleLabel,
@@ -143,6 +148,18 @@ pub fn audit(cfg: &Config, inv: &Inventory) -> AuditReport {
     for ns in &inv.namespaces {
         cluster.insert_namespace(ns);
     }
+    let mut cluster_policies = Vec::new();
+    for obj in &inv.cluster_policies {
+        match obj.read() {
+            Ok(p) => {
+                cluster.insert_cluster_policy(p);
+                cluster_policies.push(obj);
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot read a cluster-wide policy; it is left out of the audit")
+            }
+        }
+    }
     let mut findings = Vec::new();
     let mut policies = Vec::new();
     for np in &inv.policies {
@@ -167,8 +184,15 @@ pub fn audit(cfg: &Config, inv: &Inventory) -> AuditReport {
             continue;
         }
         let view = cluster.namespace(&name);
-        let missing = posture::missing_default_deny(cfg, &view.policies);
+        let dd =
+            posture::DefaultDeny::of(cfg, &view.policies, &view.cluster_policies, view.labels());
+        let missing = dd.missing(cfg.require_default_deny);
         if !missing.is_empty() {
+            let notes: String = dd
+                .notes(cfg.require_default_deny)
+                .iter()
+                .map(|n| format!("{n}\n"))
+                .collect();
             findings.push(Finding {
                 kind: FindingKind::MissingDefaultDeny,
                 namespace: name.clone(),
@@ -176,7 +200,7 @@ pub fn audit(cfg: &Config, inv: &Inventory) -> AuditReport {
                 object_kind: "Namespace".into(),
                 name: name.clone(),
                 message: format!(
-                    "namespace {name} has no default-deny NetworkPolicy for {missing}; new workloads there are denied.\nFix: apply\n\n{}",
+                    "namespace {name} has no default-deny NetworkPolicy for {missing}; new workloads there are denied.\n{notes}Fix: apply\n\n{}",
                     netpol::default_deny_manifest(&name, missing)
                 ),
             });
@@ -211,6 +235,32 @@ pub fn audit(cfg: &Config, inv: &Inventory) -> AuditReport {
                 api_version: "networking.k8s.io/v1".into(),
                 object_kind: "NetworkPolicy".into(),
                 name: p.name.clone(),
+                message: violation.message.clone(),
+            });
+        }
+    }
+    for obj in cluster_policies {
+        let name = obj.metadata.name.clone().unwrap_or_default();
+        let req = check::create_request(
+            &Gvk::new(
+                crate::cluster_policy::GROUP,
+                &obj.version,
+                obj.kind.as_str(),
+            ),
+            None,
+            &name,
+            &auditor,
+            Object::ClusterPolicy(Box::new(obj.clone())),
+            format!("audit-{}-{name}", obj.kind),
+        );
+        let v = admit::decide_in(cfg, Webhook::Validate, &req, &cluster);
+        for violation in v.violations.iter().filter(|x| x.rule == RuleId::NoAllowAll) {
+            findings.push(Finding {
+                kind: FindingKind::AllowAllOutsideDev,
+                namespace: String::new(),
+                api_version: format!("{}/{}", crate::cluster_policy::GROUP, obj.version),
+                object_kind: obj.kind.as_str().into(),
+                name: name.clone(),
                 message: violation.message.clone(),
             });
         }
@@ -334,7 +384,11 @@ pub fn render_text(r: &AuditReport) -> String {
         by_ns.entry(&f.namespace).or_default().push(f);
     }
     for (ns, fs) in by_ns {
-        let _ = writeln!(out, "\nnamespace {ns}");
+        if ns.is_empty() {
+            let _ = writeln!(out, "\n(cluster-scoped)");
+        } else {
+            let _ = writeln!(out, "\nnamespace {ns}");
+        }
         for f in fs {
             let _ = writeln!(
                 out,
@@ -359,7 +413,8 @@ fn serde_kind(k: FindingKind) -> String {
 }
 
 /// The report as `wgpolicyk8s.io/v1alpha2` PolicyReports, one per
-/// namespace with findings, as multi-document YAML.
+/// namespace with findings, and a ClusterPolicyReport for findings on
+/// cluster-scoped objects (cluster-wide policies), as multi-document YAML.
 pub fn render_policy_reports(r: &AuditReport, now_unix: i64) -> String {
     let mut by_ns: BTreeMap<&str, Vec<&Finding>> = BTreeMap::new();
     for f in &r.findings {
@@ -384,10 +439,15 @@ pub fn render_policy_reports(r: &AuditReport, now_unix: i64) -> String {
                 })
             })
             .collect();
+        let metadata = if ns.is_empty() {
+            serde_json::json!({"name": "palisade", "labels": {"app.kubernetes.io/managed-by": "palisade"}})
+        } else {
+            serde_json::json!({"name": "palisade", "namespace": ns, "labels": {"app.kubernetes.io/managed-by": "palisade"}})
+        };
         docs.push(serde_json::json!({
             "apiVersion": "wgpolicyk8s.io/v1alpha2",
-            "kind": "PolicyReport",
-            "metadata": {"name": "palisade", "namespace": ns, "labels": {"app.kubernetes.io/managed-by": "palisade"}},
+            "kind": if ns.is_empty() { "ClusterPolicyReport" } else { "PolicyReport" },
+            "metadata": metadata,
             "summary": {"pass": 0, "fail": results.len(), "warn": 0, "error": 0, "skip": 0},
             "results": results,
         }));
@@ -398,12 +458,16 @@ pub fn render_policy_reports(r: &AuditReport, now_unix: i64) -> String {
         .join("---\n")
 }
 
-/// Lists namespaces, NetworkPolicies and pods from the live cluster
-/// (read-only: three `list` calls).
+/// Lists namespaces, NetworkPolicies, pods and the cluster-wide policies
+/// of the kinds the cluster serves from the live cluster (read-only:
+/// discovery and `list` calls).
 pub async fn inventory(client: kube::Client) -> Result<Inventory, kube::Error> {
     use kube::api::{Api, ListParams};
     let lp = ListParams::default();
+    let served = crate::cluster::cluster_policies::served(&client).await?;
+    let cluster_policies = crate::cluster::cluster_policies::list(&client, &served).await?;
     Ok(Inventory {
+        cluster_policies,
         namespaces: Api::<Namespace>::all(client.clone()).list(&lp).await?.items,
         policies: Api::<NetworkPolicy>::all(client.clone())
             .list(&lp)
@@ -429,7 +493,23 @@ pub fn inventory_from_manifests(m: &crate::manifest::Manifests) -> Result<Invent
             ("", "Pod") => inv
                 .pods
                 .push(serde_json::from_value(d.value.clone()).map_err(parse_err)?),
-            _ => {}
+            (g, k) => {
+                if let Some(kind) = ClusterKind::from_group_kind(g, k) {
+                    let metadata = d
+                        .value
+                        .get("metadata")
+                        .map(|m| serde_json::from_value(m.clone()))
+                        .transpose()
+                        .map_err(parse_err)?
+                        .unwrap_or_default();
+                    inv.cluster_policies.push(ClusterObject {
+                        kind,
+                        version: d.gvk.version.clone(),
+                        metadata,
+                        value: d.value.clone(),
+                    });
+                }
+            }
         }
     }
     Ok(inv)

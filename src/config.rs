@@ -91,6 +91,8 @@ pub struct Config {
     pub proxy: ProxyConfig,
     /// Reachability preview at admission.
     pub simulate: SimulateConfig,
+    /// How cluster-wide policies (AdminNetworkPolicy, ...) count.
+    pub cluster_policies: ClusterPoliciesConfig,
 }
 
 /// `environment`.
@@ -207,6 +209,18 @@ pub struct SimulateConfig {
     pub preview: bool,
 }
 
+/// `clusterPolicies`.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct ClusterPoliciesConfig {
+    /// Count a cluster-wide ingress deny of every pod as default-deny for
+    /// Ingress. Off by default: those policies cannot deny traffic from
+    /// outside the cluster, so set it only where something else (a cloud
+    /// firewall, the ingress path) blocks outside traffic to pods.
+    #[serde(default)]
+    pub count_ingress_deny: bool,
+}
+
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 struct RawConfig {
@@ -228,6 +242,8 @@ struct RawConfig {
     proxy: RawProxy,
     #[serde(default)]
     simulate: SimulateConfig,
+    #[serde(default)]
+    cluster_policies: ClusterPoliciesConfig,
 }
 
 #[derive(Debug, Deserialize)]
@@ -425,6 +441,7 @@ impl Config {
             )
             .map_err(|e| invalid("proxy.template".into(), e.to_string()))?,
             simulate: raw.simulate,
+            cluster_policies: raw.cluster_policies,
         })
     }
 
@@ -527,6 +544,7 @@ mod tests {
         assert!(!c.is_trusted(&["dev-team".into()]));
         assert!(!c.roles.rules.is_empty());
         assert!(!c.simulate.preview);
+        assert!(!c.cluster_policies.count_ingress_deny);
     }
 
     #[test]

@@ -12,6 +12,7 @@ use std::path::{Path, PathBuf};
 
 use thiserror::Error;
 
+use crate::cluster_policy::ClusterPolicyError;
 use crate::decide::Gvk;
 use crate::netpol::PolicyError;
 
@@ -67,6 +68,15 @@ impl Document {
             source: Box::new(e),
         }
     }
+
+    /// This document is a cluster-wide policy (AdminNetworkPolicy, ...)
+    /// Kubernetes would reject.
+    pub fn bad_cluster_policy(&self, e: ClusterPolicyError) -> DocumentError {
+        DocumentError::BadClusterPolicy {
+            origin: self.origin(),
+            source: Box::new(e),
+        }
+    }
 }
 
 /// A document that reads as a manifest but not as the object it declares.
@@ -91,6 +101,14 @@ pub enum DocumentError {
         origin: String,
         /// What is wrong.
         source: Box<PolicyError>,
+    },
+    /// A cluster-wide policy Kubernetes would reject.
+    #[error("{origin}: {source}")]
+    BadClusterPolicy {
+        /// `file#document`.
+        origin: String,
+        /// What is wrong.
+        source: Box<ClusterPolicyError>,
     },
 }
 

@@ -13,7 +13,8 @@ use k8s_openapi::api::networking::v1::NetworkPolicy;
 use thiserror::Error;
 
 use super::index::Index;
-use super::{ClusterError, ClusterView, NamespaceView, ViewStats};
+use super::{ClusterError, ClusterScope, ClusterView, NamespaceView, ViewStats};
+use crate::cluster_policy::{self, ClusterKind, ClusterPolicy};
 use crate::manifest::{self, Document, Manifests, Skipped};
 use crate::netpol::Policy;
 use crate::posture::NamespaceInfo;
@@ -59,8 +60,9 @@ impl StaticCluster {
         Ok((c, skipped))
     }
 
-    /// Adds or replaces the Namespaces and NetworkPolicies of `m`, as
-    /// `kubectl apply` would; other kinds are ignored here.
+    /// Adds or replaces the Namespaces, NetworkPolicies and cluster-wide
+    /// policies of `m`, as `kubectl apply` would; other kinds are ignored
+    /// here.
     pub fn apply_all(&mut self, m: &Manifests) -> Result<(), StateError> {
         for d in &m.documents {
             self.apply(d)?;
@@ -68,9 +70,15 @@ impl StaticCluster {
         Ok(())
     }
 
-    /// Adds or replaces one Namespace or NetworkPolicy.
+    /// Adds or replaces one Namespace, NetworkPolicy or cluster-wide policy.
     pub fn apply(&mut self, d: &Document) -> Result<(), StateError> {
         let bad = |e: serde_json::Error| d.bad_object(e);
+        if let Some(kind) = ClusterKind::from_group_kind(&d.gvk.group, &d.gvk.kind) {
+            let p = cluster_policy::read::from_value(kind, &d.gvk.version, &d.value)
+                .map_err(|e| d.bad_cluster_policy(e))?;
+            self.insert_cluster_policy(p);
+            return Ok(());
+        }
         match (d.gvk.group.as_str(), d.gvk.kind.as_str()) {
             ("", "Namespace") => {
                 let ns: Namespace = serde_json::from_value(d.value.clone()).map_err(bad)?;
@@ -102,6 +110,11 @@ impl StaticCluster {
         self.index.remove_policy(namespace, name);
     }
 
+    /// Adds or replaces a cluster-wide policy.
+    pub fn insert_cluster_policy(&mut self, p: ClusterPolicy) {
+        self.index.put_cluster_policy(p);
+    }
+
     /// Keeps a reachability model for admission previews.
     pub fn set_reach_model(&mut self, model: crate::reach::Model) {
         self.model = Some(std::sync::Arc::new(model));
@@ -121,6 +134,10 @@ impl ClusterView for StaticCluster {
     fn confirm<'a>(&'a self, name: &'a str) -> BoxFuture<'a, Result<NamespaceView, ClusterError>> {
         // Files do not lag behind themselves: the view is the truth.
         Box::pin(async move { Ok(self.index.view(name)) })
+    }
+
+    fn cluster_scope(&self) -> ClusterScope {
+        self.index.scope()
     }
 
     fn is_ready(&self) -> bool {
@@ -170,7 +187,8 @@ mod tests {
             c.stats(),
             ViewStats {
                 namespaces: 1,
-                policies: 3
+                policies: 3,
+                cluster_policies: 0
             }
         );
         c.remove_policy("shop", "deny");

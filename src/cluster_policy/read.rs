@@ -31,8 +31,8 @@ use crate::selector::{Selector, SelectorError};
 #[derive(Debug, Error, PartialEq, Eq)]
 #[error("{kind} {name}: {path}: {problem}")]
 pub struct ClusterPolicyError {
-    /// The kind, as written.
-    pub kind: String,
+    /// The kind.
+    pub kind: ClusterKind,
     /// `metadata.name`.
     pub name: String,
     /// Where in the object, e.g. `spec.egress[0].to[1]`.
@@ -78,7 +78,7 @@ pub fn from_value(
         .unwrap_or_default()
         .to_owned();
     let err = |path: &str, problem: Problem| ClusterPolicyError {
-        kind: kind.as_str().to_owned(),
+        kind,
         name: name.clone(),
         path: path.to_owned(),
         problem,
@@ -856,16 +856,17 @@ mod v1 {
         pub(super) end: i64,
     }
 
+    /// A rule's name, action, peers and ports, as written.
+    pub(super) type Parts = (
+        Option<String>,
+        Option<String>,
+        Option<Vec<PeerFields>>,
+        Option<Vec<Port>>,
+    );
+
     /// What the reader needs of a rule of either direction.
     pub(super) trait Rule {
-        fn parts(
-            self,
-        ) -> (
-            Option<String>,
-            Option<String>,
-            Option<Vec<PeerFields>>,
-            Option<Vec<Port>>,
-        );
+        fn parts(self) -> Parts;
     }
 
     impl NamespacedPod {
@@ -880,14 +881,7 @@ mod v1 {
     }
 
     impl Rule for IngressRule {
-        fn parts(
-            self,
-        ) -> (
-            Option<String>,
-            Option<String>,
-            Option<Vec<PeerFields>>,
-            Option<Vec<Port>>,
-        ) {
+        fn parts(self) -> Parts {
             let peers = self.from.map(|l| {
                 l.into_iter()
                     .map(|p| PeerFields {
@@ -904,14 +898,7 @@ mod v1 {
     }
 
     impl Rule for EgressRule {
-        fn parts(
-            self,
-        ) -> (
-            Option<String>,
-            Option<String>,
-            Option<Vec<PeerFields>>,
-            Option<Vec<Port>>,
-        ) {
+        fn parts(self) -> Parts {
             let peers = self.to.map(|l| {
                 l.into_iter()
                     .map(|p| PeerFields {

@@ -290,7 +290,7 @@ impl ModelBuilder {
             Object::Namespace(ns) => {
                 self.namespace(ns);
             }
-            Object::Other(_) => {}
+            Object::ClusterPolicy(_) | Object::Other(_) => {}
         }
         Ok(self)
     }
