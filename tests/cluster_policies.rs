@@ -1,0 +1,525 @@
+//! The webhook on cluster-wide policies (AdminNetworkPolicy,
+//! BaselineAdminNetworkPolicy, ClusterNetworkPolicy), end to end over
+//! HTTPS: every rule they take part in, in enforce, warn and dry-run.
+//!
+//! Reviews are built from the captured NetworkPolicy envelopes of
+//! `../shared/fixtures/admission-reviews/` with what the API server sends
+//! for a cluster-scoped custom resource: `kind`, `resource`, `requestKind`
+//! and `requestResource` of group `policy.networking.k8s.io`, no
+//! `namespace`, and the object in place of the policy.
+
+mod common;
+
+use common::{TestServer, default_config, fixture, state};
+use palisade::mode::Mode;
+use serde_json::{Value, json};
+
+/// Namespaces: `fx-apps` (prod) fenced for ingress by its own policy only,
+/// `fx-dev` (dev), `team-b` (prod, no policy).
+const CLUSTER: &str = r#"
+apiVersion: v1
+kind: Namespace
+metadata: {name: fx-apps, labels: {environment: prod}}
+---
+apiVersion: v1
+kind: Namespace
+metadata: {name: fx-dev, labels: {environment: dev}}
+---
+apiVersion: v1
+kind: Namespace
+metadata: {name: team-b, labels: {environment: prod}}
+---
+apiVersion: networking.k8s.io/v1
+kind: NetworkPolicy
+metadata: {name: deny-ingress, namespace: fx-apps}
+spec: {podSelector: {}, policyTypes: [Ingress]}
+"#;
+
+/// A baseline that denies all egress but DNS.
+const BASELINE: &str = r#"
+apiVersion: policy.networking.k8s.io/v1alpha1
+kind: BaselineAdminNetworkPolicy
+metadata: {name: default}
+spec:
+  subject: {namespaces: {}}
+  egress:
+  - name: dns
+    action: Allow
+    to:
+    - pods:
+        namespaceSelector: {matchLabels: {kubernetes.io/metadata.name: kube-system}}
+        podSelector: {matchLabels: {k8s-app: kube-dns}}
+    ports: [{portNumber: {protocol: UDP, port: 53}}]
+  - name: deny-all-egress
+    action: Deny
+    to:
+    - namespaces: {}
+    - networks: [0.0.0.0/0, '::/0']
+"#;
+
+fn yaml_value(yaml: &str) -> Value {
+    let options = serde_saphyr::options! { strict_booleans: true };
+    serde_saphyr::from_str_with_options(yaml, options).expect("test YAML")
+}
+
+fn config(mode: Mode) -> palisade::config::Config {
+    let mut c = default_config();
+    c.mode = mode;
+    c
+}
+
+/// A review of `op` on a cluster-wide object, from the captured
+/// NetworkPolicy envelope of the same operation.
+fn cluster_review(op: &str, object: Option<&Value>, old: Option<&Value>) -> Value {
+    let envelope = match op {
+        "CREATE" => "validating-networkpolicy-create-default-deny-all.json",
+        "UPDATE" => "validating-networkpolicy-update-frontend-to-backend.json",
+        "DELETE" => "validating-networkpolicy-delete-frontend-to-backend.json",
+        other => panic!("{other}"),
+    };
+    let mut v = fixture(envelope);
+    let obj = object.or(old).expect("an object");
+    let (group, version) = obj["apiVersion"]
+        .as_str()
+        .unwrap()
+        .split_once('/')
+        .unwrap();
+    let kind = obj["kind"].as_str().unwrap();
+    let plural = match kind {
+        "AdminNetworkPolicy" => "adminnetworkpolicies",
+        "BaselineAdminNetworkPolicy" => "baselineadminnetworkpolicies",
+        "ClusterNetworkPolicy" => "clusternetworkpolicies",
+        other => panic!("{other}"),
+    };
+    let r = &mut v["request"];
+    r["kind"] = json!({"group": group, "version": version, "kind": kind});
+    r["requestKind"] = r["kind"].clone();
+    r["resource"] = json!({"group": group, "version": version, "resource": plural});
+    r["requestResource"] = r["resource"].clone();
+    r.as_object_mut().unwrap().remove("namespace");
+    r["name"] = obj["metadata"]["name"].clone();
+    r["object"] = object.cloned().unwrap_or(Value::Null);
+    if let Some(o) = old {
+        r["oldObject"] = o.clone();
+    }
+    assert_eq!(r["operation"], op);
+    v
+}
+
+fn pod_create() -> Value {
+    fixture("validating-pod-create-with-labels.json")
+}
+
+fn message(resp: &Value) -> String {
+    resp["status"]["message"].as_str().unwrap_or("").to_owned()
+}
+
+/// enforce denies, warn allows with a warning, dry-run allows silently;
+/// all three annotate.
+async fn assert_in_modes(
+    state_yaml: &str,
+    review: &Value,
+    rule: &str,
+    check: impl Fn(&str),
+) -> Value {
+    let enforce = TestServer::start(config(Mode::Enforce), state(state_yaml)).await;
+    let resp = enforce.review("/validate", review).await;
+    assert_eq!(resp["allowed"], false, "{resp:#}");
+    assert_eq!(resp["status"]["code"], 403);
+    let msg = message(&resp);
+    assert!(msg.starts_with(&format!("[{rule}] ")), "{msg}");
+    check(&msg);
+    assert_eq!(resp["auditAnnotations"]["decision"], "deny");
+    assert_eq!(resp["auditAnnotations"]["rules"], rule);
+
+    let warn = TestServer::start(config(Mode::Warn), state(state_yaml)).await;
+    let w = warn.review("/validate", review).await;
+    assert_eq!(w["allowed"], true, "{w:#}");
+    let warning = w["warnings"][0].as_str().unwrap();
+    assert!(
+        warning.starts_with(&format!(
+            "palisade would deny this in enforce mode [{rule}]"
+        )),
+        "{warning}"
+    );
+    assert_eq!(w["auditAnnotations"]["decision"], "would-deny");
+    assert_eq!(w["auditAnnotations"]["mode"], "warn");
+
+    let dry = TestServer::start(config(Mode::DryRun), state(state_yaml)).await;
+    let d = dry.review("/validate", review).await;
+    assert_eq!(d["allowed"], true, "{d:#}");
+    assert!(
+        d["warnings"]
+            .as_array()
+            .is_none_or(|ws| ws.iter().all(|w| !w.as_str().unwrap().contains(rule))),
+        "dry-run is silent: {d:#}"
+    );
+    assert_eq!(d["auditAnnotations"]["decision"], "would-deny");
+    assert_eq!(d["auditAnnotations"]["rules"], rule);
+    let metrics = dry.metrics().await;
+    let kind = review["request"]["kind"]["kind"].as_str().unwrap();
+    let op = review["request"]["operation"].as_str().unwrap();
+    assert!(
+        metrics.contains(&format!(
+            r#"palisade_decisions_total{{webhook="validate",kind="{kind}",operation="{op}",decision="would-deny",mode="dry-run"}} 1"#
+        )),
+        "{metrics}"
+    );
+    resp
+}
+
+// ---- require-default-deny ---------------------------------------------
+
+#[tokio::test]
+async fn a_baseline_egress_deny_counts_and_its_allowances_are_listed() {
+    // fx-apps denies ingress itself and egress by the baseline: admitted
+    // without an egress NetworkPolicy, in every mode.
+    let fenced = format!("{CLUSTER}---{BASELINE}");
+    for mode in [Mode::Enforce, Mode::Warn, Mode::DryRun] {
+        let server = TestServer::start(config(mode), state(&fenced)).await;
+        let resp = server.review("/validate", &pod_create()).await;
+        assert_eq!(resp["allowed"], true, "{mode:?}: {resp:#}");
+        assert_eq!(resp["auditAnnotations"]["decision"], "allow");
+    }
+
+    // Without its ingress policy the pod is denied for Ingress only; the
+    // message names the baseline it considered and lists its allowances.
+    let open = fenced.replace("name: deny-ingress", "name: plain").replace(
+        "spec: {podSelector: {}, policyTypes: [Ingress]}",
+        "spec: {podSelector: {matchLabels: {app: none}}, policyTypes: [Ingress]}",
+    );
+    assert_in_modes(&open, &pod_create(), "require-default-deny", |msg| {
+        assert!(
+            msg.contains("namespace fx-apps has no default-deny NetworkPolicy for Ingress."),
+            "{msg}"
+        );
+        assert!(
+            msg.contains("Egress is denied by default cluster-wide by baseline policy default (BaselineAdminNetworkPolicy) rule \"deny-all-egress\"; it lets through: baseline policy default (BaselineAdminNetworkPolicy) rule \"dns\": Allow pods k8s-app=kube-dns in namespaces kubernetes.io/metadata.name=kube-system on UDP 53."),
+            "{msg}"
+        );
+        assert!(msg.contains("policyTypes:\n  - Ingress\n"), "{msg}");
+        assert!(!msg.contains("  - Egress"), "the fix is for Ingress only: {msg}");
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn a_cluster_wide_ingress_deny_counts_only_when_configured() {
+    let deny_ingress = r#"
+apiVersion: policy.networking.k8s.io/v1alpha2
+kind: ClusterNetworkPolicy
+metadata: {name: baseline-ingress}
+spec:
+  tier: Baseline
+  priority: 10
+  subject: {namespaces: {}}
+  ingress:
+  - {name: deny-all-ingress, action: Deny, from: [{namespaces: {}}]}
+"#;
+    let both = format!(
+        "{}---{BASELINE}---{deny_ingress}",
+        CLUSTER.replace(
+            "spec: {podSelector: {}, policyTypes: [Ingress]}",
+            "spec: {podSelector: {matchLabels: {app: none}}, policyTypes: [Ingress]}"
+        )
+    );
+    assert_in_modes(&both, &pod_create(), "require-default-deny", |msg| {
+        assert!(
+            msg.contains("Ingress: baseline policy baseline-ingress (priority 10) rule \"deny-all-ingress\" denies ingress from every pod, but cluster-wide policies cannot deny traffic from outside the cluster"),
+            "{msg}"
+        );
+        assert!(msg.contains("clusterPolicies.countIngressDeny: true"), "{msg}");
+    })
+    .await;
+
+    let mut counting = default_config();
+    counting.cluster_policies.count_ingress_deny = true;
+    let server = TestServer::start(counting, state(&both)).await;
+    let resp = server.review("/validate", &pod_create()).await;
+    assert_eq!(resp["allowed"], true, "{resp:#}");
+}
+
+#[tokio::test]
+async fn an_admin_allow_of_every_namespace_cuts_into_the_baseline() {
+    let open_443 = r#"
+apiVersion: policy.networking.k8s.io/v1alpha1
+kind: AdminNetworkPolicy
+metadata: {name: open-https}
+spec:
+  priority: 5
+  subject: {namespaces: {}}
+  egress:
+  - {name: https-anywhere-in-cluster, action: Allow, to: [{namespaces: {}}], ports: [{portNumber: {port: 443}}]}
+"#;
+    let cut = format!("{CLUSTER}---{BASELINE}---{open_443}");
+    assert_in_modes(&cut, &pod_create(), "require-default-deny", |msg| {
+        assert!(msg.contains("no default-deny NetworkPolicy for Egress"), "{msg}");
+        assert!(
+            msg.contains("Egress: baseline policy default (BaselineAdminNetworkPolicy) rule \"deny-all-egress\" would deny all egress, but an earlier rule lets broad traffic through first: admin policy open-https (priority 5) rule \"https-anywhere-in-cluster\""),
+            "{msg}"
+        );
+    })
+    .await;
+}
+
+// ---- no-allow-all ----------------------------------------------------
+
+fn allow_all_anp(subject: &str) -> Value {
+    yaml_value(&format!(
+        r#"
+apiVersion: policy.networking.k8s.io/v1alpha1
+kind: AdminNetworkPolicy
+metadata: {{name: open-everything}}
+spec:
+  priority: 1
+  subject: {subject}
+  ingress:
+  - {{name: from-anywhere, action: Allow, from: [{{namespaces: {{}}}}]}}
+"#
+    ))
+}
+
+#[tokio::test]
+async fn an_admin_allow_all_outside_dev_is_denied_with_a_fix() {
+    let review = cluster_review("CREATE", Some(&allow_all_anp("{namespaces: {}}")), None);
+    assert_in_modes(CLUSTER, &review, "no-allow-all", |msg| {
+        assert!(
+            msg.starts_with("[no-allow-all] AdminNetworkPolicy open-everything is allow-all for Ingress: spec.ingress[0] (rule \"from-anywhere\") allows every pod in every namespace on all ports"),
+            "{msg}"
+        );
+        assert!(
+            msg.contains("It selects 2 non-dev namespaces now: fx-apps, team-b."),
+            "{msg}"
+        );
+        assert!(msg.contains("Fix: name the peers and ports that are needed"), "{msg}");
+    })
+    .await;
+
+    // The same in v1alpha2.
+    let mut cnp = allow_all_anp("{namespaces: {}}");
+    cnp["apiVersion"] = json!("policy.networking.k8s.io/v1alpha2");
+    cnp["kind"] = json!("ClusterNetworkPolicy");
+    cnp["spec"]["tier"] = json!("Admin");
+    cnp["spec"]["ingress"][0]["action"] = json!("Accept");
+    let review = cluster_review("CREATE", Some(&cnp), None);
+    assert_in_modes(CLUSTER, &review, "no-allow-all", |msg| {
+        assert!(msg.contains("accepts every pod in every namespace"), "{msg}");
+    })
+    .await;
+
+    // A subject that selects no non-dev namespace now but is not confined
+    // to dev by the environment label is still denied.
+    let review = cluster_review(
+        "CREATE",
+        Some(&allow_all_anp("{namespaces: {matchLabels: {team: nobody}}}")),
+        None,
+    );
+    let server = TestServer::start(default_config(), state(CLUSTER)).await;
+    let resp = server.review("/validate", &review).await;
+    assert_eq!(resp["allowed"], false);
+    assert!(
+        message(&resp).contains("It selects no non-dev namespace now, but nothing in its subject keeps it to dev namespaces"),
+        "{resp:#}"
+    );
+
+    // Confined to dev namespaces by the environment label: allowed, with a
+    // broad-free answer.
+    let review = cluster_review(
+        "CREATE",
+        Some(&allow_all_anp(
+            "{namespaces: {matchLabels: {environment: dev}}}",
+        )),
+        None,
+    );
+    let resp = server.review("/validate", &review).await;
+    assert_eq!(resp["allowed"], true, "{resp:#}");
+    assert_eq!(resp["auditAnnotations"]["decision"], "allow");
+}
+
+#[tokio::test]
+async fn broad_admin_rules_and_shared_priorities_warn() {
+    let broad = yaml_value(
+        r#"
+apiVersion: policy.networking.k8s.io/v1alpha1
+kind: AdminNetworkPolicy
+metadata: {name: metrics-from-anywhere}
+spec:
+  priority: 7
+  subject: {namespaces: {}}
+  ingress:
+  - {name: metrics, action: Allow, from: [{namespaces: {}}], ports: [{portNumber: {port: 9090}}]}
+"#,
+    );
+    let other = r#"
+apiVersion: policy.networking.k8s.io/v1alpha1
+kind: AdminNetworkPolicy
+metadata: {name: a-first}
+spec:
+  priority: 7
+  subject: {namespaces: {}}
+  egress:
+  - {action: Pass, to: [{namespaces: {}}]}
+"#;
+    let server = TestServer::start(
+        default_config(),
+        state(&format!("{CLUSTER}---{other}")),
+    )
+    .await;
+    let resp = server
+        .review("/validate", &cluster_review("CREATE", Some(&broad), None))
+        .await;
+    assert_eq!(resp["allowed"], true, "{resp:#}");
+    let warnings: Vec<&str> = resp["warnings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|w| w.as_str().unwrap())
+        .collect();
+    assert!(
+        warnings.iter().any(|w| w.contains(
+            "spec.ingress[0] is broad: rule \"metrics\" allows every pod in every namespace on TCP 9090"
+        )),
+        "{warnings:?}"
+    );
+    assert!(
+        warnings.iter().any(|w| w.contains(
+            "admin policies a-first and metrics-from-anywhere share priority 7; the API leaves their order undefined, palisade applies a-first first (by name)"
+        )),
+        "{warnings:?}"
+    );
+}
+
+// ---- keep-default-deny -----------------------------------------------
+
+#[tokio::test]
+async fn deleting_or_weakening_the_baseline_that_fences_namespaces_is_denied() {
+    let fenced = format!("{CLUSTER}---{BASELINE}");
+    let banp = yaml_value(BASELINE);
+    // fx-apps loses its only egress default-deny; team-b had none for
+    // ingress, so it had nothing to lose; fx-dev neither.
+    let delete = cluster_review("DELETE", None, Some(&banp));
+    assert_in_modes(&fenced, &delete, "keep-default-deny", |msg| {
+        assert!(
+            msg.starts_with("[keep-default-deny] deleting BaselineAdminNetworkPolicy default removes the only default-deny for Egress of 1 namespace: fx-apps."),
+            "{msg}"
+        );
+        assert!(
+            msg.contains("Their default-deny came from baseline policy default (BaselineAdminNetworkPolicy) rule \"deny-all-egress\""),
+            "{msg}"
+        );
+        assert!(msg.contains("namespace: fx-apps"), "{msg}");
+    })
+    .await;
+
+    // Dropping ::/0 weakens it the same way.
+    let mut weaker = banp.clone();
+    weaker["spec"]["egress"][1]["to"][1]["networks"] = json!(["0.0.0.0/0"]);
+    let update = cluster_review("UPDATE", Some(&weaker), Some(&banp));
+    assert_in_modes(&fenced, &update, "keep-default-deny", |msg| {
+        assert!(
+            msg.starts_with("[keep-default-deny] this change to BaselineAdminNetworkPolicy default removes the only default-deny for Egress of 1 namespace: fx-apps."),
+            "{msg}"
+        );
+    })
+    .await;
+
+    // A new admin policy that cuts in is a weakening too.
+    let cut = yaml_value(
+        r#"
+apiVersion: policy.networking.k8s.io/v1alpha1
+kind: AdminNetworkPolicy
+metadata: {name: egress-to-cluster}
+spec:
+  priority: 3
+  subject: {namespaces: {matchLabels: {environment: prod}}}
+  egress:
+  - {action: Allow, to: [{namespaces: {}}], ports: [{portNumber: {port: 8080}}]}
+"#,
+    );
+    let server = TestServer::start(default_config(), state(&fenced)).await;
+    let resp = server
+        .review("/validate", &cluster_review("CREATE", Some(&cut), None))
+        .await;
+    assert_eq!(resp["allowed"], false, "{resp:#}");
+    assert!(
+        message(&resp).starts_with("[keep-default-deny] creating AdminNetworkPolicy egress-to-cluster (its rules come first and cut into the default-deny)"),
+        "{resp:#}"
+    );
+
+    // With its own egress default-deny, fx-apps loses nothing.
+    let own = format!(
+        "{fenced}---\napiVersion: networking.k8s.io/v1\nkind: NetworkPolicy\nmetadata: {{name: deny-egress, namespace: fx-apps}}\nspec: {{podSelector: {{}}, policyTypes: [Egress]}}\n"
+    );
+    let server = TestServer::start(default_config(), state(&own)).await;
+    let resp = server.review("/validate", &delete).await;
+    assert_eq!(resp["allowed"], true, "{resp:#}");
+
+    // Nor does it lose anything when its NetworkPolicy goes but the
+    // baseline stays.
+    let delete_np = {
+        let mut v = fixture("validating-networkpolicy-delete-frontend-to-backend.json");
+        v["request"]["name"] = json!("deny-egress");
+        v["request"]["oldObject"] = json!({
+            "kind": "NetworkPolicy", "apiVersion": "networking.k8s.io/v1",
+            "metadata": {"name": "deny-egress", "namespace": "fx-apps"},
+            "spec": {"podSelector": {}, "policyTypes": ["Egress"]}
+        });
+        v
+    };
+    let resp = server.review("/validate", &delete_np).await;
+    assert_eq!(resp["allowed"], true, "{resp:#}");
+}
+
+#[tokio::test]
+async fn relabelling_a_namespace_out_of_the_subject_is_denied() {
+    let prod_only = BASELINE.replace(
+        "subject: {namespaces: {}}",
+        "subject: {namespaces: {matchLabels: {environment: prod}}}",
+    );
+    let fenced = format!("{CLUSTER}---{prod_only}");
+    let mut review = fixture("validating-namespace-update-add-label.json");
+    let r = &mut review["request"];
+    r["name"] = json!("fx-apps");
+    r["namespace"] = json!("fx-apps");
+    r["object"]["metadata"]["name"] = json!("fx-apps");
+    r["oldObject"]["metadata"]["name"] = json!("fx-apps");
+    r["oldObject"]["metadata"]["labels"] =
+        json!({"kubernetes.io/metadata.name": "fx-apps", "environment": "prod"});
+    r["object"]["metadata"]["labels"] =
+        json!({"kubernetes.io/metadata.name": "fx-apps", "environment": "staging"});
+    assert_in_modes(&fenced, &review, "keep-default-deny", |msg| {
+        assert!(
+            msg.starts_with("[keep-default-deny] Namespace fx-apps: these labels take namespace fx-apps out of the subject of baseline policy default (BaselineAdminNetworkPolicy) (Egress), its only default-deny for Egress"),
+            "{msg}"
+        );
+    })
+    .await;
+}
+
+// ---- bad objects, status updates, deletion --------------------------
+
+#[tokio::test]
+async fn an_object_palisade_cannot_read_names_the_field() {
+    let mut bad = allow_all_anp("{namespaces: {}}");
+    bad["spec"]["ingress"][0]["action"] = json!("Block");
+    let server = TestServer::start(default_config(), state(CLUSTER)).await;
+    let resp = server
+        .review("/validate", &cluster_review("CREATE", Some(&bad), None))
+        .await;
+    assert_eq!(resp["allowed"], false);
+    assert_eq!(
+        message(&resp),
+        "[invalid-object] AdminNetworkPolicy open-everything: cannot be read: AdminNetworkPolicy open-everything: spec.ingress[0].action: unknown action \"Block\" (expected Allow, Deny or Pass)"
+    );
+
+    // The network plugin's status updates are not judged.
+    let mut status = cluster_review(
+        "UPDATE",
+        Some(&allow_all_anp("{namespaces: {}}")),
+        Some(&allow_all_anp("{namespaces: {}}")),
+    );
+    status["request"]["subResource"] = json!("status");
+    let resp = server.review("/validate", &status).await;
+    assert_eq!(resp["allowed"], true);
+    assert_eq!(resp["auditAnnotations"]["decision"], "skip");
+}
