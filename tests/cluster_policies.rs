@@ -79,11 +79,7 @@ fn cluster_review(op: &str, object: Option<&Value>, old: Option<&Value>) -> Valu
     };
     let mut v = fixture(envelope);
     let obj = object.or(old).expect("an object");
-    let (group, version) = obj["apiVersion"]
-        .as_str()
-        .unwrap()
-        .split_once('/')
-        .unwrap();
+    let (group, version) = obj["apiVersion"].as_str().unwrap().split_once('/').unwrap();
     let kind = obj["kind"].as_str().unwrap();
     let plural = match kind {
         "AdminNetworkPolicy" => "adminnetworkpolicies",
@@ -303,7 +299,10 @@ async fn an_admin_allow_all_outside_dev_is_denied_with_a_fix() {
     cnp["spec"]["ingress"][0]["action"] = json!("Accept");
     let review = cluster_review("CREATE", Some(&cnp), None);
     assert_in_modes(CLUSTER, &review, "no-allow-all", |msg| {
-        assert!(msg.contains("accepts every pod in every namespace"), "{msg}");
+        assert!(
+            msg.contains("accepts every pod in every namespace"),
+            "{msg}"
+        );
     })
     .await;
 
@@ -311,7 +310,9 @@ async fn an_admin_allow_all_outside_dev_is_denied_with_a_fix() {
     // to dev by the environment label is still denied.
     let review = cluster_review(
         "CREATE",
-        Some(&allow_all_anp("{namespaces: {matchLabels: {team: nobody}}}")),
+        Some(&allow_all_anp(
+            "{namespaces: {matchLabels: {team: nobody}}}",
+        )),
         None,
     );
     let server = TestServer::start(default_config(), state(CLUSTER)).await;
@@ -360,11 +361,7 @@ spec:
   egress:
   - {action: Pass, to: [{namespaces: {}}]}
 "#;
-    let server = TestServer::start(
-        default_config(),
-        state(&format!("{CLUSTER}---{other}")),
-    )
-    .await;
+    let server = TestServer::start(default_config(), state(&format!("{CLUSTER}---{other}"))).await;
     let resp = server
         .review("/validate", &cluster_review("CREATE", Some(&broad), None))
         .await;

@@ -128,6 +128,15 @@ impl ClusterPolicyWatch {
     /// Starts discovery (now and every [`REDISCOVER_EVERY`]) and the
     /// watches of the kinds served, folding them into `index`.
     pub fn start(client: kube::Client, index: Arc<RwLock<Index>>) -> (Arc<Self>, JoinHandle<()>) {
+        Self::start_every(client, index, REDISCOVER_EVERY)
+    }
+
+    /// [`ClusterPolicyWatch::start`], discovering again every `every`.
+    pub fn start_every(
+        client: kube::Client,
+        index: Arc<RwLock<Index>>,
+        every: Duration,
+    ) -> (Arc<Self>, JoinHandle<()>) {
         let me = Arc::new(ClusterPolicyWatch {
             discovered: AtomicBool::new(false),
             served: Mutex::new(Vec::new()),
@@ -136,7 +145,7 @@ impl ClusterPolicyWatch {
                 .map(|k| (k, Arc::new(AtomicBool::new(false))))
                 .collect(),
         });
-        let task = tokio::spawn(Arc::clone(&me).supervise(client, index));
+        let task = tokio::spawn(Arc::clone(&me).supervise(client, index, every));
         (me, task)
     }
 
@@ -158,7 +167,12 @@ impl ClusterPolicyWatch {
                 .all(|k| self.synced[k].load(Ordering::Relaxed))
     }
 
-    async fn supervise(self: Arc<Self>, client: kube::Client, index: Arc<RwLock<Index>>) {
+    async fn supervise(
+        self: Arc<Self>,
+        client: kube::Client,
+        index: Arc<RwLock<Index>>,
+        every: Duration,
+    ) {
         // Dropping the set (this task aborted) aborts every watch.
         let mut watches: JoinSet<()> = JoinSet::new();
         let mut running: HashMap<ClusterKind, tokio::task::AbortHandle> = HashMap::new();
@@ -210,14 +224,14 @@ impl ClusterPolicyWatch {
                 }
                 Err(e) => {
                     if !failing {
-                        tracing::warn!(error = %e, "cannot discover which cluster-wide network policy kinds the cluster serves; retrying every {}s", REDISCOVER_EVERY.as_secs());
+                        tracing::warn!(error = %e, "cannot discover which cluster-wide network policy kinds the cluster serves; retrying every {}s", every.as_secs());
                         failing = true;
                     }
                 }
             }
             // Reap finished watches so the set does not grow.
             while watches.try_join_next().is_some() {}
-            tokio::time::sleep(REDISCOVER_EVERY).await;
+            tokio::time::sleep(every).await;
         }
     }
 }
