@@ -249,7 +249,7 @@ fn main() {
         let k = rng.below(POLICIES_PER_NS);
         let change = match i % 3 {
             0 => {
-                let old = model.policy(&ns_name(ns), &format!("p-{k}")).cloned();
+                let old = model.policy(&ns_name(ns), &format!("p-{k}"));
                 let new = to_policy(policy(ns, k, &mut rng));
                 match old.map(|o| PolicyChange::update(o, new.clone())) {
                     Some(Ok(c)) => c,
@@ -262,7 +262,7 @@ fn main() {
                 PolicyChange::create(to_policy(v))
             }
             _ => match model.policy(&ns_name(ns), &format!("p-{k}")) {
-                Some(p) => PolicyChange::delete(p.clone()),
+                Some(p) => PolicyChange::delete(p),
                 None => continue,
             },
         };
@@ -298,7 +298,7 @@ fn main() {
         }));
         let mut changes = vec![PolicyChange::create(open)];
         if let Some(p) = model.policy(&ns_name(ns), "p-0") {
-            changes.push(PolicyChange::delete(p.clone()));
+            changes.push(PolicyChange::delete(p));
         }
         for change in changes {
             let t = Instant::now();

@@ -3,7 +3,7 @@
 //! from the cluster view, decide, and re-read before a denial that rests on
 //! what a watch cache said.
 
-use crate::cluster::{ClusterView, NamespaceView};
+use crate::cluster::{ClusterView, NamespaceView, PreviewModel};
 use crate::config::Config;
 use crate::decide::{self, Request, Verdict, preview};
 use crate::log_field::clip;
@@ -63,10 +63,17 @@ pub async fn admit(
     };
     if webhook == Webhook::Validate
         && preview::wants_preview(req, &verdict)
-        && let (Some(model), Some(ns)) = (cluster.reach_model(), ns.as_deref())
-        && let Some(notes) = preview::preview_warnings(req, ns, &model)
+        && let Some(ns) = ns.as_deref()
     {
-        verdict.notes.extend(notes);
+        match cluster.preview_model() {
+            PreviewModel::Absent => {}
+            PreviewModel::Off(why) => verdict.notes.push(format!("palisade preview off: {why}")),
+            PreviewModel::Ready(model) => {
+                if let Some(notes) = preview::preview_warnings(req, ns, &model) {
+                    verdict.notes.extend(notes);
+                }
+            }
+        }
     }
     (verdict, how)
 }
@@ -263,5 +270,58 @@ mod tests {
         assert!(v.allowed());
         assert_eq!(how, Confirmation::NotNeeded);
         assert_eq!(view.reads.load(Ordering::SeqCst), 0);
+    }
+
+    /// A view whose preview switched itself off past its memory budget.
+    struct PreviewOff;
+
+    impl ClusterView for PreviewOff {
+        fn namespace(&self, name: &str) -> NamespaceView {
+            NamespaceView {
+                name: name.into(),
+                ..fenced()
+            }
+        }
+        fn confirm<'a>(
+            &'a self,
+            name: &'a str,
+        ) -> futures::future::BoxFuture<'a, Result<NamespaceView, crate::cluster::ClusterError>>
+        {
+            Box::pin(async move { Ok(self.namespace(name)) })
+        }
+        fn is_ready(&self) -> bool {
+            true
+        }
+        fn stats(&self) -> ViewStats {
+            ViewStats::default()
+        }
+        fn preview_model(&self) -> PreviewModel<'_> {
+            PreviewModel::Off("over budget".into())
+        }
+    }
+
+    #[tokio::test]
+    async fn a_preview_switched_off_is_one_warning_that_says_why() {
+        let cfg = Config::embedded().unwrap();
+        let np: k8s_openapi::api::networking::v1::NetworkPolicy = serde_json::from_value(
+            serde_json::json!({"metadata": {"name": "x", "namespace": "shop"}, "spec": {"podSelector": {}}}),
+        )
+        .unwrap();
+        let req = Request {
+            kind: Gvk::new("networking.k8s.io", "v1", "NetworkPolicy"),
+            name: Some("x".into()),
+            dry_run: true,
+            object: Some(Object::NetworkPolicy(Box::new(np))),
+            ..pod_create()
+        };
+        let (v, _) = admit(&cfg, &PreviewOff, Webhook::Validate, &req).await;
+        assert!(v.allowed(), "{v:?}");
+        assert_eq!(
+            v.notes,
+            vec!["palisade preview off: over budget".to_owned()]
+        );
+        // A pod review asks for no preview.
+        let (v, _) = admit(&cfg, &PreviewOff, Webhook::Validate, &pod_create()).await;
+        assert!(v.notes.is_empty());
     }
 }

@@ -201,12 +201,43 @@ impl ProxyConfig {
 }
 
 /// `simulate`.
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct SimulateConfig {
     /// Watch workload summaries to preview NetworkPolicy changes at admission.
     #[serde(default)]
     pub preview: bool,
+    /// The preview model's memory budget in MiB: past it the preview
+    /// switches itself off (a log line, a metric, one warning per preview)
+    /// rather than grow palisade into its memory limit.
+    #[serde(default = "default_preview_memory", rename = "previewMemoryMiB")]
+    pub preview_memory_mib: u32,
+}
+
+/// The default preview budget: deploy/'s 128 MiB container limit, less
+/// what the webhook itself holds at 10,000 namespaces and 100,000
+/// policies with room to spare (docs/performance.md).
+pub const DEFAULT_PREVIEW_MEMORY_MIB: u32 = 48;
+
+fn default_preview_memory() -> u32 {
+    DEFAULT_PREVIEW_MEMORY_MIB
+}
+
+impl Default for SimulateConfig {
+    fn default() -> Self {
+        SimulateConfig {
+            preview: false,
+            preview_memory_mib: DEFAULT_PREVIEW_MEMORY_MIB,
+        }
+    }
+}
+
+impl SimulateConfig {
+    /// The preview's budget in bytes, when the preview is on.
+    pub fn preview_budget(&self) -> Option<usize> {
+        self.preview
+            .then(|| self.preview_memory_mib as usize * 1024 * 1024)
+    }
 }
 
 /// `clusterPolicies`.

@@ -437,7 +437,7 @@ async fn serve_command(a: ServeArgs) -> ExitCode {
                 ));
             }
         };
-        let (view, _tasks) = KubeCluster::start(client, config.simulate.preview);
+        let (view, _tasks) = KubeCluster::start(client, config.simulate.preview_budget());
         view
     };
 

@@ -317,3 +317,111 @@ proptest! {
         prop_assert_eq!(full.opens(), !p.opened.is_empty());
     }
 }
+
+/// A change a watch reports.
+#[derive(Debug, Clone)]
+enum Event {
+    /// Pod `p{slot}` in a namespace: put with (app, named port), or removed.
+    Pod(usize, &'static str, Option<(&'static str, bool)>),
+    /// A policy put.
+    PutPolicy(Value),
+    /// Policy `q{slot}` removed from a namespace.
+    RemovePolicy(usize, &'static str),
+    /// A namespace put (with or without `team: x`), or removed.
+    Namespace(&'static str, Option<bool>),
+}
+
+fn arb_event() -> impl Strategy<Value = Event> {
+    prop_oneof![
+        3 => (0usize..4, prop::sample::select(&NAMESPACES[..]), prop::option::of((prop::sample::select(&APPS[..]), any::<bool>())))
+            .prop_map(|(i, ns, pod)| Event::Pod(i, ns, pod)),
+        3 => (0usize..4).prop_flat_map(|i| arb_policy(format!("q{i}"))).prop_map(Event::PutPolicy),
+        1 => (0usize..4, prop::sample::select(&NAMESPACES[..])).prop_map(|(i, ns)| Event::RemovePolicy(i, ns)),
+        1 => (prop::sample::select(&NAMESPACES[..]), prop::option::of(any::<bool>()))
+            .prop_map(|(ns, team)| Event::Namespace(ns, team)),
+    ]
+}
+
+fn namespace_object(name: &str, team: bool) -> k8s_openapi::api::core::v1::Namespace {
+    let labels = if team {
+        json!({"team": "x"})
+    } else {
+        json!({})
+    };
+    serde_json::from_value(json!({"metadata": {"name": name, "labels": labels}})).unwrap()
+}
+
+fn pod_object(name: &str, ns: &str, app: &str, named: bool) -> k8s_openapi::api::core::v1::Pod {
+    let port = if named {
+        json!({"name": "http", "containerPort": 8080})
+    } else {
+        json!({"containerPort": 8080})
+    };
+    serde_json::from_value(json!({
+        "metadata": {"name": name, "namespace": ns, "labels": {"app": app}},
+        "spec": {"containers": [{"name": "c", "ports": [port]}]}
+    }))
+    .unwrap()
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 300, .. ProptestConfig::default() })]
+
+    /// The preview's model is changed in place as watch events arrive;
+    /// after any sequence of them it must be the model a fresh build of
+    /// what is left gives: the same connections, workloads, namespaces and
+    /// notes, and no policy body or peer kept for a policy that is gone.
+    #[test]
+    fn changes_in_place_equal_a_fresh_build(events in prop::collection::vec(arb_event(), 1..30)) {
+        use std::collections::BTreeMap;
+        let mut live = ModelBuilder::new();
+        let mut pods: BTreeMap<(&str, usize), (&str, bool)> = BTreeMap::new();
+        let mut policies: BTreeMap<(String, String), Policy> = BTreeMap::new();
+        let mut namespaces: BTreeMap<&str, bool> = BTreeMap::new();
+        for e in &events {
+            match e {
+                Event::Pod(i, ns, Some((app, named))) => {
+                    live.pod(&pod_object(&format!("p{i}"), ns, app, *named));
+                    pods.insert((ns, *i), (app, *named));
+                }
+                Event::Pod(i, ns, None) => {
+                    live.remove_pod(ns, &format!("p{i}"));
+                    pods.remove(&(ns, *i));
+                }
+                Event::PutPolicy(v) => {
+                    let p = to_policy(v);
+                    policies.insert((p.namespace.clone(), p.name.clone()), p.clone());
+                    live.policy(p);
+                }
+                Event::RemovePolicy(i, ns) => {
+                    live.remove_policy(ns, &format!("q{i}"));
+                    policies.remove(&(ns.to_string(), format!("q{i}")));
+                }
+                Event::Namespace(ns, Some(team)) => {
+                    live.namespace(&namespace_object(ns, *team));
+                    namespaces.insert(ns, *team);
+                }
+                Event::Namespace(ns, None) => {
+                    live.remove_namespace(ns);
+                    namespaces.remove(ns);
+                }
+            }
+        }
+        let mut fresh = ModelBuilder::new();
+        for (ns, team) in &namespaces {
+            fresh.namespace(&namespace_object(ns, *team));
+        }
+        for ((ns, i), (app, named)) in &pods {
+            fresh.pod(&pod_object(&format!("p{i}"), ns, app, *named));
+        }
+        for p in policies.values() {
+            fresh.policy(p.clone());
+        }
+        let (live, fresh) = (live.build(), fresh.build());
+        prop_assert_eq!(connections(&live), connections(&fresh));
+        prop_assert_eq!(live.workloads().collect::<Vec<_>>(), fresh.workloads().collect::<Vec<_>>());
+        prop_assert_eq!(live.namespaces().collect::<Vec<_>>(), fresh.namespaces().collect::<Vec<_>>());
+        prop_assert_eq!(live.notes(), fresh.notes());
+        prop_assert_eq!(live.stats(), fresh.stats());
+    }
+}

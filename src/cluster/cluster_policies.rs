@@ -32,6 +32,10 @@ pub const REDISCOVER_EVERY: Duration = Duration::from_secs(60);
 /// client's own read timeout is sized for watches).
 pub const DISCOVERY_TIMEOUT: Duration = Duration::from_secs(10);
 
+/// How soon a failed discovery is tried again (readiness waits for one
+/// that answers, so a start-up blip must not cost a whole period).
+pub const DISCOVERY_RETRY: Duration = Duration::from_secs(5);
+
 /// The resource of `kind` in the version palisade reads.
 pub fn api_resource(kind: ClusterKind) -> ApiResource {
     ApiResource {
@@ -43,10 +47,19 @@ pub fn api_resource(kind: ClusterKind) -> ApiResource {
     }
 }
 
+/// A 404 from discovery: nothing is served there.
+fn not_found(e: &kube::Error) -> bool {
+    matches!(e, kube::Error::Api(s) if s.is_not_found() || s.code == 404)
+}
+
 /// Which of the three kinds the cluster serves in the versions palisade
 /// reads (`GET /apis`, then the resources of each such version).
 pub async fn served(client: &kube::Client) -> Result<Vec<ClusterKind>, kube::Error> {
-    let groups = client.list_api_groups().await?;
+    let groups = match client.list_api_groups().await {
+        Ok(g) => g,
+        Err(e) if not_found(&e) => return Ok(Vec::new()),
+        Err(e) => return Err(e),
+    };
     let Some(group) = groups.groups.iter().find(|g| g.name == GROUP) else {
         return Ok(Vec::new());
     };
@@ -57,9 +70,15 @@ pub async fn served(client: &kube::Client) -> Result<Vec<ClusterKind>, kube::Err
         if !group.versions.iter().any(|v| v.version == version) {
             continue;
         }
-        let resources = client
+        // A version listed by /apis but gone a moment later: not served.
+        let resources = match client
             .list_api_group_resources(&format!("{GROUP}/{version}"))
-            .await?;
+            .await
+        {
+            Ok(r) => r,
+            Err(e) if not_found(&e) => continue,
+            Err(e) => return Err(e),
+        };
         for kind in ClusterKind::ALL {
             if kind.version() == version
                 && resources.resources.iter().any(|r| r.name == kind.plural())
@@ -224,14 +243,19 @@ impl ClusterPolicyWatch {
                 }
                 Err(e) => {
                     if !failing {
-                        tracing::warn!(error = %e, "cannot discover which cluster-wide network policy kinds the cluster serves; retrying every {}s", every.as_secs());
+                        tracing::warn!(error = %e, "cannot discover which cluster-wide network policy kinds the cluster serves; retrying every {}s", every.min(DISCOVERY_RETRY).as_secs());
                         failing = true;
                     }
                 }
             }
             // Reap finished watches so the set does not grow.
             while watches.try_join_next().is_some() {}
-            tokio::time::sleep(every).await;
+            let wait = if failing {
+                every.min(DISCOVERY_RETRY)
+            } else {
+                every
+            };
+            tokio::time::sleep(wait).await;
         }
     }
 }

@@ -201,6 +201,7 @@ impl Index {
             namespaces: self.namespaces.len(),
             policies: self.policy_count,
             cluster_policies: self.cluster.len(),
+            preview: None,
         }
     }
 }

@@ -50,14 +50,16 @@ pub struct KubeCluster {
 
 impl KubeCluster {
     /// Starts the watches on `client`; the view is ready once both have
-    /// listed everything once. With `preview`, the opt-in watches behind
-    /// admission previews start too (they never gate readiness).
-    pub fn start(client: kube::Client, preview: bool) -> (Arc<Self>, Vec<JoinHandle<()>>) {
-        let (preview, mut tasks) = if preview {
-            let (w, t) = ReachWatch::start(client.clone());
-            (Some(w), t)
-        } else {
-            (None, Vec::new())
+    /// listed everything once. With `preview` (the model's memory budget
+    /// in bytes), the opt-in watches behind admission previews start too
+    /// (they never gate readiness).
+    pub fn start(client: kube::Client, preview: Option<usize>) -> (Arc<Self>, Vec<JoinHandle<()>>) {
+        let (preview, mut tasks) = match preview {
+            Some(budget) => {
+                let (w, t) = ReachWatch::start(client.clone(), budget);
+                (Some(w), t)
+            }
+            None => (None, Vec::new()),
         };
         let index = Arc::new(RwLock::new(Index::new()));
         let (cluster_policies, discovery) =
@@ -314,11 +316,17 @@ impl ClusterView for KubeCluster {
     }
 
     fn stats(&self) -> ViewStats {
-        self.read_index().stats()
+        ViewStats {
+            preview: self.preview.as_ref().map(|p| p.usage()),
+            ..self.read_index().stats()
+        }
     }
 
-    fn reach_model(&self) -> Option<Arc<crate::reach::Model>> {
-        self.preview.as_ref().and_then(|p| p.model())
+    fn preview_model(&self) -> super::PreviewModel<'_> {
+        match &self.preview {
+            Some(p) => p.preview_model(),
+            None => super::PreviewModel::Absent,
+        }
     }
 }
 
@@ -345,7 +353,7 @@ mod tests {
         });
         let uri: hyper::Uri = format!("http://{addr}").parse().expect("uri");
         let client = kube::Client::try_from(kube::Config::new(uri)).expect("client");
-        let (cluster, watches) = KubeCluster::start(client, false);
+        let (cluster, watches) = KubeCluster::start(client, None);
 
         let started = Instant::now();
         let read = tokio::time::timeout(Duration::from_secs(5), cluster.confirm("shop"))

@@ -18,6 +18,36 @@ use crate::cluster_policy::ClusterPolicies;
 use crate::netpol::{Directions, PolicyFacts};
 use crate::posture::NamespaceInfo;
 use crate::reach::Model;
+
+/// The reachability model behind admission previews, as a view holds it.
+pub enum PreviewModel<'a> {
+    /// No preview: not asked for (`simulate.preview: false`), or the
+    /// watches have not listed everything yet.
+    Absent,
+    /// Switched off, and why: previews are answered with this one warning.
+    Off(Arc<str>),
+    /// The model, held for one preview.
+    Ready(ModelRef<'a>),
+}
+
+/// A model held for the time of one preview: borrowed from a view that
+/// never changes, or read-locked in one that a watch changes in place.
+pub enum ModelRef<'a> {
+    /// A model that does not change.
+    Shared(&'a Model),
+    /// A model a watch changes, locked for reading.
+    Locked(std::sync::RwLockReadGuard<'a, Model>),
+}
+
+impl std::ops::Deref for ModelRef<'_> {
+    type Target = Model;
+    fn deref(&self) -> &Model {
+        match self {
+            ModelRef::Shared(m) => m,
+            ModelRef::Locked(g) => g,
+        }
+    }
+}
 use crate::selector::Labels;
 
 pub mod cluster_policies;
@@ -102,6 +132,9 @@ pub struct ViewStats {
     pub policies: usize,
     /// Cluster-wide policies (AdminNetworkPolicy, ...).
     pub cluster_policies: usize,
+    /// The preview's model, when one is kept: its estimated size in bytes,
+    /// and whether the preview is still on (off once it outgrew its budget).
+    pub preview: Option<(usize, bool)>,
 }
 
 /// The source of cluster state for decisions.
@@ -134,9 +167,9 @@ pub trait ClusterView: Send + Sync + 'static {
     fn stats(&self) -> ViewStats;
 
     /// The reachability model for admission previews, when the view keeps
-    /// one (`simulate.preview: true`); `None` skips the preview.
-    fn reach_model(&self) -> Option<Arc<Model>> {
-        None
+    /// one (`simulate.preview: true`).
+    fn preview_model(&self) -> PreviewModel<'_> {
+        PreviewModel::Absent
     }
 }
 
@@ -159,7 +192,7 @@ impl<T: ClusterView + ?Sized> ClusterView for Arc<T> {
     fn stats(&self) -> ViewStats {
         (**self).stats()
     }
-    fn reach_model(&self) -> Option<Arc<Model>> {
-        (**self).reach_model()
+    fn preview_model(&self) -> PreviewModel<'_> {
+        (**self).preview_model()
     }
 }

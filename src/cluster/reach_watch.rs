@@ -1,165 +1,267 @@
 //! The opt-in watch behind admission previews (`simulate.preview: true`):
 //! pod summaries (namespace, labels, container ports, owner; never whole
-//! pods), NetworkPolicies and namespace labels, folded into a reachability
-//! [`Model`] that is rebuilt at most every [`REBUILD_EVERY`] after a change.
+//! pods), NetworkPolicies and namespace labels, applied in place to one
+//! reachability [`Model`] as the events arrive: no rebuild, no second copy.
+//!
+//! The model has a memory budget (`simulate.previewMemoryMiB`). A cluster
+//! whose model would outgrow it switches the preview off, for good, rather
+//! than have palisade OOM-killed: with `failurePolicy: Fail` a webhook in
+//! a crash loop stops every pod creation in the cluster. Readiness does not
+//! depend on the preview, and previews are then answered with one warning
+//! that says why.
 //!
 //! Off by default, so the webhook's memory does not grow with the number
 //! of pods unless asked. It needs `list`/`watch` on pods in addition to the
 //! base RBAC (see deploy/README.md).
 
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::collections::HashSet;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, OnceLock, RwLock};
 
-use arc_swap::ArcSwapOption;
 use futures::StreamExt;
 use k8s_openapi::api::core::v1::{Namespace, Pod};
 use k8s_openapi::api::networking::v1::NetworkPolicy;
 use kube::api::Api;
 use kube::runtime::WatchStreamExt;
 use kube::runtime::watcher::{self, Event};
+use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 use super::static_dir::DEFAULT_NAMESPACE;
-use crate::reach::{Kind, Model, ModelBuilder};
-
-/// How often, at most, the model is rebuilt after a change.
-pub const REBUILD_EVERY: Duration = Duration::from_secs(2);
+use super::{ModelRef, PreviewModel};
+use crate::netpol::Policy;
+use crate::posture::NamespaceInfo;
+use crate::reach::{Model, PodSummary};
 
 /// A reachability model kept up to date from watches.
 pub struct ReachWatch {
-    model: ArcSwapOption<Model>,
-    // What the watches have seen, as the builder of the next model.
-    inventory: Mutex<ModelBuilder>,
-    dirty: AtomicBool,
+    model: RwLock<Model>,
     synced: [AtomicBool; 3],
+    budget: usize,
+    /// The model's estimated size after the last change.
+    bytes: AtomicUsize,
+    /// Set once, when the budget is exceeded.
+    off: OnceLock<Arc<str>>,
+    stop: watch::Sender<bool>,
+}
+
+/// What one watch keeps: how an event of its kind changes the model.
+trait Kept:
+    kube::Resource<DynamicType = ()>
+    + Clone
+    + serde::de::DeserializeOwned
+    + std::fmt::Debug
+    + Send
+    + 'static
+{
+    /// The model's key for the object.
+    fn key(&self) -> (String, String);
+    /// Every key of this kind the model holds.
+    fn keys(m: &Model) -> Vec<(String, String)>;
+    /// Adds or replaces the object.
+    fn put(&self, m: &mut Model);
+    /// Removes the object with `key`.
+    fn remove(m: &mut Model, key: &(String, String));
+}
+
+fn meta_key(meta: &kube::core::ObjectMeta) -> (String, String) {
+    (
+        meta.namespace
+            .clone()
+            .unwrap_or_else(|| DEFAULT_NAMESPACE.to_owned()),
+        meta.name.clone().unwrap_or_default(),
+    )
+}
+
+impl Kept for Namespace {
+    fn key(&self) -> (String, String) {
+        (
+            String::new(),
+            self.metadata.name.clone().unwrap_or_default(),
+        )
+    }
+    fn keys(m: &Model) -> Vec<(String, String)> {
+        m.declared_namespaces()
+            .into_iter()
+            .map(|n| (String::new(), n))
+            .collect()
+    }
+    fn put(&self, m: &mut Model) {
+        let (name, info) = NamespaceInfo::from_k8s(self);
+        m.put_namespace(&name, info.labels);
+    }
+    fn remove(m: &mut Model, key: &(String, String)) {
+        m.remove_namespace(&key.1);
+    }
+}
+
+impl Kept for NetworkPolicy {
+    fn key(&self) -> (String, String) {
+        meta_key(&self.metadata)
+    }
+    fn keys(m: &Model) -> Vec<(String, String)> {
+        m.policy_keys()
+    }
+    fn put(&self, m: &mut Model) {
+        match Policy::from_k8s(self, DEFAULT_NAMESPACE) {
+            Ok(p) => m.put_policy(&p),
+            Err(e) => {
+                tracing::error!(error = %e, "cannot read a NetworkPolicy for the preview model")
+            }
+        }
+    }
+    fn remove(m: &mut Model, key: &(String, String)) {
+        m.remove_policy(&key.0, &key.1);
+    }
+}
+
+impl Kept for Pod {
+    fn key(&self) -> (String, String) {
+        meta_key(&self.metadata)
+    }
+    fn keys(m: &Model) -> Vec<(String, String)> {
+        m.pod_keys()
+    }
+    fn put(&self, m: &mut Model) {
+        let name = self.metadata.name.clone().unwrap_or_default();
+        m.put_pod(&name, PodSummary::from_pod(self, DEFAULT_NAMESPACE));
+    }
+    fn remove(m: &mut Model, key: &(String, String)) {
+        m.remove_pod(&key.0, &key.1);
+    }
 }
 
 impl ReachWatch {
-    /// Starts the three watches and the rebuild loop.
-    pub fn start(client: kube::Client) -> (Arc<Self>, Vec<JoinHandle<()>>) {
+    /// Starts the three watches, keeping the model within `budget` bytes.
+    pub fn start(client: kube::Client, budget: usize) -> (Arc<Self>, Vec<JoinHandle<()>>) {
         let me = Arc::new(ReachWatch {
-            model: ArcSwapOption::empty(),
-            inventory: Mutex::new(ModelBuilder::new()),
-            dirty: AtomicBool::new(false),
+            model: RwLock::new(Model::default()),
             synced: Default::default(),
+            budget,
+            bytes: AtomicUsize::new(0),
+            off: OnceLock::new(),
+            stop: watch::channel(false).0,
         });
         let tasks = vec![
-            tokio::spawn(Arc::clone(&me).watch(Api::<Namespace>::all(client.clone()), 0, |b, ev| match ev {
-                Change::Put(ns) => {
-                    b.namespace(&ns);
-                }
-                Change::Gone(ns) => {
-                    b.remove_namespace(ns.metadata.name.as_deref().unwrap_or_default());
-                }
-                Change::Reset => {
-                    b.clear(Kind::Namespaces);
-                }
-            })),
-            tokio::spawn(Arc::clone(&me).watch(Api::<NetworkPolicy>::all(client.clone()), 1, |b, ev| match ev {
-                Change::Put(np) => {
-                    if let Err(e) = b.network_policy(&np) {
-                        tracing::error!(error = %e, "cannot read a NetworkPolicy for the preview model");
-                    }
-                }
-                Change::Gone(np) => {
-                    let (ns, name) = key(&np.metadata);
-                    b.remove_policy(ns, name);
-                }
-                Change::Reset => {
-                    b.clear(Kind::Policies);
-                }
-            })),
-            tokio::spawn(Arc::clone(&me).watch(Api::<Pod>::all(client), 2, |b, ev| match ev {
-                Change::Put(pod) => {
-                    b.pod(&pod);
-                }
-                Change::Gone(pod) => {
-                    let (ns, name) = key(&pod.metadata);
-                    b.remove_pod(ns, name);
-                }
-                Change::Reset => {
-                    b.clear(Kind::Pods);
-                }
-            })),
-            tokio::spawn(Arc::clone(&me).rebuild_loop()),
+            tokio::spawn(Arc::clone(&me).watch(Api::<Namespace>::all(client.clone()), 0)),
+            tokio::spawn(Arc::clone(&me).watch(Api::<NetworkPolicy>::all(client.clone()), 1)),
+            tokio::spawn(Arc::clone(&me).watch(Api::<Pod>::all(client), 2)),
         ];
         (me, tasks)
     }
 
-    /// The latest model, once every watch has listed everything.
-    pub fn model(&self) -> Option<Arc<Model>> {
-        self.model.load_full()
+    /// The model for one preview, once every watch has listed everything;
+    /// or why there is none.
+    pub fn preview_model(&self) -> PreviewModel<'_> {
+        if let Some(why) = self.off.get() {
+            return PreviewModel::Off(Arc::clone(why));
+        }
+        if !self.synced.iter().all(|s| s.load(Ordering::Relaxed)) {
+            return PreviewModel::Absent;
+        }
+        PreviewModel::Ready(ModelRef::Locked(self.read()))
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, ModelBuilder> {
-        // Every update is one map operation: a poisoned lock is consistent.
-        self.inventory.lock().unwrap_or_else(|e| e.into_inner())
+    /// The model's estimated size in bytes, and whether the preview is on.
+    pub fn usage(&self) -> (usize, bool) {
+        (self.bytes.load(Ordering::Relaxed), self.off.get().is_none())
     }
 
-    async fn watch<K>(
-        self: Arc<Self>,
-        api: Api<K>,
-        slot: usize,
-        apply: fn(&mut ModelBuilder, Change<K>),
-    ) where
-        K: kube::Resource + Clone + serde::de::DeserializeOwned + std::fmt::Debug + Send + 'static,
-    {
+    fn read(&self) -> std::sync::RwLockReadGuard<'_, Model> {
+        // Every change is applied whole under the lock: a poisoned lock
+        // still holds a consistent model.
+        self.model.read().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn write(&self) -> std::sync::RwLockWriteGuard<'_, Model> {
+        self.model.write().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Applies `change` to the model, then checks the budget. Both happen
+    /// under the model's lock, as does switching off, so no change lands
+    /// (or reports its size) after the model was given back.
+    fn apply(&self, change: impl FnOnce(&mut Model)) {
+        let mut m = self.write();
+        if self.off.get().is_some() {
+            return;
+        }
+        change(&mut m);
+        let bytes = m.stats().approx_bytes();
+        self.bytes.store(bytes, Ordering::Relaxed);
+        if bytes > self.budget {
+            self.switch_off(&mut m, bytes);
+        }
+    }
+
+    fn switch_off(&self, m: &mut Model, bytes: usize) {
+        let mib = |b: usize| b as f64 / (1024.0 * 1024.0);
+        let why: Arc<str> = format!(
+            "the preview's model of this cluster outgrew its memory budget ({:.0} MiB > {:.0} MiB, \
+             simulate.previewMemoryMiB); it is off until palisade restarts with a larger budget \
+             and memory limit (deploy/README.md, \"Preview\")",
+            mib(bytes),
+            mib(self.budget)
+        )
+        .into();
+        if self.off.set(Arc::clone(&why)).is_err() {
+            return;
+        }
+        *m = Model::default();
+        self.bytes.store(0, Ordering::Relaxed);
+        tracing::error!(reason = %why, "reachability preview switched off");
+        let _ = self.stop.send(true);
+    }
+
+    async fn watch<K: Kept>(self: Arc<Self>, api: Api<K>, slot: usize) {
+        let mut stop = self.stop.subscribe();
         let stream = watcher::watcher(api, watcher::Config::default()).default_backoff();
         futures::pin_mut!(stream);
-        while let Some(ev) = stream.next().await {
+        // Keys the model held when a re-list began and the list has not
+        // shown again: gone once it is done.
+        let mut stale: HashSet<(String, String)> = HashSet::new();
+        loop {
+            if self.off.get().is_some() {
+                return;
+            }
+            let ev = tokio::select! {
+                _ = stop.changed() => return,
+                ev = stream.next() => ev,
+            };
             let ev = match ev {
-                Ok(ev) => ev,
-                Err(e) => {
+                None => return,
+                Some(Ok(ev)) => ev,
+                Some(Err(e)) => {
                     tracing::warn!(error = %e, "preview watch error; retrying with backoff");
                     continue;
                 }
             };
             match ev {
-                // A re-list empties the maps before refilling them: until
-                // it is done, the last model stays published rather than
-                // one built from half a cluster.
+                // A re-list changes the model in place, object by object,
+                // and removes what it did not see again only at its end:
+                // in between, previews read a mix of old and new state,
+                // never an emptied cluster.
                 Event::Init => {
                     self.synced[slot].store(false, Ordering::Relaxed);
-                    apply(&mut self.lock(), Change::Reset)
+                    stale = K::keys(&self.read()).into_iter().collect();
                 }
-                Event::InitApply(o) | Event::Apply(o) => apply(&mut self.lock(), Change::Put(o)),
-                Event::Delete(o) => apply(&mut self.lock(), Change::Gone(o)),
-                Event::InitDone => self.synced[slot].store(true, Ordering::Relaxed),
-            }
-            self.dirty.store(true, Ordering::Relaxed);
-        }
-    }
-
-    async fn rebuild_loop(self: Arc<Self>) {
-        let mut tick = tokio::time::interval(REBUILD_EVERY);
-        loop {
-            tick.tick().await;
-            let synced = self.synced.iter().all(|s| s.load(Ordering::Relaxed));
-            if !synced || !self.dirty.swap(false, Ordering::Relaxed) {
-                continue;
-            }
-            let builder = self.lock().clone();
-            // Building the index is CPU work for up to ~100 ms at scale:
-            // keep it off the runtime's workers.
-            match tokio::task::spawn_blocking(move || builder.build()).await {
-                Ok(m) => self.model.store(Some(Arc::new(m))),
-                Err(e) => tracing::error!(error = %e, "rebuilding the preview model failed"),
+                Event::InitApply(o) => {
+                    stale.remove(&o.key());
+                    self.apply(|m| o.put(m));
+                }
+                Event::Apply(o) => self.apply(|m| o.put(m)),
+                Event::Delete(o) => self.apply(|m| K::remove(m, &o.key())),
+                Event::InitDone => {
+                    let gone = std::mem::take(&mut stale);
+                    self.apply(|m| {
+                        for key in &gone {
+                            K::remove(m, key);
+                        }
+                    });
+                    if !self.synced[slot].swap(true, Ordering::Relaxed) {
+                        tracing::info!(kind = %K::kind(&()), "preview watch synced");
+                    }
+                }
             }
         }
     }
-}
-
-enum Change<K> {
-    Put(K),
-    Gone(K),
-    Reset,
-}
-
-/// Namespace and name, as the builder keys pods and policies.
-fn key(meta: &kube::core::ObjectMeta) -> (&str, &str) {
-    (
-        meta.namespace.as_deref().unwrap_or(DEFAULT_NAMESPACE),
-        meta.name.as_deref().unwrap_or_default(),
-    )
 }

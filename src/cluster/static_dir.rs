@@ -38,7 +38,7 @@ pub enum StateError {
 #[derive(Debug, Default)]
 pub struct StaticCluster {
     index: Index,
-    model: Option<std::sync::Arc<crate::reach::Model>>,
+    model: Option<crate::reach::Model>,
 }
 
 impl StaticCluster {
@@ -117,7 +117,7 @@ impl StaticCluster {
 
     /// Keeps a reachability model for admission previews.
     pub fn set_reach_model(&mut self, model: crate::reach::Model) {
-        self.model = Some(std::sync::Arc::new(model));
+        self.model = Some(model);
     }
 
     /// Every known namespace name, sorted.
@@ -148,8 +148,11 @@ impl ClusterView for StaticCluster {
         self.index.stats()
     }
 
-    fn reach_model(&self) -> Option<std::sync::Arc<crate::reach::Model>> {
-        self.model.clone()
+    fn preview_model(&self) -> super::PreviewModel<'_> {
+        match &self.model {
+            Some(m) => super::PreviewModel::Ready(super::ModelRef::Shared(m)),
+            None => super::PreviewModel::Absent,
+        }
     }
 }
 
@@ -188,7 +191,8 @@ mod tests {
             ViewStats {
                 namespaces: 1,
                 policies: 3,
-                cluster_policies: 0
+                cluster_policies: 0,
+                preview: None,
             }
         );
         c.remove_policy("shop", "deny");

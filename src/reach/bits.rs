@@ -18,42 +18,10 @@ impl BitSet {
         }
     }
 
-    /// Every index below `len`.
-    pub(crate) fn full(len: usize) -> Self {
-        let mut s = BitSet {
-            words: vec![u64::MAX; len.div_ceil(64)],
-            len,
-        };
-        s.clear_tail();
-        s
-    }
-
-    // Bits past `len` stay zero, so that counts and equality mean what
-    // they say.
-    fn clear_tail(&mut self) {
-        let extra = self.words.len() * 64 - self.len;
-        if extra > 0
-            && let Some(last) = self.words.last_mut()
-        {
-            *last &= u64::MAX >> extra;
-        }
-    }
-
     /// Adds `i`.
     pub(crate) fn insert(&mut self, i: usize) {
         if i < self.len {
             self.words[i / 64] |= 1 << (i % 64);
-        }
-    }
-
-    /// Sets `i` to `on`.
-    pub(crate) fn set(&mut self, i: usize, on: bool) {
-        if i < self.len {
-            if on {
-                self.words[i / 64] |= 1 << (i % 64);
-            } else {
-                self.words[i / 64] &= !(1 << (i % 64));
-            }
         }
     }
 
@@ -76,6 +44,11 @@ impl BitSet {
             .zip(&other.words)
             .enumerate()
             .flat_map(|(w, (a, b))| Ones(a & b).map(move |bit| w * 64 + bit))
+    }
+
+    /// The bound below which indexes are held.
+    pub(crate) fn len(&self) -> usize {
+        self.len
     }
 
     /// Every index set, in increasing order.
@@ -124,13 +97,13 @@ mod tests {
     use super::*;
 
     #[test]
-    fn full_empty_and_tail() {
+    fn empty_and_bounds() {
         for len in [0, 1, 63, 64, 65, 130] {
-            let f = BitSet::full(len);
-            assert_eq!(f.count(), len);
-            assert!(!f.contains(len));
-            assert_eq!(BitSet::empty(len).count(), 0);
-            assert_eq!(f.iter().count(), len);
+            let mut s = BitSet::empty(len);
+            assert_eq!(s.count(), 0);
+            s.insert(len);
+            assert!(!s.contains(len), "an index past the bound is not held");
+            assert_eq!(s.len(), len);
         }
     }
 
@@ -147,10 +120,8 @@ mod tests {
         assert_eq!(a.iter_and(&b).collect::<Vec<_>>(), vec![5, 64]);
         a.union_with(&b);
         assert_eq!(a.iter().collect::<Vec<_>>(), vec![0, 5, 64, 100, 129]);
-        a.set(64, false);
-        assert!(!a.contains(64));
         a.insert(500);
-        assert_eq!(a.count(), 4);
+        assert_eq!(a.count(), 5);
     }
 
     #[test]

@@ -9,9 +9,9 @@
 use std::collections::{BTreeMap, HashMap};
 
 use super::conn::{Conn, Endpoint};
+use super::eval::{PeerSets, View};
 use super::external::ExtMap;
-use super::index::View;
-use super::model::{Model, PodGroup, WorkloadId};
+use super::model::{GroupId, Model, WlId};
 use crate::addresses::AddrSet;
 use crate::netpol::Direction;
 use crate::ports::{ContainerPort, PortSet};
@@ -21,10 +21,10 @@ use crate::ports::{ContainerPort, PortSet};
 /// `other`. `dst` are the destination's container ports, against which
 /// named ports resolve.
 pub(crate) fn side_ports(
-    view: &impl View,
+    view: &View<'_, '_>,
     d: Direction,
-    selected: usize,
-    other: usize,
+    selected: GroupId,
+    other: GroupId,
     dst: &[ContainerPort],
 ) -> PortSet {
     let pols = view.selecting(d, selected);
@@ -33,8 +33,9 @@ pub(crate) fn side_ports(
     }
     let mut acc: Option<PortSet> = None;
     for &p in pols {
+        let scope = view.policy_ns(p);
         for r in view.rules(p, d) {
-            if !r.admitted.contains(other) {
+            if !view.sets().admits(r, scope, other) {
                 continue;
             }
             let ports = r.ports_on(dst);
@@ -53,8 +54,8 @@ pub(crate) fn side_ports(
 
 /// The ports group `s` may open to group `d`: its egress and `d`'s
 /// ingress, both on `d`'s ports.
-pub(crate) fn pair_ports(view: &impl View, groups: &[PodGroup], s: usize, d: usize) -> PortSet {
-    let dst = &groups[d].shape.ports;
+pub(crate) fn pair_ports(view: &View<'_, '_>, s: GroupId, d: GroupId) -> PortSet {
+    let dst = &view.model().group(d).shape.ports;
     let e = side_ports(view, Direction::Egress, s, d, dst);
     if e.is_empty() {
         return e;
@@ -73,18 +74,13 @@ pub(crate) fn pair_ports(view: &impl View, groups: &[PodGroup], s: usize, d: usi
 /// with `Ingress`, those it may receive from; with their ports. Named
 /// ports resolve against `g` for ingress and admit nothing for egress (an
 /// address has no container ports).
-pub(crate) fn external_map(
-    view: &impl View,
-    groups: &[PodGroup],
-    d: Direction,
-    g: usize,
-) -> ExtMap {
+pub(crate) fn external_map(view: &View<'_, '_>, d: Direction, g: GroupId) -> ExtMap {
     let pols = view.selecting(d, g);
     if pols.is_empty() {
         return ExtMap::everywhere(PortSet::all());
     }
     let dst: &[ContainerPort] = match d {
-        Direction::Ingress => &groups[g].shape.ports,
+        Direction::Ingress => &view.model().group(g).shape.ports,
         Direction::Egress => &[],
     };
     let parts: Vec<(AddrSet, PortSet)> = pols
@@ -101,15 +97,15 @@ pub(crate) fn external_map(
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub(crate) struct Reach {
     /// `(source, destination)` workload indexes to ports.
-    pub(crate) pairs: HashMap<(u32, u32), PortSet>,
+    pub(crate) pairs: HashMap<(WlId, WlId), PortSet>,
     /// Per workload: external sources (Ingress) and destinations (Egress).
-    pub(crate) external: [BTreeMap<u32, ExtMap>; 2],
+    pub(crate) external: [BTreeMap<WlId, ExtMap>; 2],
 }
 
 impl Reach {
-    /// Adds the connection of group `s` to group `d` (same-workload pairs
-    /// are never passed in).
-    pub(crate) fn add_pair(&mut self, ws: u32, wd: u32, ports: PortSet) {
+    /// Adds the connection of workload `ws` to workload `wd` (same-workload
+    /// pairs are never passed in).
+    pub(crate) fn add_pair(&mut self, ws: WlId, wd: WlId, ports: PortSet) {
         if ports.is_empty() {
             return;
         }
@@ -125,7 +121,7 @@ impl Reach {
     }
 
     /// Adds a group's external map to its workload's.
-    pub(crate) fn add_external(&mut self, d: Direction, w: u32, map: ExtMap) {
+    pub(crate) fn add_external(&mut self, d: Direction, w: WlId, map: ExtMap) {
         let slot = &mut self.external[d.index()];
         match slot.get(&w) {
             None => {
@@ -138,9 +134,9 @@ impl Reach {
         }
     }
 
-    /// Sorted connections, naming workloads from `workloads`.
-    pub(crate) fn to_conns(&self, workloads: &[WorkloadId]) -> Vec<Conn> {
-        let wl = |i: u32| Endpoint::Workload(workloads[i as usize].clone());
+    /// Sorted connections, naming workloads from `model`.
+    pub(crate) fn to_conns(&self, model: &Model) -> Vec<Conn> {
+        let wl = |i: WlId| Endpoint::Workload(model.workloads[i as usize].id.clone());
         let mut out: Vec<Conn> = self
             .pairs
             .iter()
@@ -172,43 +168,48 @@ impl Reach {
 }
 
 /// Connections from group `s` (as source) to every group, in `view`.
-pub(crate) fn add_row(view: &impl View, groups: &[PodGroup], s: usize, out: &mut Reach) {
-    let ws = groups[s].workload;
+pub(crate) fn add_row(view: &View<'_, '_>, s: GroupId, out: &mut Reach) {
+    let m = view.model();
+    let ws = m.group(s).workload;
     let row = view.row(Direction::Egress, s);
     let col = view.col(Direction::Ingress, s);
     for d in row.iter_and(&col) {
-        let wd = groups[d].workload;
+        let d = d as GroupId;
+        let wd = m.group(d).workload;
         if wd != ws {
-            out.add_pair(ws, wd, pair_ports(view, groups, s, d));
+            out.add_pair(ws, wd, pair_ports(view, s, d));
         }
     }
 }
 
 /// Every allowed connection of the model.
 pub(crate) fn reach_all(model: &Model) -> Reach {
-    let view = &model.index;
-    let groups = &model.groups;
+    let sets = PeerSets::new(model);
+    let view = View::dense(&sets);
     let mut out = Reach::default();
     // Groups with the same policies and (for ingress) ports have the same
     // external connectivity; namespaces full of alike pods are common.
     let mut cache: HashMap<(usize, Vec<u32>, Vec<ContainerPort>), ExtMap> = HashMap::new();
-    for g in 0..groups.len() {
-        add_row(view, groups, g, &mut out);
+    for g in model.group_ids() {
+        add_row(&view, g, &mut out);
+        let group = model.group(g);
         for d in Direction::ALL {
             let ports = match d {
-                Direction::Ingress => groups[g].shape.ports.clone(),
+                Direction::Ingress => group.shape.ports.clone(),
                 Direction::Egress => Vec::new(),
             };
-            let key = (d.index(), view.selecting(d, g).to_vec(), ports);
+            let mut pols = view.selecting(d, g).to_vec();
+            pols.sort_unstable();
+            let key = (d.index(), pols, ports);
             let map = match cache.get(&key) {
                 Some(m) => m.clone(),
                 None => {
-                    let m = external_map(view, groups, d, g);
+                    let m = external_map(&view, d, g);
                     cache.insert(key, m.clone());
                     m
                 }
             };
-            out.add_external(d, groups[g].workload, map);
+            out.add_external(d, group.workload, map);
         }
     }
     out
@@ -217,7 +218,7 @@ pub(crate) fn reach_all(model: &Model) -> Reach {
 /// Every allowed connection between workloads, and between workloads and
 /// addresses outside the cluster, sorted by source then destination.
 pub fn connections(model: &Model) -> Vec<Conn> {
-    reach_all(model).to_conns(&model.workloads)
+    reach_all(model).to_conns(model)
 }
 
 #[cfg(test)]

@@ -7,7 +7,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use super::compute::{Reach, reach_all};
 use super::conn::{Change, Endpoint};
 use super::external::{ExtMap, compare};
-use super::model::{Model, WorkloadId};
+use super::model::{Model, WlId, WorkloadId};
 use crate::netpol::Direction;
 use crate::ports::PortSet;
 
@@ -34,10 +34,10 @@ impl Diff {
 pub fn diff(before: &Model, after: &Model) -> Diff {
     let b = reach_all(before);
     let a = reach_all(after);
-    let old: BTreeSet<&WorkloadId> = before.workloads.iter().collect();
-    let new: BTreeSet<&WorkloadId> = after.workloads.iter().collect();
+    let old: BTreeSet<&WorkloadId> = before.workloads().collect();
+    let new: BTreeSet<&WorkloadId> = after.workloads().collect();
     Diff {
-        changes: changes(&b, &before.workloads, &a, &after.workloads),
+        changes: changes(&b, before, &a, after),
         workloads_added: new.difference(&old).map(|w| (*w).clone()).collect(),
         workloads_removed: old.difference(&new).map(|w| (*w).clone()).collect(),
     }
@@ -45,21 +45,11 @@ pub fn diff(before: &Model, after: &Model) -> Diff {
 
 /// The connections that differ between two partial or full results,
 /// matched by workload identity.
-fn changes(
-    before: &Reach,
-    before_ids: &[WorkloadId],
-    after: &Reach,
-    after_ids: &[WorkloadId],
-) -> Vec<Change> {
-    let keyed = |r: &Reach, ids: &[WorkloadId]| -> BTreeMap<(WorkloadId, WorkloadId), PortSet> {
+fn changes(before: &Reach, before_ids: &Model, after: &Reach, after_ids: &Model) -> Vec<Change> {
+    let keyed = |r: &Reach, ids: &Model| -> BTreeMap<(WorkloadId, WorkloadId), PortSet> {
         r.pairs
             .iter()
-            .map(|(&(s, d), p)| {
-                (
-                    (ids[s as usize].clone(), ids[d as usize].clone()),
-                    p.clone(),
-                )
-            })
+            .map(|(&(s, d), p)| ((id(ids, s), id(ids, d)), p.clone()))
             .collect()
     };
     let mut pb = keyed(before, before_ids);
@@ -90,10 +80,9 @@ fn changes(
 }
 
 /// Both sides index one workload table (a preview): pairs are compared by
-/// index, and ids cloned only for what differs. Workloads are sorted, so
-/// index order is id order.
-pub(crate) fn changes_same_ids(before: &Reach, after: &Reach, ids: &[WorkloadId]) -> Vec<Change> {
-    let mut keys: Vec<(u32, u32)> = before
+/// index, and ids cloned only for what differs.
+pub(crate) fn changes_same_ids(before: &Reach, after: &Reach, ids: &Model) -> Vec<Change> {
+    let mut keys: Vec<(WlId, WlId)> = before
         .pairs
         .keys()
         .chain(after.pairs.keys())
@@ -101,8 +90,8 @@ pub(crate) fn changes_same_ids(before: &Reach, after: &Reach, ids: &[WorkloadId]
         .collect();
     keys.sort_unstable();
     keys.dedup();
-    let wl = |i: u32| Endpoint::Workload(ids[i as usize].clone());
-    let out: Vec<Change> = keys
+    let wl = |i: WlId| Endpoint::Workload(id(ids, i));
+    let mut out: Vec<Change> = keys
         .into_iter()
         .filter_map(|k| {
             let (b, a) = (before.pairs.get(&k), after.pairs.get(&k));
@@ -114,39 +103,29 @@ pub(crate) fn changes_same_ids(before: &Reach, after: &Reach, ids: &[WorkloadId]
             })
         })
         .collect();
-    let mut ext = Vec::new();
-    external_changes(before, ids, after, ids, &mut ext);
-    if ext.is_empty() {
-        return out;
-    }
-    // Few external changes against possibly many pair changes: merge the
-    // two sorted lists rather than sort them all again.
-    ext.sort_by(|x, y| (&x.src, &x.dst).cmp(&(&y.src, &y.dst)));
-    let mut merged = Vec::with_capacity(out.len() + ext.len());
-    let mut ext = ext.into_iter().peekable();
-    for c in out {
-        while let Some(e) = ext.next_if(|e| (&e.src, &e.dst) < (&c.src, &c.dst)) {
-            merged.push(e);
-        }
-        merged.push(c);
-    }
-    merged.extend(ext);
-    merged
+    external_changes(before, ids, after, ids, &mut out);
+    out.sort_by(|x, y| (&x.src, &x.dst).cmp(&(&y.src, &y.dst)));
+    out
+}
+
+/// The id of workload `i` of `model`.
+fn id(model: &Model, i: WlId) -> WorkloadId {
+    model.workloads[i as usize].id.clone()
 }
 
 /// The changes of external connectivity, per workload and direction.
 fn external_changes(
     before: &Reach,
-    before_ids: &[WorkloadId],
+    before_ids: &Model,
     after: &Reach,
-    after_ids: &[WorkloadId],
+    after_ids: &Model,
     out: &mut Vec<Change>,
 ) {
     for dir in Direction::ALL {
-        let keyed = |r: &Reach, ids: &[WorkloadId]| -> BTreeMap<WorkloadId, ExtMap> {
+        let keyed = |r: &Reach, ids: &Model| -> BTreeMap<WorkloadId, ExtMap> {
             r.external[dir.index()]
                 .iter()
-                .map(|(&w, m)| (ids[w as usize].clone(), m.clone()))
+                .map(|(&w, m)| (id(ids, w), m.clone()))
                 .collect()
         };
         let eb = keyed(before, before_ids);

@@ -9,8 +9,8 @@ use std::net::IpAddr;
 
 use thiserror::Error;
 
-use super::index::View;
-use super::model::{Model, WorkloadId};
+use super::eval::{PeerSets, View};
+use super::model::{GroupId, Model, WorkloadId};
 use crate::netpol::Direction;
 use crate::ports::{ContainerPort, Protocol};
 
@@ -114,7 +114,7 @@ pub struct Explanation {
 /// One end resolved to a pod group of the model, or an address.
 #[derive(Clone, Copy)]
 enum End {
-    Group(usize),
+    Group(GroupId),
     Addr(IpAddr),
 }
 
@@ -125,10 +125,13 @@ pub fn explain(model: &Model, q: &Query) -> Result<Explanation, ExplainError> {
             Target::Address(ip) => Ok(vec![End::Addr(*ip)]),
             Target::Workload(w) => {
                 let wi = model
-                    .workloads
-                    .binary_search(w)
-                    .map_err(|_| ExplainError::UnknownWorkload(w.to_string()))?;
-                Ok(model.groups_of(wi).map(End::Group).collect())
+                    .wl_id(w)
+                    .ok_or_else(|| ExplainError::UnknownWorkload(w.to_string()))?;
+                Ok(model.workloads[wi as usize]
+                    .groups
+                    .iter()
+                    .map(|&g| End::Group(g))
+                    .collect())
             }
         }
     };
@@ -137,20 +140,22 @@ pub fn explain(model: &Model, q: &Query) -> Result<Explanation, ExplainError> {
     if matches!((&q.from, &q.to), (Target::Address(_), Target::Address(_))) {
         return Err(ExplainError::NoWorkload);
     }
+    let sets = PeerSets::new(model);
+    let view = View::new(&sets);
     let mut answers = Vec::new();
     for &s in &from {
         for &d in &to {
             let dst_ports: &[ContainerPort] = match d {
-                End::Group(g) => &model.groups[g].shape.ports,
+                End::Group(g) => &model.group(g).shape.ports,
                 End::Addr(_) => &[],
             };
             let egress = match s {
                 End::Addr(_) => Side::Outside,
-                End::Group(g) => side(model, q, Direction::Egress, g, d, dst_ports),
+                End::Group(g) => side(&view, q, Direction::Egress, g, d, dst_ports),
             };
             let ingress = match d {
                 End::Addr(_) => Side::Outside,
-                End::Group(g) => side(model, q, Direction::Ingress, g, s, dst_ports),
+                End::Group(g) => side(&view, q, Direction::Ingress, g, s, dst_ports),
             };
             answers.push((egress, ingress));
         }
@@ -168,7 +173,7 @@ pub fn explain(model: &Model, q: &Query) -> Result<Explanation, ExplainError> {
         );
     }
     let host = from.iter().chain(&to).any(|e| match e {
-        End::Group(g) => model.groups[*g].shape.host_network,
+        End::Group(g) => model.group(*g).shape.host_network,
         End::Addr(_) => false,
     });
     if host {
@@ -192,38 +197,42 @@ pub fn explain(model: &Model, q: &Query) -> Result<Explanation, ExplainError> {
 /// The verdict of direction `d` for pod group `selected` with `other` at
 /// the far end.
 fn side(
-    model: &Model,
+    view: &View<'_, '_>,
     q: &Query,
     d: Direction,
-    selected: usize,
+    selected: GroupId,
     other: End,
     dst_ports: &[ContainerPort],
 ) -> Side {
-    let view = &model.index;
-    let pols = view.selecting(d, selected);
+    let model = view.model();
+    // Policies in name order, as they are listed to the user.
+    let mut pols: Vec<(String, u32)> = view
+        .selecting(d, selected)
+        .iter()
+        .map(|&p| (model.policy_ref(p), p))
+        .collect();
     if pols.is_empty() {
         return Side::NotIsolated;
     }
+    pols.sort();
     let mut admitted_by = Vec::new();
-    for &p in pols {
-        for (i, r) in view.rules(p, d).iter().enumerate() {
+    for (name, p) in &pols {
+        let scope = view.policy_ns(*p);
+        for (i, r) in view.rules(*p, d).iter().enumerate() {
             let peer = match other {
-                End::Group(g) => r.admitted.contains(g),
+                End::Group(g) => view.sets().admits(r, scope, g),
                 End::Addr(ip) => r.addresses.contains(ip),
             };
             if peer && r.ports_on(dst_ports).contains(q.protocol, q.port) {
                 admitted_by.push(RuleRef {
-                    policy: model.policies[p as usize].id(),
+                    policy: name.clone(),
                     rule: i,
                 });
             }
         }
     }
     Side::Isolated {
-        isolating: pols
-            .iter()
-            .map(|&p| model.policies[p as usize].id())
-            .collect(),
+        isolating: pols.into_iter().map(|(name, _)| name).collect(),
         admitted_by,
     }
 }

@@ -9,8 +9,9 @@
 //!
 //! - [`model`]: namespaces, workloads (summaries of their pods), policies;
 //!   [`ModelBuilder`] takes typed objects from files or a live cluster.
-//! - `index` (private): what is precomputed per model so that evaluating
-//!   a connection is a few bit tests.
+//! - `intern` (private): one copy of each distinct policy body and peer.
+//! - `eval` (private): which groups a peer admits, rows and columns,
+//!   evaluated on demand for one computation and remembered for its life.
 //! - [`compute`]: every allowed connection ([`connections`]).
 //! - [`external`]: connectivity with addresses outside the cluster.
 //! - [`diff`](mod@diff): connections added, removed and changed between two models.
@@ -26,9 +27,10 @@ pub mod cli;
 pub mod compute;
 pub mod conn;
 pub mod diff;
+mod eval;
 pub mod explain;
 pub mod external;
-mod index;
+mod intern;
 pub mod model;
 pub mod output;
 pub mod preview;
@@ -39,5 +41,7 @@ pub use conn::{Change, Conn, Endpoint};
 pub use diff::{Diff, diff};
 pub use explain::{Explanation, Query, Side, Target, explain};
 pub use external::ExtMap;
-pub use model::{Kind, Model, ModelBuilder, ModelError, PodShape, PodSummary, WorkloadId};
+pub use model::{
+    Kind, Model, ModelBuilder, ModelError, ModelStats, PodShape, PodSummary, WorkloadId,
+};
 pub use preview::{ChangeError, PolicyChange, Preview, preview};

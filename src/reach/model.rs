@@ -6,19 +6,21 @@
 //! a live cluster's lists, an admission request), so that offline and live
 //! simulation read workloads the same way.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::fmt;
 use std::sync::Arc;
+
+use slab::Slab;
 
 use k8s_openapi::api::core::v1::{Namespace, Pod, PodSpec};
 use k8s_openapi::api::networking::v1::NetworkPolicy;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 
-use super::index::Index;
+use super::intern::{Body, Interner};
 use crate::cluster::static_dir::DEFAULT_NAMESPACE;
 use crate::decide::{Object, Workload};
 use crate::manifest::Document;
-use crate::netpol::{Policy, PolicyError};
+use crate::netpol::{Direction, Peer, Policy, PolicyError};
 use crate::ports::{ContainerPort, Protocol};
 use crate::posture::NamespaceInfo;
 use crate::selector::{Labels, NAMESPACE_NAME_LABEL};
@@ -179,16 +181,14 @@ pub enum Kind {
     Policies,
 }
 
-/// Collects namespaces, workloads and policies, then builds a [`Model`].
-/// Later objects replace earlier ones of the same kind, namespace and
-/// name, as `kubectl apply` would.
+/// Collects namespaces, workloads and policies into a [`Model`]. Later
+/// objects replace earlier ones of the same kind, namespace and name, as
+/// `kubectl apply` would. The builder is the model being filled in:
+/// [`ModelBuilder::build`] hands out a copy, [`ModelBuilder::into_model`]
+/// the model itself.
 #[derive(Debug, Clone, Default)]
 pub struct ModelBuilder {
-    namespaces: BTreeMap<String, Labels>,
-    pods: BTreeMap<(String, String), PodSummary>,
-    templates: BTreeMap<WorkloadId, PodSummary>,
-    summaries: Vec<PodSummary>,
-    policies: BTreeMap<(String, String), Policy>,
+    model: Model,
 }
 
 impl ModelBuilder {
@@ -201,70 +201,61 @@ impl ModelBuilder {
     /// label filled in as the API server does).
     pub fn namespace(&mut self, ns: &Namespace) -> &mut Self {
         let (name, info) = NamespaceInfo::from_k8s(ns);
-        self.namespaces.insert(name, info.labels);
+        self.model.put_namespace(&name, info.labels);
         self
     }
 
     /// Adds or replaces a pod, grouped under its controller.
     pub fn pod(&mut self, pod: &Pod) -> &mut Self {
         let s = PodSummary::from_pod(pod, DEFAULT_NAMESPACE);
-        let key = (
-            s.workload.namespace.to_string(),
-            pod.metadata.name.clone().unwrap_or_default(),
-        );
-        self.pods.insert(key, s);
+        let name = pod.metadata.name.clone().unwrap_or_default();
+        self.model.put_pod(&name, s);
         self
     }
 
     /// Adds or replaces a workload (Deployment, StatefulSet, ...).
     pub fn workload(&mut self, w: &Workload) -> &mut Self {
-        let s = PodSummary::from_workload(w, DEFAULT_NAMESPACE);
-        self.templates.insert(s.workload.clone(), s);
+        self.model
+            .put_template(PodSummary::from_workload(w, DEFAULT_NAMESPACE));
         self
     }
 
     /// Adds a pod summary kept by a watch (never replaced: a watch passes
     /// each live pod once).
     pub fn summary(&mut self, s: PodSummary) -> &mut Self {
-        self.summaries.push(s);
+        self.model.add_summary(s);
         self
     }
 
     /// Adds or replaces a policy.
     pub fn policy(&mut self, p: Policy) -> &mut Self {
-        self.policies
-            .insert((p.namespace.clone(), p.name.clone()), p);
+        self.model.put_policy(&p);
         self
     }
 
     /// Removes a policy, if present.
     pub fn remove_policy(&mut self, namespace: &str, name: &str) -> &mut Self {
-        self.policies
-            .remove(&(namespace.to_owned(), name.to_owned()));
+        self.model.remove_policy(namespace, name);
         self
     }
 
     /// Removes a namespace's labels, if present (its workloads and
     /// policies stay, as in a cluster while the namespace is deleted).
     pub fn remove_namespace(&mut self, name: &str) -> &mut Self {
-        self.namespaces.remove(name);
+        self.model.remove_namespace(name);
         self
     }
 
     /// Removes a pod added with [`ModelBuilder::pod`], if present.
     pub fn remove_pod(&mut self, namespace: &str, name: &str) -> &mut Self {
-        self.pods.remove(&(namespace.to_owned(), name.to_owned()));
+        self.model.remove_pod(namespace, name);
         self
     }
 
     /// Forgets every namespace, pod or policy: what a watch does before it
     /// lists its kind again.
     pub fn clear(&mut self, kind: Kind) -> &mut Self {
-        match kind {
-            Kind::Namespaces => self.namespaces.clear(),
-            Kind::Pods => self.pods.clear(),
-            Kind::Policies => self.policies.clear(),
-        }
+        self.model.clear(kind);
         self
     }
 
@@ -309,126 +300,238 @@ impl ModelBuilder {
         Ok(self)
     }
 
-    /// The model, with its indexes computed.
+    /// A copy of the model as it stands.
     pub fn build(&self) -> Model {
-        let mut namespaces = self.namespaces.clone();
-        let mut shapes: BTreeMap<WorkloadId, BTreeSet<PodShape>> = BTreeMap::new();
-        let all = self
-            .pods
-            .values()
-            .chain(self.templates.values())
-            .chain(&self.summaries);
-        for s in all {
-            shapes
-                .entry(s.workload.clone())
-                .or_default()
-                .insert(s.shape.clone());
-        }
-        // Namespaces referenced but not declared exist with the one label
-        // the API server gives every namespace.
-        let referenced = shapes
-            .keys()
-            .map(|w| w.namespace.to_string())
-            .chain(self.policies.keys().map(|(ns, _)| ns.clone()))
-            .collect::<Vec<_>>();
-        for ns in referenced {
-            namespaces
-                .entry(ns.clone())
-                .or_insert_with(|| Labels::from([(NAMESPACE_NAME_LABEL.to_owned(), ns.clone())]));
-        }
-        let namespaces: Vec<(String, Labels)> = namespaces.into_iter().collect();
-        let ns_index: BTreeMap<&str, u32> = namespaces
-            .iter()
-            .enumerate()
-            .map(|(i, (n, _))| (n.as_str(), i as u32))
-            .collect();
-        let mut workloads = Vec::with_capacity(shapes.len());
-        let mut groups = Vec::new();
-        for (w, set) in shapes {
-            let wi = workloads.len() as u32;
-            let ns = ns_index.get(&*w.namespace).copied().unwrap_or(0);
-            for shape in set {
-                groups.push(PodGroup {
-                    workload: wi,
-                    namespace: ns,
-                    shape,
-                });
-            }
-            workloads.push(w);
-        }
-        let policies: Vec<Policy> = self.policies.values().cloned().collect();
-        let index = Index::build(&namespaces, &groups, &policies);
-        Model {
-            namespaces,
-            workloads,
-            groups,
-            policies,
-            index,
-        }
+        self.model.clone()
     }
+
+    /// The model itself.
+    pub fn into_model(self) -> Model {
+        self.model
+    }
+}
+
+/// A namespace's index in the model.
+pub(crate) type NsId = u32;
+/// A workload's index in the model.
+pub(crate) type WlId = u32;
+/// A pod group's index in the model: its bit in every set of groups.
+pub(crate) type GroupId = u32;
+/// A policy's index in the model.
+pub(crate) type PolicyId = u32;
+
+/// A namespace: declared (a Namespace object was seen) or only referenced
+/// by a workload or policy, in which case it exists with the one label the
+/// API server gives every namespace.
+#[derive(Debug, Clone)]
+pub(crate) struct Ns {
+    pub(crate) name: Arc<str>,
+    pub(crate) labels: Labels,
+    declared: bool,
+    /// Its pod groups.
+    pub(crate) groups: Vec<GroupId>,
+    /// Its policies by name.
+    pub(crate) policies: BTreeMap<Box<str>, PolicyId>,
+}
+
+impl Ns {
+    fn referenced(&self) -> bool {
+        self.declared || !self.groups.is_empty() || !self.policies.is_empty()
+    }
+}
+
+/// A workload and its pod groups.
+#[derive(Debug, Clone)]
+pub(crate) struct Wl {
+    pub(crate) id: WorkloadId,
+    pub(crate) groups: Vec<GroupId>,
 }
 
 /// The pods of one workload that share one shape. Pods of a workload
 /// normally all look alike; when they do not (pods of one owner with
 /// different labels), each shape is simulated on its own and the
 /// workload's connections are their union.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone)]
 pub(crate) struct PodGroup {
-    /// Index into [`Model::workloads`].
-    pub(crate) workload: u32,
-    /// Index into the model's namespaces.
-    pub(crate) namespace: u32,
+    pub(crate) workload: WlId,
+    pub(crate) namespace: NsId,
     /// The pods' labels and ports.
     pub(crate) shape: PodShape,
+    /// Pods, templates and summaries with this shape: the group goes with
+    /// the last of them.
+    sources: u32,
+    /// Per direction, the policies that select the group with that
+    /// direction among their effective types.
+    pub(crate) selecting: [Vec<PolicyId>; 2],
 }
 
-/// A cluster ready for simulation: summaries plus the indexes that make
-/// listing every connection, and previewing a policy change, fast.
+/// A policy: where it lives, its name, and its body, shared with every
+/// policy stamped from the same template.
 #[derive(Debug, Clone)]
+pub(crate) struct StoredPolicy {
+    pub(crate) namespace: NsId,
+    pub(crate) name: Box<str>,
+    pub(crate) body: Arc<Body>,
+}
+
+/// A cluster ready for simulation: namespaces, workloads reduced to the
+/// shapes of their pods, and policies, each kept once in compact form and
+/// changed in place as a watch reports changes (no rebuild, no second
+/// copy). Which pods each policy selects is kept per pod group; what the
+/// rules admit is evaluated when asked ([`crate::reach::compute`],
+/// [`crate::reach::preview()`], [`crate::reach::explain()`]).
+#[derive(Debug, Clone, Default)]
 pub struct Model {
-    pub(crate) namespaces: Vec<(String, Labels)>,
-    pub(crate) workloads: Vec<WorkloadId>,
-    pub(crate) groups: Vec<PodGroup>,
-    pub(crate) policies: Vec<Policy>,
-    pub(crate) index: Index,
+    pub(crate) namespaces: Slab<Ns>,
+    ns_by_name: BTreeMap<Arc<str>, NsId>,
+    pub(crate) workloads: Slab<Wl>,
+    wl_by_id: BTreeMap<WorkloadId, WlId>,
+    pub(crate) groups: Slab<PodGroup>,
+    pub(crate) policies: Slab<StoredPolicy>,
+    pub(crate) intern: Interner,
+    /// Pods by namespace and name, for replacement and removal.
+    pods: HashMap<(NsId, Box<str>), GroupId>,
+    /// Workload manifests' templates.
+    templates: HashMap<WlId, GroupId>,
+    /// Bytes of names, label keys and values, and ports held: the part of
+    /// the model's memory that counts alone do not tell.
+    text: usize,
+}
+
+/// Bytes of a label map's keys and values.
+fn label_text(labels: &Labels) -> usize {
+    labels.iter().map(|(k, v)| k.len() + v.len()).sum()
+}
+
+/// Bytes a shape holds beyond its fixed size.
+fn shape_text(shape: &PodShape) -> usize {
+    label_text(&shape.labels)
+        + shape
+            .ports
+            .iter()
+            .map(|p| std::mem::size_of::<ContainerPort>() + p.name.as_ref().map_or(0, String::len))
+            .sum::<usize>()
+}
+
+/// Sizes of what a model holds, for budgets and metrics.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ModelStats {
+    /// Namespaces, declared or referenced.
+    pub namespaces: usize,
+    /// Workloads.
+    pub workloads: usize,
+    /// Distinct pod shapes over all workloads.
+    pub groups: usize,
+    /// Pods held by name (the watch's pods; templates not counted).
+    pub pods: usize,
+    /// Policies.
+    pub policies: usize,
+    /// Distinct policy bodies and peers, shared among the policies.
+    pub bodies: usize,
+    /// Distinct peers.
+    pub peers: usize,
+    /// Bytes held in label keys and values, names and ports.
+    pub text_bytes: usize,
+}
+
+impl ModelStats {
+    /// About how many bytes of memory the model holds: a fixed cost per
+    /// item (the maps and tables that hold it, a label map's smallest
+    /// allocation) plus the text it holds. The costs were measured with
+    /// `cargo bench --bench scale` (docs/performance.md) and err high, so
+    /// the preview's budget is kept rather than overrun.
+    pub fn approx_bytes(&self) -> usize {
+        const NAMESPACE: usize = 900;
+        const WORKLOAD: usize = 250;
+        const GROUP: usize = 900;
+        const POD: usize = 80;
+        const POLICY: usize = 120;
+        const BODY: usize = 2_000;
+        const PEER: usize = 1_200;
+        self.namespaces * NAMESPACE
+            + self.workloads * WORKLOAD
+            + self.groups * GROUP
+            + self.pods * POD
+            + self.policies * POLICY
+            + self.bodies * BODY
+            + self.peers * PEER
+            + self.text_bytes * 2
+    }
 }
 
 impl Model {
     /// Every workload, sorted.
-    pub fn workloads(&self) -> &[WorkloadId] {
-        &self.workloads
+    pub fn workloads(&self) -> impl ExactSizeIterator<Item = &WorkloadId> + '_ {
+        self.wl_by_id.keys()
     }
 
     /// Every namespace (declared or referenced) with its labels, sorted.
     pub fn namespaces(&self) -> impl Iterator<Item = (&str, &Labels)> {
-        self.namespaces.iter().map(|(n, l)| (n.as_str(), l))
+        self.ns_by_name.values().map(|&n| {
+            (
+                &*self.namespaces[n as usize].name,
+                &self.namespaces[n as usize].labels,
+            )
+        })
     }
 
-    /// The policy `namespace/name`, if present.
-    pub fn policy(&self, namespace: &str, name: &str) -> Option<&Policy> {
-        self.policy_index(namespace, name)
-            .map(|i| &self.policies[i])
+    /// The policy `namespace/name`, if present, as it was read.
+    pub fn policy(&self, namespace: &str, name: &str) -> Option<Policy> {
+        let p = self.policy_id(namespace, name)?;
+        let sp = &self.policies[p as usize];
+        Some(self.intern.policy(namespace, name, &sp.body))
     }
 
-    pub(crate) fn policy_index(&self, namespace: &str, name: &str) -> Option<usize> {
-        self.policies
-            .binary_search_by(|p| (p.namespace.as_str(), p.name.as_str()).cmp(&(namespace, name)))
-            .ok()
+    /// The index of the policy `namespace/name`.
+    pub(crate) fn policy_id(&self, namespace: &str, name: &str) -> Option<PolicyId> {
+        let ns = self.ns_by_name.get(namespace)?;
+        self.namespaces[*ns as usize].policies.get(name).copied()
+    }
+
+    /// `namespace/name` of policy `p`.
+    pub(crate) fn policy_ref(&self, p: PolicyId) -> String {
+        let sp = &self.policies[p as usize];
+        format!(
+            "{}/{}",
+            self.namespaces[sp.namespace as usize].name, sp.name
+        )
+    }
+
+    /// The namespace named `name`.
+    pub(crate) fn ns_id(&self, name: &str) -> Option<NsId> {
+        self.ns_by_name.get(name).copied()
+    }
+
+    /// The workload `id`'s index.
+    pub(crate) fn wl_id(&self, id: &WorkloadId) -> Option<WlId> {
+        self.wl_by_id.get(id).copied()
     }
 
     /// The distinct pod shapes of a workload.
     pub fn shapes(&self, workload: &WorkloadId) -> Vec<&PodShape> {
-        match self.workloads.binary_search(workload) {
-            Ok(wi) => self.groups_of(wi).map(|g| &self.groups[g].shape).collect(),
-            Err(_) => Vec::new(),
+        match self.wl_by_id.get(workload) {
+            Some(&w) => self.workloads[w as usize]
+                .groups
+                .iter()
+                .map(|&g| &self.groups[g as usize].shape)
+                .collect(),
+            None => Vec::new(),
         }
     }
 
-    /// Indexes into the groups of workload `wi` (groups are stored in
-    /// workload order).
-    pub(crate) fn groups_of(&self, wi: usize) -> impl Iterator<Item = usize> + '_ {
-        let start = self.groups.partition_point(|g| (g.workload as usize) < wi);
-        (start..self.groups.len()).take_while(move |&g| self.groups[g].workload as usize == wi)
+    /// One past the highest group index: the length of sets of groups.
+    pub(crate) fn group_capacity(&self) -> usize {
+        self.groups.capacity()
+    }
+
+    /// Every pod group, with its index.
+    pub(crate) fn group_ids(&self) -> impl Iterator<Item = GroupId> + '_ {
+        self.groups.iter().map(|(g, _)| g as GroupId)
+    }
+
+    /// Group `g`.
+    pub(crate) fn group(&self, g: GroupId) -> &PodGroup {
+        &self.groups[g as usize]
     }
 
     /// The workloads a reference names: `ns/name[Kind]` exactly, `ns/name`
@@ -442,8 +545,7 @@ impl Model {
             Some((ns, name)) => (Some(ns), name),
             None => (None, path),
         };
-        self.workloads
-            .iter()
+        self.workloads()
             .filter(|w| {
                 &*w.name == name
                     && ns.is_none_or(|ns| &*w.namespace == ns)
@@ -452,16 +554,65 @@ impl Model {
             .collect()
     }
 
+    /// `(namespace, name)` of every pod held by name.
+    pub fn pod_keys(&self) -> Vec<(String, String)> {
+        self.pods
+            .keys()
+            .map(|(n, name)| {
+                (
+                    self.namespaces[*n as usize].name.to_string(),
+                    name.to_string(),
+                )
+            })
+            .collect()
+    }
+
+    /// `(namespace, name)` of every policy.
+    pub fn policy_keys(&self) -> Vec<(String, String)> {
+        self.policies
+            .iter()
+            .map(|(_, p)| {
+                (
+                    self.namespaces[p.namespace as usize].name.to_string(),
+                    p.name.to_string(),
+                )
+            })
+            .collect()
+    }
+
+    /// Every namespace a Namespace object declared (not only referenced).
+    pub fn declared_namespaces(&self) -> Vec<String> {
+        self.namespaces
+            .iter()
+            .filter(|(_, n)| n.declared)
+            .map(|(_, n)| n.name.to_string())
+            .collect()
+    }
+
+    /// What the model holds.
+    pub fn stats(&self) -> ModelStats {
+        let text_bytes = self.text;
+        let (bodies, peers) = self.intern.sizes();
+        ModelStats {
+            namespaces: self.namespaces.len(),
+            workloads: self.workloads.len(),
+            groups: self.groups.len(),
+            pods: self.pods.len(),
+            policies: self.policies.len(),
+            bodies,
+            peers,
+            text_bytes,
+        }
+    }
+
     /// Things worth knowing about how the model reads this cluster: pods
     /// of one workload that policies tell apart, and hostNetwork pods.
     pub fn notes(&self) -> Vec<String> {
         let mut notes = Vec::new();
-        for (wi, w) in self.workloads.iter().enumerate() {
-            let gs: Vec<usize> = self.groups_of(wi).collect();
+        for w in self.workloads() {
+            let gs = &self.workloads[self.wl_by_id[w] as usize].groups;
             if let Some((&first, rest)) = gs.split_first()
-                && rest
-                    .iter()
-                    .any(|&g| !self.index.treated_alike(first, g, &self.groups))
+                && rest.iter().any(|&g| !self.treated_alike(first, g))
             {
                 notes.push(format!(
                     "pods of {w} have different labels or ports and policies treat them differently; \
@@ -470,14 +621,14 @@ impl Model {
             }
         }
         let host: Vec<String> = self
-            .workloads
-            .iter()
-            .enumerate()
-            .filter(|(wi, _)| {
-                self.groups_of(*wi)
-                    .any(|g| self.groups[g].shape.host_network)
+            .workloads()
+            .filter(|w| {
+                self.workloads[self.wl_by_id[*w] as usize]
+                    .groups
+                    .iter()
+                    .any(|&g| self.groups[g as usize].shape.host_network)
             })
-            .map(|(_, w)| w.to_string())
+            .map(|w| w.to_string())
             .collect();
         if !host.is_empty() {
             let shown = host.iter().take(5).cloned().collect::<Vec<_>>().join(", ");
@@ -494,34 +645,304 @@ impl Model {
         notes
     }
 
-    /// The model after a policy change (create, update or delete), rebuilt
-    /// whole: the slow, obviously right answer that previews (which
-    /// compute only what the change touches) are tested against.
-    pub fn with_change(&self, change: &super::preview::PolicyChange) -> Model {
-        let mut b = self.to_builder();
-        if let Some((ns, name)) = change.key() {
-            b.remove_policy(ns, name);
-        }
-        if let Some(p) = &change.new {
-            b.policy(p.clone());
-        }
-        b.build()
+    /// Do the policies see groups `a` and `b` (of one workload, so of one
+    /// namespace) the same way: selected by the same policies, admitted by
+    /// the same peers, with the same ports?
+    fn treated_alike(&self, a: GroupId, b: GroupId) -> bool {
+        let (ga, gb) = (&self.groups[a as usize], &self.groups[b as usize]);
+        let same_set = |x: &[PolicyId], y: &[PolicyId]| {
+            let mut x = x.to_vec();
+            let mut y = y.to_vec();
+            x.sort_unstable();
+            y.sort_unstable();
+            x == y
+        };
+        ga.shape.ports == gb.shape.ports
+            && (0..2).all(|d| same_set(&ga.selecting[d], &gb.selecting[d]))
+            && self.intern.peers().all(|(_, peer)| match peer {
+                Peer::Pods { pods, .. } => {
+                    pods.matches(&ga.shape.labels) == pods.matches(&gb.shape.labels)
+                }
+                Peer::Addresses { .. } => true,
+            })
     }
 
-    /// A builder holding this model's summaries and policies.
+    /// The model after a policy change (create, update or delete), made
+    /// on a copy: the slow, obviously right answer that previews (which
+    /// compute only what the change touches) are tested against.
+    pub fn with_change(&self, change: &super::preview::PolicyChange) -> Model {
+        let mut m = self.clone();
+        if let Some((ns, name)) = change.key() {
+            m.remove_policy(ns, name);
+        }
+        if let Some(p) = &change.new {
+            m.put_policy(p);
+        }
+        m
+    }
+
+    /// A builder holding this model.
     pub fn to_builder(&self) -> ModelBuilder {
-        let mut b = ModelBuilder::new();
-        b.namespaces = self.namespaces.iter().cloned().collect();
-        for g in &self.groups {
-            b.summary(PodSummary {
-                workload: self.workloads[g.workload as usize].clone(),
-                shape: g.shape.clone(),
-            });
+        ModelBuilder {
+            model: self.clone(),
         }
-        for p in &self.policies {
-            b.policy(p.clone());
+    }
+
+    // ---- changes in place -------------------------------------------
+
+    fn ns_or_insert(&mut self, name: &str) -> NsId {
+        if let Some(&n) = self.ns_by_name.get(name) {
+            return n;
         }
-        b
+        let name: Arc<str> = name.into();
+        let labels = Labels::from([(NAMESPACE_NAME_LABEL.to_owned(), name.to_string())]);
+        self.text += name.len() + label_text(&labels);
+        let n = self.namespaces.insert(Ns {
+            name: Arc::clone(&name),
+            labels,
+            declared: false,
+            groups: Vec::new(),
+            policies: BTreeMap::new(),
+        }) as NsId;
+        self.ns_by_name.insert(name, n);
+        n
+    }
+
+    fn drop_ns_if_unused(&mut self, n: NsId) {
+        if self.namespaces[n as usize].referenced() {
+            return;
+        }
+        let ns = self.namespaces.remove(n as usize);
+        self.text -= ns.name.len() + label_text(&ns.labels);
+        self.ns_by_name.remove(&ns.name);
+    }
+
+    /// Adds or replaces namespace `name` with `labels`.
+    pub fn put_namespace(&mut self, name: &str, labels: Labels) {
+        let n = self.ns_or_insert(name);
+        let ns = &mut self.namespaces[n as usize];
+        self.text = self.text + label_text(&labels) - label_text(&ns.labels);
+        ns.labels = labels;
+        ns.declared = true;
+    }
+
+    /// Forgets namespace `name`'s labels; it stays, with its name label
+    /// only, while workloads or policies are in it.
+    pub fn remove_namespace(&mut self, name: &str) {
+        let Some(&n) = self.ns_by_name.get(name) else {
+            return;
+        };
+        let ns = &mut self.namespaces[n as usize];
+        ns.declared = false;
+        let labels = Labels::from([(NAMESPACE_NAME_LABEL.to_owned(), name.to_owned())]);
+        self.text = self.text + label_text(&labels) - label_text(&ns.labels);
+        ns.labels = labels;
+        self.drop_ns_if_unused(n);
+    }
+
+    /// One more pod (or template, or summary) of `s`'s workload with its
+    /// shape: the group of that shape, made if new.
+    fn add_source(&mut self, s: PodSummary) -> GroupId {
+        let n = self.ns_or_insert(&s.workload.namespace);
+        let w = match self.wl_by_id.get(&s.workload) {
+            Some(&w) => w,
+            None => {
+                let w = self.workloads.insert(Wl {
+                    id: s.workload.clone(),
+                    groups: Vec::new(),
+                }) as WlId;
+                self.wl_by_id.insert(s.workload, w);
+                w
+            }
+        };
+        let existing = self.workloads[w as usize]
+            .groups
+            .iter()
+            .copied()
+            .find(|&g| self.groups[g as usize].shape == s.shape);
+        if let Some(g) = existing {
+            self.groups[g as usize].sources += 1;
+            return g;
+        }
+        let mut selecting: [Vec<PolicyId>; 2] = Default::default();
+        for &p in self.namespaces[n as usize].policies.values() {
+            let body = &self.policies[p as usize].body;
+            if body.pod_selector.matches(&s.shape.labels) {
+                for d in body.types.iter() {
+                    selecting[d.index()].push(p);
+                }
+            }
+        }
+        self.text += shape_text(&s.shape);
+        let g = self.groups.insert(PodGroup {
+            workload: w,
+            namespace: n,
+            shape: s.shape,
+            sources: 1,
+            selecting,
+        }) as GroupId;
+        self.workloads[w as usize].groups.push(g);
+        self.namespaces[n as usize].groups.push(g);
+        g
+    }
+
+    /// One pod (or template) of group `g` fewer: the group goes with its
+    /// last, the workload with its last group.
+    fn release_source(&mut self, g: GroupId) {
+        let group = &mut self.groups[g as usize];
+        group.sources -= 1;
+        if group.sources > 0 {
+            return;
+        }
+        let group = self.groups.remove(g as usize);
+        self.text -= shape_text(&group.shape);
+        let wl = &mut self.workloads[group.workload as usize];
+        wl.groups.retain(|&x| x != g);
+        if wl.groups.is_empty() {
+            let wl = self.workloads.remove(group.workload as usize);
+            self.wl_by_id.remove(&wl.id);
+            self.templates.remove(&group.workload);
+        }
+        self.namespaces[group.namespace as usize]
+            .groups
+            .retain(|&x| x != g);
+        self.drop_ns_if_unused(group.namespace);
+    }
+
+    /// Adds or replaces pod `name` (in `s.workload`'s namespace).
+    pub fn put_pod(&mut self, name: &str, s: PodSummary) {
+        let n = self.ns_or_insert(&s.workload.namespace);
+        let g = self.add_source(s);
+        match self.pods.insert((n, name.into()), g) {
+            Some(old) => self.release_source(old),
+            None => self.text += name.len(),
+        }
+    }
+
+    /// Removes pod `namespace/name`, if present.
+    pub fn remove_pod(&mut self, namespace: &str, name: &str) {
+        let Some(n) = self.ns_id(namespace) else {
+            return;
+        };
+        if let Some(g) = self.pods.remove(&(n, name.into())) {
+            self.text -= name.len();
+            self.release_source(g);
+        }
+    }
+
+    /// Adds or replaces a workload manifest's pod template.
+    pub fn put_template(&mut self, s: PodSummary) {
+        let id = s.workload.clone();
+        let g = self.add_source(s);
+        let w = self.groups[g as usize].workload;
+        if let Some(old) = self.templates.insert(w, g) {
+            self.release_source(old);
+        }
+        debug_assert_eq!(self.wl_id(&id), Some(w));
+    }
+
+    /// Adds a pod summary that is never replaced or removed.
+    pub fn add_summary(&mut self, s: PodSummary) {
+        self.add_source(s);
+    }
+
+    /// Adds or replaces a policy.
+    pub fn put_policy(&mut self, p: &Policy) {
+        let n = self.ns_or_insert(&p.namespace);
+        let body = self.intern.intern(p);
+        let existing = self.namespaces[n as usize]
+            .policies
+            .get(p.name.as_str())
+            .copied();
+        let id = match existing {
+            Some(id) => {
+                let old = std::mem::replace(&mut self.policies[id as usize].body, body);
+                self.intern.release(&old);
+                id
+            }
+            None => {
+                self.text += p.name.len();
+                let id = self.policies.insert(StoredPolicy {
+                    namespace: n,
+                    name: p.name.as_str().into(),
+                    body,
+                }) as PolicyId;
+                self.namespaces[n as usize]
+                    .policies
+                    .insert(p.name.as_str().into(), id);
+                id
+            }
+        };
+        self.reselect(n, id);
+    }
+
+    /// Removes policy `namespace/name`, if present.
+    pub fn remove_policy(&mut self, namespace: &str, name: &str) {
+        let Some(n) = self.ns_id(namespace) else {
+            return;
+        };
+        let Some(id) = self.namespaces[n as usize].policies.remove(name) else {
+            return;
+        };
+        for &g in &self.namespaces[n as usize].groups {
+            for list in &mut self.groups[g as usize].selecting {
+                list.retain(|&x| x != id);
+            }
+        }
+        let sp = self.policies.remove(id as usize);
+        self.text -= sp.name.len();
+        self.intern.release(&sp.body);
+        self.drop_ns_if_unused(n);
+    }
+
+    /// Recomputes which groups of namespace `n` policy `id` selects.
+    fn reselect(&mut self, n: NsId, id: PolicyId) {
+        let body = Arc::clone(&self.policies[id as usize].body);
+        for &g in &self.namespaces[n as usize].groups {
+            let group = &mut self.groups[g as usize];
+            let selected = body.pod_selector.matches(&group.shape.labels);
+            for d in Direction::ALL {
+                let list = &mut group.selecting[d.index()];
+                list.retain(|&x| x != id);
+                if selected && body.types.contains(d) {
+                    list.push(id);
+                }
+            }
+        }
+    }
+
+    /// Forgets every namespace, pod or policy.
+    pub fn clear(&mut self, kind: Kind) {
+        match kind {
+            Kind::Namespaces => {
+                let names: Vec<Arc<str>> = self.ns_by_name.keys().cloned().collect();
+                for n in names {
+                    self.remove_namespace(&n);
+                }
+            }
+            Kind::Pods => {
+                let pods: Vec<((NsId, Box<str>), GroupId)> = self.pods.drain().collect();
+                for ((_, name), g) in pods {
+                    self.text -= name.len();
+                    self.release_source(g);
+                }
+            }
+            Kind::Policies => {
+                let all: Vec<(Arc<str>, Box<str>)> = self
+                    .policies
+                    .iter()
+                    .map(|(_, p)| {
+                        (
+                            Arc::clone(&self.namespaces[p.namespace as usize].name),
+                            p.name.clone(),
+                        )
+                    })
+                    .collect();
+                for (ns, name) in all {
+                    self.remove_policy(&ns, &name);
+                }
+            }
+        }
     }
 }
 
@@ -612,7 +1033,7 @@ mod tests {
         }
         let m = b.build();
         assert_eq!(m.workloads().len(), 1);
-        assert_eq!(m.shapes(&m.workloads()[0]).len(), 1);
+        assert_eq!(m.shapes(m.workloads().next().unwrap()).len(), 1);
         let (name, labels) = m.namespaces().next().unwrap();
         assert_eq!(name, "shop");
         assert_eq!(labels[NAMESPACE_NAME_LABEL], "shop");
@@ -645,7 +1066,7 @@ mod tests {
         b.remove_pod("shop", "a");
         let m = b.build();
         assert_eq!(m.workloads().len(), 1);
-        assert_eq!(m.workloads()[0].to_string(), "shop/b[Pod]");
+        assert_eq!(m.workloads().next().unwrap().to_string(), "shop/b[Pod]");
         assert!(m.policy("shop", "deny").is_some());
         assert_eq!(
             m.namespaces()
@@ -666,7 +1087,7 @@ mod tests {
         b.network_policy(&np).unwrap();
         b.clear(Kind::Pods);
         let m = b.build();
-        assert!(m.workloads().is_empty());
+        assert_eq!(m.workloads().len(), 0);
         assert!(
             m.policy("shop", "deny").is_some(),
             "clearing pods keeps policies"

@@ -10,8 +10,8 @@ use super::bits::BitSet;
 use super::compute::{Reach, add_row, external_map, pair_ports};
 use super::conn::{Change, Conn};
 use super::diff::changes_same_ids;
-use super::index::{Memos, Overlay, PeerMemo, Universe, View};
-use super::model::{Model, PodGroup};
+use super::eval::{self, PeerSets, View};
+use super::model::{GroupId, Model, NsId, PolicyId};
 use crate::netpol::{Direction, Policy};
 
 /// A NetworkPolicy create (`new` only), update (both) or delete (`old`
@@ -137,44 +137,70 @@ pub fn preview(model: &Model, change: &PolicyChange) -> Preview {
     let Some((ns, name)) = change.key() else {
         return Preview::default();
     };
-    let slot = model.policy_index(ns, name).unwrap_or(model.policies.len()) as u32;
-    let u = Universe::new(&model.namespaces, &model.groups);
-    let (data, after) = match &change.new {
+    let existing = model.policy_id(ns, name);
+    let (body, extra) = match &change.new {
         Some(p) => {
-            let mut memo = Memos {
-                shared: Some(&model.index.memo),
-                own: PeerMemo::default(),
-            };
-            let selected = u.selected(p);
-            let after: [Vec<u32>; 2] = std::array::from_fn(|d| {
-                if p.isolates(Direction::ALL[d]) {
-                    selected.clone()
-                } else {
-                    Vec::new()
-                }
-            });
-            (u.policy_data(&mut memo, p), after)
+            let (body, extra) = model.intern.lookup(p);
+            (Some(body), extra)
         }
-        None => (Default::default(), [Vec::new(), Vec::new()]),
+        None => (None, Vec::new()),
     };
-    let overlay = Overlay::new(&model.index, slot, data, after);
+    let sets = PeerSets::with_extra(model, extra);
+    let namespace = model.ns_id(ns);
+    // A policy selects pods of its own namespace only: the groups it
+    // selects, before or after, are among that namespace's.
+    let candidates: &[GroupId] = namespace.map_or(&[], |n| &model.namespaces[n as usize].groups);
+    // A new policy takes an index no policy has.
+    let slot = existing.unwrap_or(PolicyId::MAX);
+    let selecting: Vec<(GroupId, [Vec<PolicyId>; 2])> = candidates
+        .iter()
+        .filter_map(|&g| {
+            let group = model.group(g);
+            let before = group.selecting.iter().any(|l| l.contains(&slot));
+            let after = body
+                .as_ref()
+                .is_some_and(|b| b.pod_selector.matches(&group.shape.labels));
+            (before || after).then(|| {
+                let lists = Direction::ALL.map(|d| {
+                    let mut v: Vec<PolicyId> = group.selecting[d.index()]
+                        .iter()
+                        .copied()
+                        .filter(|&p| p != slot)
+                        .collect();
+                    if after && body.as_ref().is_some_and(|b| b.types.contains(d)) {
+                        v.push(slot);
+                    }
+                    v
+                });
+                (g, lists)
+            })
+        })
+        .collect::<std::collections::BTreeMap<_, _>>()
+        .into_iter()
+        .collect();
+    let changed_groups: Vec<GroupId> = selecting.iter().map(|(g, _)| *g).collect();
+    let base = View::new(&sets);
+    let overlay = View::changed(
+        &sets,
+        eval::Change {
+            slot,
+            namespace: namespace.unwrap_or(NsId::MAX),
+            body,
+            selecting,
+        },
+    );
 
     // Every group of every workload with a changed group: a workload's
     // connections are the union over its groups.
-    let mut affected = BitSet::empty(model.groups.len());
-    let mut workloads: Vec<usize> = overlay
-        .changed_groups()
-        .map(|g| model.groups[g].workload as usize)
-        .collect();
-    workloads.dedup();
-    for w in workloads {
-        for g in model.groups_of(w) {
-            affected.insert(g);
+    let mut affected = BitSet::empty(model.group_capacity());
+    for g in changed_groups {
+        for &x in &model.workloads[model.group(g).workload as usize].groups {
+            affected.insert(x as usize);
         }
     }
-    let before = partial(&model.index, &model.groups, &affected);
-    let after = partial(&overlay, &model.groups, &affected);
-    let changes = changes_same_ids(&before, &after, &model.workloads);
+    let before = partial(&base, &affected);
+    let after = partial(&overlay, &affected);
+    let changes = changes_same_ids(&before, &after, model);
     let pick = |f: fn(&Change) -> crate::ports::PortSet| -> Vec<Conn> {
         changes
             .iter()
@@ -196,11 +222,13 @@ pub fn preview(model: &Model, change: &PolicyChange) -> Preview {
 }
 
 /// The connections from and to the `affected` groups in `view`.
-fn partial(view: &impl View, groups: &[PodGroup], affected: &BitSet) -> Reach {
+fn partial(view: &View<'_, '_>, affected: &BitSet) -> Reach {
+    let m = view.model();
     let mut out = Reach::default();
     for g in affected.iter() {
-        add_row(view, groups, g, &mut out);
-        let wd = groups[g].workload;
+        let g = g as GroupId;
+        add_row(view, g, &mut out);
+        let wd = m.group(g).workload;
         let row = view.row(Direction::Ingress, g);
         let col = view.col(Direction::Egress, g);
         for s in row.iter_and(&col) {
@@ -208,10 +236,11 @@ fn partial(view: &impl View, groups: &[PodGroup], affected: &BitSet) -> Reach {
             if affected.contains(s) {
                 continue;
             }
-            out.add_pair(groups[s].workload, wd, pair_ports(view, groups, s, g));
+            let s = s as GroupId;
+            out.add_pair(m.group(s).workload, wd, pair_ports(view, s, g));
         }
         for d in Direction::ALL {
-            out.add_external(d, wd, external_map(view, groups, d, g));
+            out.add_external(d, wd, external_map(view, d, g));
         }
     }
     out

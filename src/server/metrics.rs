@@ -84,6 +84,8 @@ pub struct Metrics {
     cache_objects: Family<ResourceLabel, Gauge>,
     cert_expiry: Gauge,
     cert_expiry_seconds: AtomicI64,
+    preview_enabled: Gauge,
+    preview_bytes: Gauge,
 }
 
 fn latency_histogram() -> Histogram {
@@ -112,6 +114,8 @@ impl Metrics {
         let cache_synced = Gauge::default();
         let cache_objects = Family::<ResourceLabel, Gauge>::default();
         let cert_expiry = Gauge::default();
+        let preview_enabled = Gauge::default();
+        let preview_bytes = Gauge::default();
         registry.register(
             "decisions",
             "Admission requests decided, by webhook, kind, operation, decision and mode",
@@ -152,6 +156,16 @@ impl Metrics {
             "notAfter of the serving certificate, as a Unix time",
             cert_expiry.clone(),
         );
+        registry.register(
+            "preview_enabled",
+            "1 while the reachability preview is on; 0 when simulate.preview is off or the preview switched itself off past its memory budget (logged)",
+            preview_enabled.clone(),
+        );
+        registry.register(
+            "preview_model_bytes",
+            "Estimated memory held by the reachability preview's model",
+            preview_bytes.clone(),
+        );
         // Read from the log writer's own count at each scrape.
         registry.register_collector(Box::new(LogLinesDropped));
         Metrics {
@@ -165,6 +179,8 @@ impl Metrics {
             cache_objects,
             cert_expiry,
             cert_expiry_seconds: AtomicI64::new(0),
+            preview_enabled,
+            preview_bytes,
         }
     }
 
@@ -240,6 +256,11 @@ impl Metrics {
             self.cache_objects
                 .get_or_create(&ResourceLabel { resource })
                 .set(i64::try_from(n).unwrap_or(i64::MAX));
+        }
+        if let Some((bytes, on)) = stats.preview {
+            self.preview_enabled.set(i64::from(on));
+            self.preview_bytes
+                .set(i64::try_from(bytes).unwrap_or(i64::MAX));
         }
         let mut out = String::new();
         // Writing to a String cannot fail.

@@ -9,6 +9,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
+pub mod fake_api;
 mod shared;
 pub use shared::shared_fixtures;
 
