@@ -309,13 +309,14 @@ fn selector(path: &str, s: &LabelSelector) -> Result<Selector, Located> {
     Selector::from_k8s(s).map_err(|e| (path.to_owned(), e.into()))
 }
 
-/// `pods: {namespaceSelector, podSelector}` as written: v1alpha1 requires
-/// both selectors, v1alpha2 only `podSelector` (an absent
-/// namespaceSelector selects every namespace).
+/// `pods: {namespaceSelector, podSelector}` as written. The schemas
+/// require `podSelector` (and v1alpha1 `namespaceSelector` too), but the
+/// API's own types hold both as plain selectors whose zero value is `{}`,
+/// every namespace or pod, and the reference analyzer's cases leave them
+/// out meaning just that: an absent one is read as `{}`.
 struct PodsFields {
     namespace_selector: Option<LabelSelector>,
     pod_selector: Option<LabelSelector>,
-    namespace_selector_required: bool,
 }
 
 /// A subject from its two optional halves.
@@ -342,23 +343,14 @@ fn subject_of(
 
 /// The namespace and pod selectors of a `pods` subject or peer.
 fn namespaced_pod(at: &str, p: PodsFields) -> Result<(Selector, Selector), Located> {
-    let pods = p.pod_selector.ok_or_else(|| {
-        (
-            format!("{at}.podSelector"),
-            Problem::Invalid("missing podSelector ({} selects every pod)".into()),
-        )
-    })?;
-    let ns = match p.namespace_selector {
-        Some(ns) => selector(&format!("{at}.namespaceSelector"), &ns)?,
-        None if p.namespace_selector_required => {
-            return Err((
-                format!("{at}.namespaceSelector"),
-                Problem::Invalid("missing namespaceSelector ({} selects every namespace)".into()),
-            ));
-        }
-        None => Selector::everything(),
+    let read = |field: &str, s: Option<LabelSelector>| match s {
+        Some(s) => selector(&format!("{at}.{field}"), &s),
+        None => Ok(Selector::everything()),
     };
-    Ok((ns, selector(&format!("{at}.podSelector"), &pods)?))
+    Ok((
+        read("namespaceSelector", p.namespace_selector)?,
+        read("podSelector", p.pod_selector)?,
+    ))
 }
 
 fn action(at: &str, word: Option<&str>, allowed: &[(&str, Action)]) -> Result<Action, Located> {
@@ -870,12 +862,10 @@ mod v1 {
     }
 
     impl NamespacedPod {
-        /// v1alpha1 requires both selectors.
         pub(super) fn fields(self) -> PodsFields {
             PodsFields {
                 namespace_selector: self.namespace_selector,
                 pod_selector: self.pod_selector,
-                namespace_selector_required: true,
             }
         }
     }
@@ -985,12 +975,10 @@ mod v2 {
     }
 
     impl NamespacedPod {
-        /// v1alpha2 requires only `podSelector`.
         pub(super) fn fields(self) -> PodsFields {
             PodsFields {
                 namespace_selector: self.namespace_selector,
                 pod_selector: self.pod_selector,
-                namespace_selector_required: false,
             }
         }
     }

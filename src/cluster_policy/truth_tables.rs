@@ -185,24 +185,39 @@ fn both_api_versions_read_the_same_intent_the_same_way() {
     assert_eq!(v1.to_string(), "admin policy p (priority 10)");
 }
 
-/// v1alpha2 pods peers may leave out namespaceSelector (every namespace);
-/// v1alpha1 may not.
+/// A `pods` peer that leaves out a selector means `{}` there, in both
+/// versions: the API's types hold plain selectors whose zero value selects
+/// everything, and the reference analyzer's cases rely on it.
 #[test]
-fn namespace_selectors_of_pod_peers_by_version() {
-    let v2 = read(&cnp(
+fn absent_selectors_of_pod_peers_select_everything() {
+    for yaml in [
+        cnp(
+            "p",
+            "Admin",
+            1,
+            "  subject: {namespaces: {}}\n  ingress:\n  - action: Deny\n    from: [{pods: {podSelector: {}}}]\n",
+        ),
+        anp(
+            "p",
+            1,
+            "  subject: {namespaces: {}}\n  ingress:\n  - action: Deny\n    from: [{pods: {podSelector: {}}}]\n",
+        ),
+        anp(
+            "p",
+            1,
+            "  subject: {namespaces: {}}\n  ingress:\n  - action: Deny\n    from: [{pods: {namespaceSelector: {}}}]\n",
+        ),
+    ] {
+        assert!(read(&yaml).ingress[0].admits_every_pod(), "{yaml}");
+    }
+    let scoped = read(&anp(
         "p",
-        "Admin",
         1,
-        "  subject: {namespaces: {}}\n  ingress:\n  - action: Deny\n    from: [{pods: {podSelector: {}}}]\n",
+        "  subject: {namespaces: {}}\n  ingress:\n  - action: Deny\n    from: [{pods: {namespaceSelector: {matchLabels: {team: b}}}}]\n",
     ));
-    assert!(v2.ingress[0].admits_every_pod());
-    let e = try_read(&anp(
-        "p",
-        1,
-        "  subject: {namespaces: {}}\n  ingress:\n  - action: Deny\n    from: [{pods: {podSelector: {}}}]\n",
-    ))
-    .unwrap_err();
-    assert_eq!(e.path, "spec.ingress[0].from[0].pods.namespaceSelector");
+    let w = world();
+    assert!(scoped.ingress[0].admits_pod("data", &w.data, &w.db));
+    assert!(!scoped.ingress[0].admits_pod("shop", &w.shop, &w.web));
 }
 
 /// What the API server would reject is an error naming the field.

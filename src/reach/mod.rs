@@ -12,6 +12,8 @@
 //! - `intern` (private): one copy of each distinct policy body and peer.
 //! - `eval` (private): which groups a peer admits, rows and columns,
 //!   evaluated on demand for one computation and remembered for its life.
+//! - `tiers` (private): the cluster-wide policies (AdminNetworkPolicy, ...)
+//!   around NetworkPolicies, through [`crate::cluster_policy`].
 //! - [`compute`]: every allowed connection ([`connections`]).
 //! - [`external`]: connectivity with addresses outside the cluster.
 //! - [`diff`](mod@diff): connections added, removed and changed between two models.
@@ -34,6 +36,7 @@ mod intern;
 pub mod model;
 pub mod output;
 pub mod preview;
+mod tiers;
 
 pub use cli::{FailOn, SimulateCommand, SimulateError, run, run_seeded};
 pub use compute::connections;
@@ -42,6 +45,7 @@ pub use diff::{Diff, diff};
 pub use explain::{Explanation, Query, Side, Target, explain};
 pub use external::ExtMap;
 pub use model::{
-    Kind, Model, ModelBuilder, ModelError, ModelStats, PodShape, PodSummary, WorkloadId,
+    Kind, Model, ModelBuilder, ModelError, ModelStats, ObjectError, PodShape, PodSummary,
+    WorkloadId,
 };
 pub use preview::{ChangeError, PolicyChange, Preview, preview};
