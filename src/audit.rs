@@ -43,13 +43,16 @@ pub struct Inventory {
 impl Inventory {
     /// The reachability model's builder over the same objects, for
     /// `simulate --cluster`.
-    pub fn model_builder(&self) -> Result<crate::reach::ModelBuilder, netpol::PolicyError> {
+    pub fn model_builder(&self) -> Result<crate::reach::ModelBuilder, crate::reach::ObjectError> {
         let mut b = crate::reach::ModelBuilder::new();
         for ns in &self.namespaces {
             b.namespace(ns);
         }
         for np in &self.policies {
             b.network_policy(np)?;
+        }
+        for c in &self.cluster_policies {
+            b.cluster_policy(c.read()?);
         }
         for pod in &self.pods {
             b.pod(pod);

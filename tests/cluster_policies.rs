@@ -520,3 +520,75 @@ async fn an_object_palisade_cannot_read_names_the_field() {
     assert_eq!(resp["allowed"], true);
     assert_eq!(resp["auditAnnotations"]["decision"], "skip");
 }
+
+// ---- preview -------------------------------------------------------------
+
+#[tokio::test]
+async fn a_dry_run_of_a_cluster_policy_previews_what_it_opens() {
+    let workloads = r#"
+apiVersion: apps/v1
+kind: Deployment
+metadata: {name: web, namespace: fx-apps}
+spec:
+  selector: {matchLabels: {app: web}}
+  template:
+    metadata: {labels: {app: web}}
+    spec: {containers: [{name: web, image: web:1}]}
+---
+apiVersion: apps/v1
+kind: Deployment
+metadata: {name: api, namespace: team-b}
+spec:
+  selector: {matchLabels: {app: api}}
+  template:
+    metadata: {labels: {app: api}}
+    spec: {containers: [{name: api, image: api:1, ports: [{containerPort: 8080}]}]}
+"#;
+    let yaml = format!("{CLUSTER}---{BASELINE}---{workloads}");
+    let mut m = palisade::manifest::Manifests::default();
+    palisade::manifest::read_text(std::path::Path::new("state.yaml"), &yaml, &mut m);
+    let mut cluster = palisade::cluster::static_dir::StaticCluster::new();
+    cluster.apply_all(&m).unwrap();
+    cluster.set_reach_model(
+        palisade::reach::ModelBuilder::new()
+            .documents(&m)
+            .unwrap()
+            .build(),
+    );
+    let mut cfg = default_config();
+    cfg.simulate.preview = true;
+    let server = TestServer::start(cfg, cluster).await;
+    let api_access = yaml_value(
+        r#"
+apiVersion: policy.networking.k8s.io/v1alpha1
+kind: AdminNetworkPolicy
+metadata: {name: web-to-api}
+spec:
+  priority: 20
+  subject: {pods: {namespaceSelector: {matchLabels: {kubernetes.io/metadata.name: fx-apps}}, podSelector: {matchLabels: {app: web}}}}
+  egress:
+  - {name: api, action: Allow, to: [{pods: {namespaceSelector: {matchLabels: {kubernetes.io/metadata.name: team-b}}, podSelector: {matchLabels: {app: api}}}}], ports: [{portNumber: {port: 8080}}]}
+"#,
+    );
+    let mut review = cluster_review("CREATE", Some(&api_access), None);
+    review["request"]["dryRun"] = json!(true);
+    let resp = server.review("/validate", &review).await;
+    assert_eq!(resp["allowed"], true, "{resp:#}");
+    let warnings: Vec<&str> = resp["warnings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|w| w.as_str().unwrap())
+        .collect();
+    assert_eq!(
+        warnings,
+        [
+            "palisade preview of AdminNetworkPolicy web-to-api: opens 1 and closes 0 connections",
+            "opens: fx-apps/web[Deployment] => team-b/api[Deployment] : TCP 8080",
+        ]
+    );
+    // Without dry-run, in enforce mode, no preview.
+    review["request"]["dryRun"] = json!(false);
+    let resp = server.review("/validate", &review).await;
+    assert!(resp.get("warnings").is_none(), "{resp:#}");
+}

@@ -203,8 +203,12 @@ async fn a_cluster_without_the_crds_is_asked_once_per_discovery_and_is_ready() {
     let api: Shared = Arc::default();
     let client = start_api(Arc::clone(&api)).await;
     let index = Arc::new(RwLock::new(Index::new()));
-    let (watch, task) =
-        ClusterPolicyWatch::start_every(client, Arc::clone(&index), Duration::from_secs(3600));
+    let (watch, task) = ClusterPolicyWatch::start_every(
+        client,
+        Arc::clone(&index),
+        None,
+        Duration::from_secs(3600),
+    );
     eventually("discovery", || watch.is_ready()).await;
     tokio::time::sleep(Duration::from_millis(300)).await;
     let asked = api.lock().unwrap().requests.clone();
@@ -231,8 +235,12 @@ async fn watches_follow_the_kinds_served_and_their_objects() {
     }
     let client = start_api(Arc::clone(&api)).await;
     let index = Arc::new(RwLock::new(Index::new()));
-    let (watch, task) =
-        ClusterPolicyWatch::start_every(client, Arc::clone(&index), Duration::from_millis(200));
+    let (watch, task) = ClusterPolicyWatch::start_every(
+        client,
+        Arc::clone(&index),
+        None,
+        Duration::from_millis(200),
+    );
     eventually("the ANP watch synced", || {
         watch.is_ready() && names(&index).len() == 2
     })

@@ -22,7 +22,7 @@ use kube::runtime::watcher::{self, Event};
 use tokio::task::{JoinHandle, JoinSet};
 
 use super::index::Index;
-use crate::cluster_policy::{ClusterKind, ClusterPolicy, GROUP};
+use crate::cluster_policy::{ClusterKind, ClusterPolicies, ClusterPolicy, GROUP};
 use crate::decide::ClusterObject;
 
 /// How often the served API versions are looked up again.
@@ -136,6 +136,30 @@ pub async fn list(
     Ok(out)
 }
 
+/// Told the whole set of cluster-wide policies after every change (the
+/// preview's reachability model keeps its own copy).
+pub type Sink = Arc<dyn Fn(Arc<ClusterPolicies>) + Send + Sync>;
+
+/// Where a watch writes: the index, and whoever else keeps the set.
+#[derive(Clone)]
+struct Target {
+    index: Arc<RwLock<Index>>,
+    sink: Option<Sink>,
+}
+
+impl Target {
+    fn update(&self, change: impl FnOnce(&mut Index)) {
+        let set = {
+            let mut index = self.index.write().unwrap_or_else(|e| e.into_inner());
+            change(&mut index);
+            index.cluster_policies()
+        };
+        if let Some(sink) = &self.sink {
+            sink(set);
+        }
+    }
+}
+
 /// The discovery loop and the watches it keeps running.
 pub struct ClusterPolicyWatch {
     discovered: AtomicBool,
@@ -146,14 +170,20 @@ pub struct ClusterPolicyWatch {
 impl ClusterPolicyWatch {
     /// Starts discovery (now and every [`REDISCOVER_EVERY`]) and the
     /// watches of the kinds served, folding them into `index`.
-    pub fn start(client: kube::Client, index: Arc<RwLock<Index>>) -> (Arc<Self>, JoinHandle<()>) {
-        Self::start_every(client, index, REDISCOVER_EVERY)
+    /// `sink`, when given, is told the whole set after every change.
+    pub fn start(
+        client: kube::Client,
+        index: Arc<RwLock<Index>>,
+        sink: Option<Sink>,
+    ) -> (Arc<Self>, JoinHandle<()>) {
+        Self::start_every(client, index, sink, REDISCOVER_EVERY)
     }
 
     /// [`ClusterPolicyWatch::start`], discovering again every `every`.
     pub fn start_every(
         client: kube::Client,
         index: Arc<RwLock<Index>>,
+        sink: Option<Sink>,
         every: Duration,
     ) -> (Arc<Self>, JoinHandle<()>) {
         let me = Arc::new(ClusterPolicyWatch {
@@ -164,7 +194,8 @@ impl ClusterPolicyWatch {
                 .map(|k| (k, Arc::new(AtomicBool::new(false))))
                 .collect(),
         });
-        let task = tokio::spawn(Arc::clone(&me).supervise(client, index, every));
+        let target = Target { index, sink };
+        let task = tokio::spawn(Arc::clone(&me).supervise(client, target, every));
         (me, task)
     }
 
@@ -186,12 +217,7 @@ impl ClusterPolicyWatch {
                 .all(|k| self.synced[k].load(Ordering::Relaxed))
     }
 
-    async fn supervise(
-        self: Arc<Self>,
-        client: kube::Client,
-        index: Arc<RwLock<Index>>,
-        every: Duration,
-    ) {
+    async fn supervise(self: Arc<Self>, client: kube::Client, target: Target, every: Duration) {
         // Dropping the set (this task aborted) aborts every watch.
         let mut watches: JoinSet<()> = JoinSet::new();
         let mut running: HashMap<ClusterKind, tokio::task::AbortHandle> = HashMap::new();
@@ -223,7 +249,7 @@ impl ClusterPolicyWatch {
                                 let h = watches.spawn(watch(
                                     kind,
                                     client.clone(),
-                                    Arc::clone(&index),
+                                    target.clone(),
                                     synced,
                                 ));
                                 running.insert(kind, h);
@@ -232,7 +258,7 @@ impl ClusterPolicyWatch {
                                 if let Some(h) = running.remove(&kind) {
                                     h.abort();
                                 }
-                                write(&index).replace_cluster_policies(kind, Vec::new());
+                                target.update(|i| i.replace_cluster_policies(kind, Vec::new()));
                             }
                             _ => {}
                         }
@@ -274,16 +300,7 @@ fn log_served(kinds: &[ClusterKind]) {
     }
 }
 
-fn write(index: &RwLock<Index>) -> std::sync::RwLockWriteGuard<'_, Index> {
-    index.write().unwrap_or_else(|e| e.into_inner())
-}
-
-async fn watch(
-    kind: ClusterKind,
-    client: kube::Client,
-    index: Arc<RwLock<Index>>,
-    synced: Arc<AtomicBool>,
-) {
+async fn watch(kind: ClusterKind, client: kube::Client, target: Target, synced: Arc<AtomicBool>) {
     let api: Api<DynamicObject> = Api::all_with(client, &api_resource(kind));
     let stream = watcher::watcher(api, watcher::Config::default()).default_backoff();
     futures::pin_mut!(stream);
@@ -298,7 +315,7 @@ async fn watch(
                 Event::Init => buffer.clear(),
                 Event::InitApply(o) => buffer.extend(read(kind, &o)),
                 Event::InitDone => {
-                    write(&index).replace_cluster_policies(kind, buffer.drain(..));
+                    target.update(|i| i.replace_cluster_policies(kind, buffer.drain(..)));
                     if !synced.swap(true, Ordering::Relaxed) {
                         tracing::info!(kind = kind.as_str(), "cluster-wide policy watch synced");
                     }
@@ -306,12 +323,12 @@ async fn watch(
                 // A version that cannot be read leaves the last one read.
                 Event::Apply(o) => {
                     if let Some(p) = read(kind, &o) {
-                        write(&index).put_cluster_policy(p);
+                        target.update(|i| i.put_cluster_policy(p));
                     }
                 }
                 Event::Delete(o) => {
                     let name = o.metadata.name.clone().unwrap_or_default();
-                    write(&index).remove_cluster_policy(kind, &name);
+                    target.update(|i| i.remove_cluster_policy(kind, &name));
                 }
             },
         }

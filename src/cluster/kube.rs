@@ -62,8 +62,13 @@ impl KubeCluster {
             None => (None, Vec::new()),
         };
         let index = Arc::new(RwLock::new(Index::new()));
+        // The preview's model keeps the cluster-wide policies too.
+        let sink: Option<cluster_policies::Sink> = preview.as_ref().map(|w| {
+            let w = Arc::clone(w);
+            Arc::new(move |set| w.set_cluster_policies(set)) as cluster_policies::Sink
+        });
         let (cluster_policies, discovery) =
-            ClusterPolicyWatch::start(client.clone(), Arc::clone(&index));
+            ClusterPolicyWatch::start(client.clone(), Arc::clone(&index), sink);
         tasks.push(discovery);
         let me = Arc::new(KubeCluster {
             client,

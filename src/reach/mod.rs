@@ -18,6 +18,7 @@
 //! - [`external`]: connectivity with addresses outside the cluster.
 //! - [`diff`](mod@diff): connections added, removed and changed between two models.
 //! - [`preview`](mod@preview): what one policy change opens and closes ([`preview()`]).
+//! - [`tier_preview`]: the same for a cluster-wide policy ([`preview_cluster`]).
 //! - [`explain`](mod@explain): allowed or denied, and which policy and rule decide.
 //! - [`output`]: text, JSON, Markdown and Graphviz renderings.
 //! - [`cli`]: `palisade simulate list | eval | diff`.
@@ -36,6 +37,7 @@ mod intern;
 pub mod model;
 pub mod output;
 pub mod preview;
+pub mod tier_preview;
 mod tiers;
 
 pub use cli::{FailOn, SimulateCommand, SimulateError, run, run_seeded};
@@ -49,3 +51,4 @@ pub use model::{
     WorkloadId,
 };
 pub use preview::{ChangeError, PolicyChange, Preview, preview};
+pub use tier_preview::preview_cluster;

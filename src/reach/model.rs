@@ -997,6 +997,11 @@ impl Model {
         }
     }
 
+    /// Replaces every cluster-wide policy.
+    pub fn set_cluster_policies(&mut self, set: Arc<ClusterPolicies>) {
+        self.cluster = set;
+    }
+
     /// Adds or replaces a cluster-wide policy.
     pub fn put_cluster_policy(&mut self, p: ClusterPolicy) {
         Arc::make_mut(&mut self.cluster).put(p);

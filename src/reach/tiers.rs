@@ -53,8 +53,11 @@ pub(crate) struct Tiers<'m> {
     /// Per (policy, direction, rule): the addresses some peer admits.
     addresses: RefCell<HashMap<(usize, usize, usize), Rc<AddrSet>>>,
     /// Per (direction, selecting policies): the candidate row's tier part.
-    rows: RefCell<HashMap<(usize, Vec<usize>), Rc<RowPart>>>,
+    rows: RefCell<HashMap<RowKey, Rc<RowPart>>>,
 }
+
+/// A direction and the cluster-wide policies selecting a group for it.
+type RowKey = (usize, Vec<usize>);
 
 /// What the tiers do to a group's row: groups an admin `Allow` may let
 /// through, groups the admin tier denies on every port, groups the
