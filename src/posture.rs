@@ -185,13 +185,14 @@ impl DefaultDeny {
                 ClusterDefault::Nothing => continue,
                 ClusterDefault::Denied { by, allowances } if self.counts_cluster(d) => {
                     let by: Vec<String> = by.iter().map(ToString::to_string).collect();
-                    let through = if allowances.is_empty() {
-                        String::new()
+                    let through: String = allowances.iter().map(|a| format!("\n  - {a}")).collect();
+                    let through = if through.is_empty() {
+                        ".".to_owned()
                     } else {
-                        format!("; it lets through: {}", allowances.join("; "))
+                        format!(", which lets through:{through}")
                     };
                     format!(
-                        "{d} is denied by default cluster-wide by {}{through}.",
+                        "{d} is denied by default cluster-wide by {}{through}",
                         by.join(" and ")
                     )
                 }

@@ -190,7 +190,7 @@ async fn a_baseline_egress_deny_counts_and_its_allowances_are_listed() {
             "{msg}"
         );
         assert!(
-            msg.contains("Egress is denied by default cluster-wide by baseline policy default (BaselineAdminNetworkPolicy) rule \"deny-all-egress\"; it lets through: baseline policy default (BaselineAdminNetworkPolicy) rule \"dns\": Allow pods k8s-app=kube-dns in namespaces kubernetes.io/metadata.name=kube-system on UDP 53."),
+            msg.contains("Egress is denied by default cluster-wide by baseline policy default (BaselineAdminNetworkPolicy) rule \"deny-all-egress\", which lets through:\n  - baseline policy default (BaselineAdminNetworkPolicy) rule \"dns\": Allow pods k8s-app=kube-dns in namespaces kubernetes.io/metadata.name=kube-system on UDP 53\n"),
             "{msg}"
         );
         assert!(msg.contains("policyTypes:\n  - Ingress\n"), "{msg}");

@@ -231,3 +231,64 @@ fn the_preview_of_a_cluster_policy_change_equals_the_diff_of_full_listings() {
     let got = preview_cluster(&base, None, Some(&new)).changes;
     assert_eq!(change_set(&got), change_set(&want));
 }
+
+/// The transcripts of `docs/cluster-policies-example` in README.md and
+/// docs/simulate.md: each `$ palisade ...` line is run (through `sh`, with
+/// the built binary first on PATH, from the repository root) and must print
+/// exactly the lines under it.
+#[test]
+fn the_worked_example_prints_what_the_docs_say() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let bin = Path::new(env!("CARGO_BIN_EXE_palisade"))
+        .parent()
+        .unwrap()
+        .to_owned();
+    let path = format!(
+        "{}:{}",
+        bin.display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
+    let mut ran = 0;
+    for doc in ["README.md", "docs/simulate.md"] {
+        let text = std::fs::read_to_string(root.join(doc)).unwrap();
+        let mut in_block = false;
+        let mut current: Option<(String, Vec<String>)> = None;
+        let mut transcripts = Vec::new();
+        for line in text.lines() {
+            if line.starts_with("```") {
+                in_block = !in_block;
+                transcripts.extend(current.take());
+                continue;
+            }
+            if !in_block {
+                continue;
+            }
+            if let Some(cmd) = line.strip_prefix("$ ") {
+                transcripts.extend(current.take());
+                if cmd.starts_with("palisade ") && cmd.contains("docs/cluster-policies-example") {
+                    current = Some((cmd.to_owned(), Vec::new()));
+                }
+            } else if let Some((_, out)) = current.as_mut() {
+                out.push(line.to_owned());
+            }
+        }
+        for (cmd, want) in transcripts {
+            let out = std::process::Command::new("sh")
+                .arg("-c")
+                .arg(&cmd)
+                .current_dir(root)
+                .env("PATH", &path)
+                .output()
+                .unwrap();
+            let got = String::from_utf8_lossy(&out.stdout);
+            let want = want.join("\n");
+            assert_eq!(
+                got.trim_end_matches('\n'),
+                want.trim_end_matches('\n'),
+                "{doc}: $ {cmd}"
+            );
+            ran += 1;
+        }
+    }
+    assert!(ran >= 9, "{ran} transcripts found");
+}
