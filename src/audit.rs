@@ -192,7 +192,7 @@ pub fn audit(cfg: &Config, inv: &Inventory) -> AuditReport {
         let missing = dd.missing(cfg.require_default_deny);
         if !missing.is_empty() {
             let notes: String = dd
-                .notes(cfg.require_default_deny)
+                .notes(cfg.require_default_deny, &view.cluster_policies)
                 .iter()
                 .map(|n| format!("{n}\n"))
                 .collect();

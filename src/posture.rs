@@ -4,7 +4,7 @@
 use std::fmt;
 
 use crate::cluster_policy::ClusterPolicies;
-use crate::cluster_policy::defaults::{self, ClusterDefault};
+use crate::cluster_policy::defaults::{self, ClusterDefault, RuleAt};
 use crate::config::{Config, MODE_LABEL};
 use crate::mode::Mode;
 use crate::netpol::{Direction, Directions, PolicyFacts};
@@ -173,19 +173,29 @@ impl DefaultDeny {
         required.minus(self.directions())
     }
 
-    /// What the cluster-wide policies do for the `required` directions
-    /// NetworkPolicies leave open, one line each: which policy provides
-    /// default-deny and what it lets through, or which one was considered
-    /// and why it does not count.
-    pub fn notes(&self, required: Directions) -> Vec<String> {
+    /// What the cluster-wide policies `set` (those this standing was
+    /// computed with) do for the `required` directions NetworkPolicies
+    /// leave open, one line each: which policy provides default-deny and
+    /// what it lets through, or which one was considered and why it does
+    /// not count.
+    pub fn notes(&self, required: Directions, set: &ClusterPolicies) -> Vec<String> {
+        let named = |by: &[RuleAt], d: Direction| -> String {
+            by.iter()
+                .filter_map(|r| r.named(set, d))
+                .map(|r| r.to_string())
+                .collect::<Vec<_>>()
+                .join(" and ")
+        };
         let mut out = Vec::new();
         for d in required.iter().filter(|d| !self.netpol.contains(*d)) {
             let dir = d.as_str().to_lowercase();
             let line = match &self.cluster[d.index()] {
                 ClusterDefault::Nothing => continue,
                 ClusterDefault::Denied { by, allowances } if self.counts_cluster(d) => {
-                    let by: Vec<String> = by.iter().map(ToString::to_string).collect();
-                    let through: String = allowances.iter().map(|a| format!("\n  - {a}")).collect();
+                    let through: String = allowances
+                        .iter()
+                        .map(|a| format!("\n  - {}", a.describe(set, d)))
+                        .collect();
                     let through = if through.is_empty() {
                         ".".to_owned()
                     } else {
@@ -193,31 +203,27 @@ impl DefaultDeny {
                     };
                     format!(
                         "{d} is denied by default cluster-wide by {}{through}",
-                        by.join(" and ")
+                        named(by, d)
                     )
                 }
-                ClusterDefault::Denied { by, .. } => {
-                    let by: Vec<String> = by.iter().map(ToString::to_string).collect();
-                    format!(
-                        "{d}: {} denies {dir} from every pod, but cluster-wide policies cannot deny traffic from \
-                         outside the cluster (their {dir} peers are pods and namespaces only), so it does not count as \
-                         default-deny for {d}. Where something else blocks outside traffic to pods, set \
-                         clusterPolicies.countIngressDeny: true in palisade's config; otherwise apply the NetworkPolicy below.",
-                        by.join(" and ")
-                    )
-                }
-                ClusterDefault::Cut { deny, by } => format!(
-                    "{d}: {deny} would deny all {dir}, but an earlier rule lets broad traffic through first: {by}."
+                ClusterDefault::Denied { by, .. } => format!(
+                    "{d}: {} denies {dir} from every pod, but cluster-wide policies cannot deny traffic from \
+                     outside the cluster (their {dir} peers are pods and namespaces only), so it does not count as \
+                     default-deny for {d}. Where something else blocks outside traffic to pods, set \
+                     clusterPolicies.countIngressDeny: true in palisade's config; otherwise apply the NetworkPolicy below.",
+                    named(by, d)
                 ),
-                ClusterDefault::Partial { by, missing } => {
-                    let by: Vec<String> = by.iter().map(ToString::to_string).collect();
-                    format!(
-                        "{d}: {} {} {dir} traffic but not {} {missing}; a default-deny must cover every peer.",
-                        by.join(" and "),
-                        if by.len() == 1 { "denies" } else { "deny" },
-                        if d == Direction::Egress { "to" } else { "from" },
-                    )
-                }
+                ClusterDefault::Cut { deny, by } => format!(
+                    "{d}: {} would deny all {dir}, but an earlier rule lets broad traffic through first: {}.",
+                    named(std::slice::from_ref(deny), d),
+                    by.describe(set, d)
+                ),
+                ClusterDefault::Partial { by, missing } => format!(
+                    "{d}: {} {} {dir} traffic but not {} {missing}; a default-deny must cover every peer.",
+                    named(by, d),
+                    if by.len() == 1 { "denies" } else { "deny" },
+                    if d == Direction::Egress { "to" } else { "from" },
+                ),
             };
             out.push(line);
         }

@@ -292,3 +292,64 @@ fn the_worked_example_prints_what_the_docs_say() {
     }
     assert!(ran >= 9, "{ran} transcripts found");
 }
+
+/// A NetworkPolicy preview evaluates only the rows and columns of the pods
+/// the policy selects; with cluster-wide policies around them, its columns
+/// take the tiers into account too. Deleting each NetworkPolicy of every
+/// case previews as the diff of full listings says.
+#[test]
+fn networkpolicy_previews_among_tiers_equal_the_diff() {
+    let mut checked = 0;
+    for case in cases() {
+        let m = model(&case.join("manifests"));
+        for (ns, name) in m.policy_keys() {
+            let p = m.policy(&ns, &name).unwrap();
+            let change = palisade::reach::PolicyChange::delete(p);
+            let want = diff(&m, &m.with_change(&change)).changes;
+            let got = palisade::reach::preview(&m, &change).changes;
+            assert_eq!(
+                change_set(&got),
+                change_set(&want),
+                "{}: deleting {ns}/{name}",
+                case.display()
+            );
+            checked += 1;
+        }
+    }
+    assert!(checked >= 5, "{checked}");
+}
+
+/// A cluster-wide policy whose subject is a few pods of a large cluster is
+/// previewed from their rows and columns alone; the answer is the diff.
+#[test]
+fn a_narrow_cluster_policy_previews_from_its_pods_alone() {
+    let mut yaml = String::new();
+    for i in 0..12 {
+        yaml.push_str(&format!(
+            "---\napiVersion: v1\nkind: Namespace\nmetadata: {{name: ns{i}, labels: {{team: t{}}}}}\n---\napiVersion: apps/v1\nkind: Deployment\nmetadata: {{name: app, namespace: ns{i}}}\nspec:\n  selector: {{matchLabels: {{app: a}}}}\n  template:\n    metadata: {{labels: {{app: a}}}}\n    spec: {{containers: [{{name: c, image: x, ports: [{{name: http, containerPort: 8080}}]}}]}}\n",
+            i % 3
+        ));
+    }
+    yaml.push_str(
+        "---\napiVersion: policy.networking.k8s.io/v1alpha1\nkind: BaselineAdminNetworkPolicy\nmetadata: {name: default}\nspec:\n  subject: {namespaces: {matchLabels: {team: t0}}}\n  ingress:\n  - {action: Deny, from: [{namespaces: {}}]}\n---\napiVersion: networking.k8s.io/v1\nkind: NetworkPolicy\nmetadata: {name: in, namespace: ns3}\nspec:\n  podSelector: {}\n  ingress: [{from: [{namespaceSelector: {matchLabels: {team: t1}}}], ports: [{port: http}]}]\n",
+    );
+    let m = model_of(&yaml);
+    let narrow = model_of(
+        "apiVersion: policy.networking.k8s.io/v1alpha1\nkind: AdminNetworkPolicy\nmetadata: {name: one}\nspec:\n  priority: 5\n  subject: {namespaces: {matchLabels: {kubernetes.io/metadata.name: ns0}}}\n  egress:\n  - {action: Allow, to: [{namespaces: {matchLabels: {team: t0}}}], ports: [{namedPort: http}]}\n  - {action: Deny, to: [{namespaces: {}}]}\n  ingress:\n  - {action: Allow, from: [{namespaces: {matchLabels: {team: t2}}}]}\n",
+    )
+    .cluster_policies()
+    .all()[0]
+    .clone();
+    let after = m.with_cluster_change(None, Some(&narrow));
+    let want = diff(&m, &after).changes;
+    assert!(!want.is_empty());
+    let got = preview_cluster(&m, None, Some(&narrow)).changes;
+    assert_eq!(change_set(&got), change_set(&want));
+    // And a NetworkPolicy change among those tiers.
+    let np = m.policy("ns3", "in").unwrap();
+    let change = palisade::reach::PolicyChange::delete(np);
+    assert_eq!(
+        change_set(&palisade::reach::preview(&after, &change).changes),
+        change_set(&diff(&after, &after.with_change(&change)).changes)
+    );
+}

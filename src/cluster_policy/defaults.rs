@@ -35,20 +35,63 @@ pub struct RuleRef {
     pub rule: String,
 }
 
-impl RuleRef {
-    fn of(p: &ClusterPolicy, d: Direction, i: usize) -> Self {
-        RuleRef {
-            policy: p.to_string(),
-            kind: p.kind,
-            name: p.name.clone(),
-            rule: p.rule_label(d, i),
-        }
-    }
-}
-
 impl fmt::Display for RuleRef {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{} {}", self.policy, self.rule)
+    }
+}
+
+/// A rule by position: policy `policy` of [`ClusterPolicies::all`], its
+/// rule `rule` of the direction asked about. Walking the tiers for 10,000
+/// namespaces records positions; words are made only for a message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct RuleAt {
+    /// Index into [`ClusterPolicies::all`].
+    pub policy: usize,
+    /// Index into the policy's rules of the direction.
+    pub rule: usize,
+}
+
+impl RuleAt {
+    /// The policy and rule, named.
+    pub fn named(self, set: &ClusterPolicies, d: Direction) -> Option<RuleRef> {
+        let p = set.all().get(self.policy)?;
+        Some(RuleRef {
+            policy: p.to_string(),
+            kind: p.kind,
+            name: p.name.clone(),
+            rule: p.rule_label(d, self.rule),
+        })
+    }
+
+    /// The rule in words (see [`describe_rule`]).
+    pub fn describe(self, set: &ClusterPolicies, d: Direction) -> String {
+        set.all()
+            .get(self.policy)
+            .map(|p| describe_rule(p, d, self.rule))
+            .unwrap_or_default()
+    }
+}
+
+/// An earlier rule that lets specific peers through a default-deny.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Allowance {
+    /// The rule.
+    pub at: RuleAt,
+    /// An admin `Pass` before an admin deny: the peers go on to
+    /// NetworkPolicies and the baseline.
+    pub passed: bool,
+}
+
+impl Allowance {
+    /// In words.
+    pub fn describe(self, set: &ClusterPolicies, d: Direction) -> String {
+        let words = self.at.describe(set, d);
+        if self.passed {
+            format!("{words} (passed on to NetworkPolicies and the baseline)")
+        } else {
+            words
+        }
     }
 }
 
@@ -60,23 +103,23 @@ pub enum ClusterDefault {
     /// Denied by default: `by` together deny every peer on every port.
     Denied {
         /// The deny rules.
-        by: Vec<RuleRef>,
+        by: Vec<RuleAt>,
         /// Earlier rules that let specific peers through (DNS, ...).
-        allowances: Vec<String>,
+        allowances: Vec<Allowance>,
     },
     /// A deny-everything rule exists but an earlier broad rule cuts into it.
     Cut {
         /// The deny rule cut into.
-        deny: RuleRef,
-        /// The rule that cuts in, in words.
-        by: String,
+        deny: RuleAt,
+        /// The rule that cuts in.
+        by: RuleAt,
     },
     /// Deny rules cover only part of the peers.
     Partial {
         /// The deny rules.
-        by: Vec<RuleRef>,
+        by: Vec<RuleAt>,
         /// What they leave out, in words.
-        missing: String,
+        missing: &'static str,
     },
 }
 
@@ -93,18 +136,18 @@ struct Coverage {
     pods: bool,
     v4: bool,
     v6: bool,
-    by: Vec<RuleRef>,
+    by: Vec<RuleAt>,
 }
 
 impl Coverage {
-    fn add(&mut self, rule: &ClusterRule, r: RuleRef) {
+    fn add(&mut self, rule: &ClusterRule, at: RuleAt) {
         let nets = rule.networks();
         let before = (self.pods, self.v4, self.v6);
         self.pods |= rule.admits_every_pod();
         self.v4 |= nets.is_all_v4();
         self.v6 |= nets.is_all_v6();
         if (self.pods, self.v4, self.v6) != before {
-            self.by.push(r);
+            self.by.push(at);
         }
     }
 
@@ -117,20 +160,35 @@ impl Coverage {
         }
     }
 
-    fn missing(&self, d: Direction) -> String {
-        let mut m = Vec::new();
-        if !self.pods {
-            m.push("every pod (namespaces: {})");
+    fn missing(&self, d: Direction) -> &'static str {
+        let egress = d == Direction::Egress;
+        match (self.pods, egress, self.v4, self.v6) {
+            (false, false, _, _) | (false, true, true, true) => "every pod (namespaces: {})",
+            (false, true, false, false) => {
+                "every pod (namespaces: {}) and every address (networks: [0.0.0.0/0, ::/0])"
+            }
+            (false, true, false, true) => {
+                "every pod (namespaces: {}) and IPv4 addresses (networks: [0.0.0.0/0])"
+            }
+            (false, true, true, false) => {
+                "every pod (namespaces: {}) and IPv6 addresses (networks: [::/0])"
+            }
+            (true, true, false, false) => "every address (networks: [0.0.0.0/0, ::/0])",
+            (true, true, false, true) => "IPv4 addresses (networks: [0.0.0.0/0])",
+            (true, true, true, false) => "IPv6 addresses (networks: [::/0])",
+            (true, _, _, _) => "",
         }
-        if d == Direction::Egress {
-            match (self.v4, self.v6) {
-                (false, false) => m.push("every address (networks: [0.0.0.0/0, ::/0])"),
-                (false, true) => m.push("IPv4 addresses (networks: [0.0.0.0/0])"),
-                (true, false) => m.push("IPv6 addresses (networks: [::/0])"),
-                (true, true) => {}
+    }
+
+    fn partial_or_nothing(self, d: Direction) -> ClusterDefault {
+        if self.by.is_empty() {
+            ClusterDefault::Nothing
+        } else {
+            ClusterDefault::Partial {
+                missing: self.missing(d),
+                by: self.by,
             }
         }
-        m.join(" and ")
     }
 }
 
@@ -157,114 +215,94 @@ pub fn default_deny(set: &ClusterPolicies, ns_labels: &Labels, d: Direction) -> 
     let mut cov = Coverage::default();
     let mut allowances = Vec::new();
     let mut admin_passes = Vec::new();
-    let mut cut_in_admin: Option<String> = None;
-    let mut cut_deny: Option<(RuleRef, String)> = None;
-    for tier in [Tier::Admin, Tier::Baseline] {
-        for p in set.tier(tier) {
-            if !p.subject.selects_namespace(ns_labels) {
-                continue;
-            }
-            let covers = p.subject.covers_namespace(ns_labels);
-            for (i, rule) in p.rules(d).iter().enumerate() {
-                let words = || describe_rule(p, d, i);
-                match (rule.action, tier) {
-                    (Action::Allow, _) if rule.is_broad() => {
-                        // Everything after it is cut into for those peers.
-                        return match cut_deny.or_else(|| first_deny_after(set, ns_labels, d, p, i))
-                        {
-                            Some((deny, _)) => ClusterDefault::Cut { deny, by: words() },
-                            None if !cov.by.is_empty() => ClusterDefault::Partial {
-                                missing: cov.missing(d),
-                                by: cov.by,
-                            },
-                            None => ClusterDefault::Nothing,
+    let mut cut_in_admin: Option<RuleAt> = None;
+    let mut cut_deny: Option<(RuleAt, RuleAt)> = None;
+    let all = set.all();
+    for (pi, p) in all.iter().enumerate() {
+        if !p.subject.selects_namespace(ns_labels) {
+            continue;
+        }
+        let covers = p.subject.covers_namespace(ns_labels);
+        for (ri, rule) in p.rules(d).iter().enumerate() {
+            let at = RuleAt {
+                policy: pi,
+                rule: ri,
+            };
+            match (rule.action, p.tier) {
+                // Everything after a broad allow is cut into for those
+                // peers; passing broadly in the baseline ends allowed.
+                (Action::Allow, _) | (Action::Pass, Tier::Baseline) if rule.is_broad() => {
+                    let deny = cut_deny
+                        .map(|(deny, _)| deny)
+                        .or_else(|| first_deny_after(set, ns_labels, d, pi, ri));
+                    return match deny {
+                        Some(deny) => ClusterDefault::Cut { deny, by: at },
+                        None => cov.partial_or_nothing(d),
+                    };
+                }
+                (Action::Allow, _) | (Action::Pass, Tier::Baseline) => {
+                    allowances.push(Allowance { at, passed: false })
+                }
+                (Action::Pass, Tier::Admin) if rule.is_broad() => {
+                    cut_in_admin.get_or_insert(at);
+                }
+                (Action::Pass, Tier::Admin) => admin_passes.push(Allowance { at, passed: true }),
+                (Action::Deny, tier) => {
+                    if !covers || !rule.ports.covers_all() {
+                        continue;
+                    }
+                    if tier == Tier::Admin
+                        && let Some(by) = cut_in_admin
+                    {
+                        cut_deny.get_or_insert((at, by));
+                        continue;
+                    }
+                    cov.add(rule, at);
+                    if cov.complete(d) {
+                        if tier == Tier::Admin {
+                            // Peers passed before an admin deny go on to
+                            // NetworkPolicies and the baseline.
+                            allowances.extend(admin_passes.iter().copied());
+                        }
+                        return ClusterDefault::Denied {
+                            by: cov.by,
+                            allowances,
                         };
-                    }
-                    (Action::Allow, _) => allowances.push(words()),
-                    (Action::Pass, Tier::Admin) if rule.is_broad() => {
-                        cut_in_admin.get_or_insert_with(words);
-                    }
-                    (Action::Pass, Tier::Admin) => admin_passes.push(words()),
-                    (Action::Pass, Tier::Baseline) if rule.is_broad() => {
-                        // Passing in the baseline tier ends allowed.
-                        return match cut_deny.or_else(|| first_deny_after(set, ns_labels, d, p, i))
-                        {
-                            Some((deny, _)) => ClusterDefault::Cut { deny, by: words() },
-                            None => ClusterDefault::Nothing,
-                        };
-                    }
-                    (Action::Pass, Tier::Baseline) => allowances.push(words()),
-                    (Action::Deny, _) => {
-                        if !covers || !rule.ports.covers_all() {
-                            continue;
-                        }
-                        if tier == Tier::Admin
-                            && let Some(by) = &cut_in_admin
-                        {
-                            cut_deny.get_or_insert_with(|| (RuleRef::of(p, d, i), by.clone()));
-                            continue;
-                        }
-                        cov.add(rule, RuleRef::of(p, d, i));
-                        if cov.complete(d) {
-                            if tier == Tier::Admin {
-                                // Peers passed before an admin deny go on
-                                // to NetworkPolicies and the baseline.
-                                allowances.extend(admin_passes.iter().map(|w| {
-                                    format!("{w} (passed on to NetworkPolicies and the baseline)")
-                                }));
-                            }
-                            return ClusterDefault::Denied {
-                                by: cov.by,
-                                allowances,
-                            };
-                        }
                     }
                 }
             }
         }
     }
-    if let Some((deny, by)) = cut_deny {
-        return ClusterDefault::Cut { deny, by };
-    }
-    if cov.by.is_empty() {
-        ClusterDefault::Nothing
-    } else {
-        ClusterDefault::Partial {
-            missing: cov.missing(d),
-            by: cov.by,
-        }
+    match cut_deny {
+        Some((deny, by)) => ClusterDefault::Cut { deny, by },
+        None => cov.partial_or_nothing(d),
     }
 }
 
-/// The first deny-everything rule after rule `after` of `from`, for a
-/// message that says what was cut into.
+/// The first deny-everything rule after rule `after` of policy `from`, for
+/// a message that says what was cut into.
 fn first_deny_after(
     set: &ClusterPolicies,
     ns_labels: &Labels,
     d: Direction,
-    from: &ClusterPolicy,
+    from: usize,
     after: usize,
-) -> Option<(RuleRef, String)> {
-    let mut seen = false;
-    for p in set.all() {
-        let this = p.key() == from.key();
-        if !seen && !this {
-            continue;
-        }
-        seen = true;
-        if !p.subject.covers_namespace(ns_labels) {
-            continue;
-        }
-        for (i, r) in p.rules(d).iter().enumerate() {
-            if this && i <= after {
-                continue;
-            }
-            if r.action == Action::Deny && r.ports.covers_all() && r.admits_every_pod() {
-                return Some((RuleRef::of(p, d, i), String::new()));
-            }
-        }
-    }
-    None
+) -> Option<RuleAt> {
+    set.all()
+        .iter()
+        .enumerate()
+        .skip(from)
+        .filter(|(_, p)| p.subject.covers_namespace(ns_labels))
+        .find_map(|(pi, p)| {
+            p.rules(d).iter().enumerate().find_map(|(ri, r)| {
+                let later = pi > from || ri > after;
+                (later && r.action == Action::Deny && r.ports.covers_all() && r.admits_every_pod())
+                    .then_some(RuleAt {
+                        policy: pi,
+                        rule: ri,
+                    })
+            })
+        })
 }
 
 /// An admin-tier rule that allows everything for a direction: `Allow`/

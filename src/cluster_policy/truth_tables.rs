@@ -915,22 +915,20 @@ fn default_deny_from_the_tiers_truth_table() {
         assert_eq!(kind, want, "{name}: {got:?}");
     }
     // What the messages are made of.
-    let got = dd(
-        &[banp(&format!("{all}  egress:\n{dns}{deny_egress}"))],
-        Egress,
-    );
+    let policies = set(&[banp(&format!("{all}  egress:\n{dns}{deny_egress}"))]);
+    let got = defaults::default_deny(&policies, &ns_labels("shop", &[("team", "a")]), Egress);
     let ClusterDefault::Denied { by, allowances } = got else {
         panic!("{got:?}")
     };
     assert_eq!(
-        by[0].to_string(),
+        by[0].named(&policies, Egress).unwrap().to_string(),
         "baseline policy default (BaselineAdminNetworkPolicy) rule \"deny-all\""
     );
     assert_eq!(allowances.len(), 1);
+    let words = allowances[0].describe(&policies, Egress);
     assert!(
-        allowances[0].contains("rule \"dns\": Allow pods k8s-app=kube-dns in namespaces kubernetes.io/metadata.name=kube-system on UDP 53"),
-        "{}",
-        allowances[0]
+        words.contains("rule \"dns\": Allow pods k8s-app=kube-dns in namespaces kubernetes.io/metadata.name=kube-system on UDP 53"),
+        "{words}"
     );
     let got = dd(
         &[banp(&format!(

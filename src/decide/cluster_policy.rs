@@ -249,7 +249,7 @@ fn keep_default_deny(
         lost_in.push(ns.name.clone());
         for d in missing.iter() {
             if let ClusterDefault::Denied { by, .. } = &had.cluster[d.index()] {
-                for r in by {
+                for r in by.iter().filter_map(|r| r.named(&before, d)) {
                     let text = r.to_string();
                     if !considered.contains(&text) {
                         considered.push(text);

@@ -152,7 +152,7 @@ fn require_default_deny(
     }
     let fix = netpol::default_deny_manifest(ns, missing);
     let cluster: String = dd
-        .notes(cfg.require_default_deny)
+        .notes(cfg.require_default_deny, &view.cluster_policies)
         .iter()
         .map(|n| format!("{n}\n"))
         .collect();
@@ -494,6 +494,7 @@ fn relabel_keeps_default_deny(
         .filter_map(|d| match &before.cluster[d.index()] {
             crate::cluster_policy::defaults::ClusterDefault::Denied { by, .. } => Some(
                 by.iter()
+                    .filter_map(|r| r.named(&view.cluster_policies, d))
                     .map(|r| format!("{} ({d})", r.policy))
                     .collect::<Vec<_>>()
                     .join(", "),

@@ -222,8 +222,14 @@ type ExtKey = (usize, Vec<u32>, Vec<ContainerPort>, Vec<usize>);
 
 /// Every allowed connection of the model.
 pub(crate) fn reach_all(model: &Model) -> Reach {
-    let sets = PeerSets::new(model);
-    let view = View::dense(&sets);
+    reach_with(&PeerSets::new(model))
+}
+
+/// Every allowed connection of the model `sets` evaluates (with the
+/// cluster-wide policies it holds).
+pub(crate) fn reach_with(sets: &PeerSets<'_>) -> Reach {
+    let model = sets.model();
+    let view = View::dense(sets);
     let mut out = Reach::default();
     // Groups with the same policies and (for ingress) ports have the same
     // external connectivity; namespaces full of alike pods are common.

@@ -75,6 +75,11 @@ impl<'m> PeerSets<'m> {
         &self.tiers
     }
 
+    /// The model evaluated.
+    pub(crate) fn model(&self) -> &'m Model {
+        self.model
+    }
+
     /// The peer `id`.
     pub(crate) fn peer(&self, id: PeerId) -> Option<&Peer> {
         let base = self.model.intern.peer_capacity();
@@ -302,21 +307,14 @@ impl<'s, 'm> View<'s, 'm> {
             return Rc::new(cols[d.index()][g as usize].clone());
         }
         let n = self.sets.live.len();
-        if !self.sets.tiers.is_empty() {
-            // With cluster-wide policies a row is more than its rules'
-            // peers: read the column off the rows themselves.
-            let mut col = BitSet::empty(n);
-            for x in self.sets.live.iter() {
-                if self.row(d, x as GroupId).contains(g as usize) {
-                    col.insert(x);
-                }
-            }
-            return Rc::new(col);
-        }
         let target = Target::new(self.sets, g);
         let mut col = BitSet::empty(n);
+        let mut isolated = BitSet::empty(n);
         for x in self.sets.live.iter() {
             let pols = self.selecting(d, x as GroupId);
+            if !pols.is_empty() {
+                isolated.insert(x);
+            }
             let admits = pols.is_empty()
                 || pols.iter().any(|&p| {
                     let scope = self.policy_ns(p);
@@ -327,6 +325,10 @@ impl<'s, 'm> View<'s, 'm> {
             if admits {
                 col.insert(x);
             }
+        }
+        // With cluster-wide policies a row is more than its rules' peers.
+        if !self.sets.tiers.is_empty() {
+            col = self.sets.tiers.col(d, g, col, &isolated);
         }
         Rc::new(col)
     }

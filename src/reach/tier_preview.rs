@@ -9,6 +9,7 @@
 use std::sync::Arc;
 
 use super::bits::BitSet;
+use super::compute::reach_with;
 use super::diff::changes_same_ids;
 use super::eval::{PeerSets, View};
 use super::model::Model;
@@ -52,7 +53,16 @@ pub fn preview_cluster(
     }
     let sets_before = PeerSets::with_cluster(model, Vec::new(), before);
     let sets_after = PeerSets::with_cluster(model, Vec::new(), Arc::new(after));
-    let was = partial(&View::new(&sets_before), &affected);
-    let will = partial(&View::new(&sets_after), &affected);
+    // A baseline usually selects every pod: past a quarter of the groups,
+    // two full listings (rows evaluated once, columns by transposing) cost
+    // less than a column per group.
+    let (was, will) = if affected.iter().count() * 4 > model.group_ids().count() {
+        (reach_with(&sets_before), reach_with(&sets_after))
+    } else {
+        (
+            partial(&View::new(&sets_before), &affected),
+            partial(&View::new(&sets_after), &affected),
+        )
+    };
     Preview::from_changes(changes_same_ids(&was, &will, model))
 }

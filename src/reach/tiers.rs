@@ -54,6 +54,8 @@ pub(crate) struct Tiers<'m> {
     addresses: RefCell<HashMap<(usize, usize, usize), Rc<AddrSet>>>,
     /// Per (direction, selecting policies): the candidate row's tier part.
     rows: RefCell<HashMap<RowKey, Rc<RowPart>>>,
+    /// Per direction: the governed groups by selecting policies.
+    classes: RefCell<[Option<Rc<Vec<(BitSet, Rc<RowPart>)>>>; 2]>,
 }
 
 /// A direction and the cluster-wide policies selecting a group for it.
@@ -79,6 +81,7 @@ impl<'m> Tiers<'m> {
             peers: RefCell::new(HashMap::new()),
             addresses: RefCell::new(HashMap::new()),
             rows: RefCell::new(HashMap::new()),
+            classes: RefCell::new([None, None]),
         }
     }
 
@@ -296,6 +299,12 @@ impl<'m> Tiers<'m> {
     fn row_part(&self, d: Direction, g: GroupId) -> Rc<RowPart> {
         let admin = self.selecting(Tier::Admin, d, g);
         let baseline = self.selecting(Tier::Baseline, d, g);
+        self.part_of(d, admin, baseline)
+    }
+
+    /// The tier part of the rows of groups selected by exactly `admin` and
+    /// `baseline` for `d`.
+    fn part_of(&self, d: Direction, admin: Vec<usize>, baseline: Vec<usize>) -> Rc<RowPart> {
         let mut key = admin.clone();
         key.push(usize::MAX);
         key.extend(&baseline);
@@ -313,6 +322,59 @@ impl<'m> Tiers<'m> {
         });
         self.rows.borrow_mut().insert(key, Rc::clone(&part));
         part
+    }
+
+    /// The groups some cluster-wide policy selects for `d`, grouped by
+    /// which ones select them, with the tier part of their rows.
+    fn classes(&self, d: Direction) -> Rc<Vec<(BitSet, Rc<RowPart>)>> {
+        if let Some(c) = self.classes.borrow()[d.index()].as_ref() {
+            return Rc::clone(c);
+        }
+        let mut by: HashMap<(Vec<usize>, Vec<usize>), BitSet> = HashMap::new();
+        for g in self.model.group_ids() {
+            let admin = self.selecting(Tier::Admin, d, g);
+            let baseline = self.selecting(Tier::Baseline, d, g);
+            if admin.is_empty() && baseline.is_empty() {
+                continue;
+            }
+            by.entry((admin, baseline))
+                .or_insert_with(|| BitSet::empty(self.width()))
+                .insert(g as usize);
+        }
+        let classes: Vec<(BitSet, Rc<RowPart>)> = by
+            .into_iter()
+            .map(|((admin, baseline), members)| (members, self.part_of(d, admin, baseline)))
+            .collect();
+        let classes = Rc::new(classes);
+        self.classes.borrow_mut()[d.index()] = Some(Rc::clone(&classes));
+        classes
+    }
+
+    /// A column with the tiers applied: `netpol` holds the groups whose
+    /// NetworkPolicy row holds `g` and the groups no NetworkPolicy selects
+    /// for `d` (`isolated` are those some does). The transpose of
+    /// [`Tiers::row`] over every group, one class of alike-selected groups
+    /// at a time rather than one row per group.
+    pub(crate) fn col(
+        &self,
+        d: Direction,
+        g: GroupId,
+        mut netpol: BitSet,
+        isolated: &BitSet,
+    ) -> BitSet {
+        let g = g as usize;
+        for (members, part) in self.classes(d).iter() {
+            if part.admin_denied.contains(g) {
+                netpol.subtract_with(members);
+            } else if part.admin_allowed.contains(g) {
+                netpol.union_with(members);
+            } else if part.baseline_denied.contains(g) {
+                let mut open = members.clone();
+                open.subtract_with(isolated);
+                netpol.subtract_with(&open);
+            }
+        }
+        netpol
     }
 
     /// For policies in order: the groups some `Allow` rule may admit, and
