@@ -55,8 +55,12 @@ pub(crate) struct Tiers<'m> {
     /// Per (direction, selecting policies): the candidate row's tier part.
     rows: RefCell<HashMap<RowKey, Rc<RowPart>>>,
     /// Per direction: the governed groups by selecting policies.
-    classes: RefCell<[Option<Rc<Vec<(BitSet, Rc<RowPart>)>>>; 2]>,
+    classes: RefCell<[Option<Rc<Classes>>; 2]>,
 }
+
+/// Groups selected by the same cluster-wide policies, with the tier part
+/// of their rows.
+type Classes = Vec<(BitSet, Rc<RowPart>)>;
 
 /// A direction and the cluster-wide policies selecting a group for it.
 type RowKey = (usize, Vec<usize>);
@@ -326,7 +330,7 @@ impl<'m> Tiers<'m> {
 
     /// The groups some cluster-wide policy selects for `d`, grouped by
     /// which ones select them, with the tier part of their rows.
-    fn classes(&self, d: Direction) -> Rc<Vec<(BitSet, Rc<RowPart>)>> {
+    fn classes(&self, d: Direction) -> Rc<Classes> {
         if let Some(c) = self.classes.borrow()[d.index()].as_ref() {
             return Rc::clone(c);
         }
@@ -341,7 +345,7 @@ impl<'m> Tiers<'m> {
                 .or_insert_with(|| BitSet::empty(self.width()))
                 .insert(g as usize);
         }
-        let classes: Vec<(BitSet, Rc<RowPart>)> = by
+        let classes: Classes = by
             .into_iter()
             .map(|((admin, baseline), members)| (members, self.part_of(d, admin, baseline)))
             .collect();
