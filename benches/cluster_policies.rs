@@ -61,7 +61,7 @@ fn namespace(i: usize) -> String {
     );
     // Every twentieth namespace has no default-deny of its own: the
     // baseline is all it has for egress.
-    if i % 20 != 0 {
+    if !i.is_multiple_of(20) {
         y.push_str(&format!("---\napiVersion: networking.k8s.io/v1\nkind: NetworkPolicy\nmetadata: {{name: default-deny, namespace: ns-{i:05}}}\nspec: {{podSelector: {{}}, policyTypes: [Ingress, Egress]}}\n"));
     }
     y
