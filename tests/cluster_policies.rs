@@ -544,17 +544,7 @@ spec:
     metadata: {labels: {app: api}}
     spec: {containers: [{name: api, image: api:1, ports: [{containerPort: 8080}]}]}
 "#;
-    let yaml = format!("{CLUSTER}---{BASELINE}---{workloads}");
-    let mut m = palisade::manifest::Manifests::default();
-    palisade::manifest::read_text(std::path::Path::new("state.yaml"), &yaml, &mut m);
-    let mut cluster = palisade::cluster::static_dir::StaticCluster::new();
-    cluster.apply_all(&m).unwrap();
-    cluster.set_reach_model(
-        palisade::reach::ModelBuilder::new()
-            .documents(&m)
-            .unwrap()
-            .build(),
-    );
+    let cluster = common::state_with_model(&format!("{CLUSTER}---{BASELINE}---{workloads}"));
     let mut cfg = default_config();
     cfg.simulate.preview = true;
     let server = TestServer::start(cfg, cluster).await;

@@ -170,7 +170,7 @@ impl Reader<'_> {
 
     fn admin(&self, s: v1::AdminSpec) -> Result<ClusterPolicy, Located> {
         let priority = priority(s.priority)?;
-        let subject = v1_subject(s.subject)?;
+        let subject = read_subject(s.subject)?;
         let ingress = v1_rules(Direction::Ingress, s.ingress, ANP_ACTIONS)?;
         let egress = v1_rules(Direction::Egress, s.egress, ANP_ACTIONS)?;
         Ok(self.policy(
@@ -193,7 +193,7 @@ impl Reader<'_> {
                 )),
             ));
         }
-        let subject = v1_subject(s.subject)?;
+        let subject = read_subject(s.subject)?;
         let ingress = v1_rules(Direction::Ingress, s.ingress, BANP_ACTIONS)?;
         let egress = v1_rules(Direction::Egress, s.egress, BANP_ACTIONS)?;
         Ok(self.policy(
@@ -221,12 +221,7 @@ impl Reader<'_> {
             None => return Err(("spec.tier".into(), Problem::Invalid("missing tier".into()))),
         };
         let priority = priority(s.priority)?;
-        let subject = match s.subject {
-            None => return Err(missing_subject()),
-            Some(v2::Subject { namespaces, pods }) => {
-                subject_of(namespaces, pods.map(v2::NamespacedPod::fields))?
-            }
-        };
+        let subject = read_subject(s.subject)?;
         let ingress = v2_rules(
             Direction::Ingress,
             s.ingress
@@ -502,9 +497,9 @@ fn protocol(at: &str, p: Option<&str>) -> Result<Protocol, Located> {
     }
 }
 
-fn v1_subject(s: Option<v1::Subject>) -> Result<Subject, Located> {
+fn read_subject(s: Option<SubjectFields>) -> Result<Subject, Located> {
     let s = s.ok_or_else(missing_subject)?;
-    subject_of(s.namespaces, s.pods.map(v1::NamespacedPod::fields))
+    subject_of(s.namespaces, s.pods.map(NamespacedPod::fields))
 }
 
 fn v1_ports(at: &str, ports: Option<Vec<v1::Port>>) -> Result<RulePorts, Located> {
@@ -582,7 +577,7 @@ fn v1_rules<R: v1::Rule>(
         .collect()
 }
 
-fn v2_ingress_peers(list: Vec<v2::IngressPeer>) -> Vec<v2::EgressPeer> {
+fn v2_ingress_peers(list: Vec<IngressPeer>) -> Vec<v2::EgressPeer> {
     list.into_iter()
         .map(|p| v2::EgressPeer {
             namespaces: p.namespaces,
@@ -750,17 +745,49 @@ impl fmt::Display for Action {
 
 /// The v1alpha1 schema (bundle v0.1.7, with the experimental channel's
 /// `nodes` and `namedPort`).
+/// What both versions write the same way: the subject, a `pods`
+/// selector pair, an ingress peer.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+struct SubjectFields {
+    namespaces: Option<LabelSelector>,
+    pods: Option<NamespacedPod>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+struct NamespacedPod {
+    namespace_selector: Option<LabelSelector>,
+    pod_selector: Option<LabelSelector>,
+}
+
+impl NamespacedPod {
+    fn fields(self) -> PodsFields {
+        PodsFields {
+            namespace_selector: self.namespace_selector,
+            pod_selector: self.pod_selector,
+        }
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+struct IngressPeer {
+    namespaces: Option<LabelSelector>,
+    pods: Option<NamespacedPod>,
+}
+
 mod v1 {
     use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
     use serde::Deserialize;
 
-    use super::{PeerFields, PodsFields};
+    use super::{IngressPeer, NamespacedPod, PeerFields, SubjectFields};
 
     #[derive(Deserialize)]
     #[serde(deny_unknown_fields, rename_all = "camelCase")]
     pub(super) struct AdminSpec {
         pub(super) priority: Option<i64>,
-        pub(super) subject: Option<Subject>,
+        pub(super) subject: Option<SubjectFields>,
         #[serde(default)]
         pub(super) ingress: Vec<IngressRule>,
         #[serde(default)]
@@ -770,25 +797,11 @@ mod v1 {
     #[derive(Deserialize)]
     #[serde(deny_unknown_fields, rename_all = "camelCase")]
     pub(super) struct BaselineSpec {
-        pub(super) subject: Option<Subject>,
+        pub(super) subject: Option<SubjectFields>,
         #[serde(default)]
         pub(super) ingress: Vec<IngressRule>,
         #[serde(default)]
         pub(super) egress: Vec<EgressRule>,
-    }
-
-    #[derive(Deserialize)]
-    #[serde(deny_unknown_fields, rename_all = "camelCase")]
-    pub(super) struct Subject {
-        pub(super) namespaces: Option<LabelSelector>,
-        pub(super) pods: Option<NamespacedPod>,
-    }
-
-    #[derive(Deserialize)]
-    #[serde(deny_unknown_fields, rename_all = "camelCase")]
-    pub(super) struct NamespacedPod {
-        pub(super) namespace_selector: Option<LabelSelector>,
-        pub(super) pod_selector: Option<LabelSelector>,
     }
 
     #[derive(Deserialize)]
@@ -807,13 +820,6 @@ mod v1 {
         action: Option<String>,
         to: Option<Vec<EgressPeer>>,
         ports: Option<Vec<Port>>,
-    }
-
-    #[derive(Deserialize)]
-    #[serde(deny_unknown_fields, rename_all = "camelCase")]
-    pub(super) struct IngressPeer {
-        namespaces: Option<LabelSelector>,
-        pods: Option<NamespacedPod>,
     }
 
     #[derive(Deserialize)]
@@ -861,15 +867,6 @@ mod v1 {
         fn parts(self) -> Parts;
     }
 
-    impl NamespacedPod {
-        pub(super) fn fields(self) -> PodsFields {
-            PodsFields {
-                namespace_selector: self.namespace_selector,
-                pod_selector: self.pod_selector,
-            }
-        }
-    }
-
     impl Rule for IngressRule {
         fn parts(self) -> Parts {
             let peers = self.from.map(|l| {
@@ -911,32 +908,18 @@ mod v2 {
     use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
     use serde::Deserialize;
 
-    use super::{PeerFields, PodsFields};
+    use super::{IngressPeer, NamespacedPod, PeerFields, SubjectFields};
 
     #[derive(Deserialize)]
     #[serde(deny_unknown_fields, rename_all = "camelCase")]
     pub(super) struct Spec {
         pub(super) tier: Option<String>,
         pub(super) priority: Option<i64>,
-        pub(super) subject: Option<Subject>,
+        pub(super) subject: Option<SubjectFields>,
         #[serde(default)]
         pub(super) ingress: Vec<IngressRule>,
         #[serde(default)]
         pub(super) egress: Vec<EgressRule>,
-    }
-
-    #[derive(Deserialize)]
-    #[serde(deny_unknown_fields, rename_all = "camelCase")]
-    pub(super) struct Subject {
-        pub(super) namespaces: Option<LabelSelector>,
-        pub(super) pods: Option<NamespacedPod>,
-    }
-
-    #[derive(Deserialize)]
-    #[serde(deny_unknown_fields, rename_all = "camelCase")]
-    pub(super) struct NamespacedPod {
-        pub(super) namespace_selector: Option<LabelSelector>,
-        pub(super) pod_selector: Option<LabelSelector>,
     }
 
     #[derive(Deserialize)]
@@ -959,28 +942,12 @@ mod v2 {
 
     #[derive(Deserialize)]
     #[serde(deny_unknown_fields, rename_all = "camelCase")]
-    pub(super) struct IngressPeer {
-        pub(super) namespaces: Option<LabelSelector>,
-        pub(super) pods: Option<NamespacedPod>,
-    }
-
-    #[derive(Deserialize)]
-    #[serde(deny_unknown_fields, rename_all = "camelCase")]
     pub(super) struct EgressPeer {
         pub(super) namespaces: Option<LabelSelector>,
         pub(super) pods: Option<NamespacedPod>,
         pub(super) nodes: Option<LabelSelector>,
         pub(super) networks: Option<Vec<String>>,
         pub(super) domain_names: Option<Vec<String>>,
-    }
-
-    impl NamespacedPod {
-        pub(super) fn fields(self) -> PodsFields {
-            PodsFields {
-                namespace_selector: self.namespace_selector,
-                pod_selector: self.pod_selector,
-            }
-        }
     }
 
     impl EgressPeer {

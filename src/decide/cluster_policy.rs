@@ -76,23 +76,12 @@ pub fn validate_cluster_policy(cfg: &Config, req: &Request, scope: &ClusterScope
 }
 
 fn read(req: &Request, obj: &ClusterObject, v: &mut Verdict) -> Option<ClusterPolicy> {
-    match obj.read() {
-        Ok(mut p) => {
-            // A CREATE with generateName has no name yet; the request may.
-            if p.name.is_empty() {
-                p.name = req.display_name();
-            }
-            Some(p)
-        }
-        Err(e) => {
-            v.violate(
-                RuleId::InvalidObject,
-                format!("{}: cannot be read: {e}", req.subject()),
-                false,
-            );
-            None
-        }
+    let mut p = super::validate::readable(req, obj.read(), v)?;
+    // A CREATE with generateName has no name yet; the request may.
+    if p.name.is_empty() {
+        p.name = req.display_name();
     }
+    Some(p)
 }
 
 /// `first, second, ... and N more`.

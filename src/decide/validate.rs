@@ -235,7 +235,18 @@ fn owned_role_label(
 }
 
 fn read_policy(req: &Request, np: &NetworkPolicy, ns: &str, v: &mut Verdict) -> Option<Policy> {
-    match Policy::from_k8s(np, ns) {
+    readable(req, Policy::from_k8s(np, ns), v)
+}
+
+/// The object read, or an `invalid-object` violation saying why it
+/// cannot be (what the API server would reject never gets here; this is
+/// for what palisade cannot read).
+pub(super) fn readable<T, E: std::fmt::Display>(
+    req: &Request,
+    read: Result<T, E>,
+    v: &mut Verdict,
+) -> Option<T> {
+    match read {
         Ok(p) => Some(p),
         Err(e) => {
             v.violate(
