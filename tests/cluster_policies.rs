@@ -582,3 +582,120 @@ spec:
     let resp = server.review("/validate", &review).await;
     assert!(resp.get("warnings").is_none(), "{resp:#}");
 }
+
+// ---- many namespaces, audit, files ----------------------------------
+
+#[tokio::test]
+async fn the_namespaces_that_would_lose_their_default_deny_are_listed_ten_then_a_count() {
+    let mut yaml = String::from(BASELINE);
+    for i in 0..12 {
+        yaml.push_str(&format!(
+            "---\napiVersion: v1\nkind: Namespace\nmetadata: {{name: team-{i:02}}}\n---\napiVersion: networking.k8s.io/v1\nkind: NetworkPolicy\nmetadata: {{name: deny-ingress, namespace: team-{i:02}}}\nspec: {{podSelector: {{}}, policyTypes: [Ingress]}}\n"
+        ));
+    }
+    let server = TestServer::start(default_config(), state(&yaml)).await;
+    let resp = server
+        .review(
+            "/validate",
+            &cluster_review("DELETE", None, Some(&yaml_value(BASELINE))),
+        )
+        .await;
+    assert_eq!(resp["allowed"], false);
+    assert!(
+        message(&resp).starts_with("[keep-default-deny] deleting BaselineAdminNetworkPolicy default removes the only default-deny for Egress of 12 namespaces: team-00, team-01, team-02, team-03, team-04, team-05, team-06, team-07, team-08, team-09 and 2 more."),
+        "{resp:#}"
+    );
+}
+
+#[test]
+fn audit_reads_cluster_wide_policies() {
+    let allow_all = "apiVersion: policy.networking.k8s.io/v1alpha1\nkind: AdminNetworkPolicy\nmetadata: {name: open-everything}\nspec:\n  priority: 1\n  subject: {namespaces: {}}\n  ingress:\n  - {action: Allow, from: [{namespaces: {}}]}\n";
+    let mut m = palisade::manifest::Manifests::default();
+    palisade::manifest::read_text(
+        std::path::Path::new("cluster.yaml"),
+        &format!("{CLUSTER}---{BASELINE}---\n{allow_all}"),
+        &mut m,
+    );
+    let inv = palisade::audit::inventory_from_manifests(&m).unwrap();
+    assert_eq!(inv.cluster_policies.len(), 2);
+    let report = palisade::audit::audit(&default_config(), &inv);
+    let kinds: Vec<(String, String, String)> = report
+        .findings
+        .iter()
+        .map(|f| (f.namespace.clone(), f.object_kind.clone(), f.name.clone()))
+        .collect();
+    // The allow-all, cluster-scoped; team-b lacks default-deny for
+    // Ingress (the baseline fences its egress); fx-apps is fenced.
+    assert!(
+        kinds.contains(&(
+            String::new(),
+            "AdminNetworkPolicy".to_owned(),
+            "open-everything".to_owned()
+        )),
+        "{kinds:?}"
+    );
+    let team_b = report
+        .findings
+        .iter()
+        .find(|f| f.namespace == "team-b")
+        .expect("team-b lacks ingress");
+    assert!(
+        team_b
+            .message
+            .starts_with("namespace team-b has no default-deny NetworkPolicy for Ingress;"),
+        "{}",
+        team_b.message
+    );
+    assert!(
+        team_b
+            .message
+            .contains("Egress is denied by default cluster-wide by baseline policy default"),
+        "{}",
+        team_b.message
+    );
+    assert!(!kinds.iter().any(|(ns, _, _)| ns == "fx-apps"), "{kinds:?}");
+    let yaml = palisade::audit::render_policy_reports(&report, 1_700_000_000);
+    assert!(yaml.contains("kind: ClusterPolicyReport"), "{yaml}");
+    assert!(yaml.contains("kind: AdminNetworkPolicy"), "{yaml}");
+}
+
+#[test]
+fn a_file_the_api_server_would_reject_names_file_document_and_field() {
+    let dir = tempfile::tempdir().unwrap();
+    let bad = dir.path().join("bad.yaml");
+    std::fs::write(
+        &bad,
+        format!(
+            "{CLUSTER}---\napiVersion: policy.networking.k8s.io/v1alpha1\nkind: AdminNetworkPolicy\nmetadata: {{name: deny}}\nspec:\n  priority: 3\n  subject: {{namespaces: {{}}}}\n  egress:\n  - {{action: Block, to: [{{namespaces: {{}}}}]}}\n"
+        ),
+    )
+    .unwrap();
+    let want = "bad.yaml#4: AdminNetworkPolicy deny: spec.egress[0].action: unknown action \"Block\" (expected Allow, Deny or Pass)";
+    // simulate
+    let err = palisade::reach::run(
+        palisade::reach::SimulateCommand::List {
+            state: None,
+            cluster: false,
+            focus: None,
+            output: palisade::reach::output::Format::Text,
+            strict: false,
+            paths: vec![bad.clone()],
+        },
+        &mut Vec::new(),
+        &mut Vec::new(),
+    )
+    .unwrap_err();
+    assert_eq!(err.exit_code(), 2);
+    assert!(err.to_string().ends_with(want), "{err}");
+    // check, and --state
+    let opts = palisade::check::Options {
+        paths: vec![bad.clone()],
+        state: None,
+        namespace: "default".into(),
+        user: palisade::decide::User::default(),
+    };
+    let err = palisade::check::run(&default_config(), &opts).unwrap_err();
+    assert!(err.to_string().ends_with(want), "{err}");
+    let err = palisade::cluster::static_dir::StaticCluster::load(&[dir.path()]).unwrap_err();
+    assert!(err.to_string().ends_with(want), "{err}");
+}
