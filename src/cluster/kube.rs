@@ -260,10 +260,16 @@ impl ClusterView for KubeCluster {
                     Ok::<_, ClusterError>((ns, list))
                 };
                 // The cluster-wide policies too (a few objects, read at the
-                // same time): a baseline created a moment ago counts.
+                // same time): a baseline created a moment ago counts. If
+                // they cannot be read, the cached ones stand and the
+                // namespace's own read still confirms.
                 let (namespace, cluster) = tokio::join!(namespace, self.fresh_cluster_policies());
                 let (ns, list) = namespace?;
-                Ok::<_, ClusterError>((ns, list, cluster?))
+                let cluster = cluster.unwrap_or_else(|e| {
+                    tracing::warn!(error = %e, "could not read the cluster-wide policies fresh; the cached ones stand");
+                    None
+                });
+                Ok::<_, ClusterError>((ns, list, cluster))
             };
             let (ns, list, cluster) = tokio::time::timeout(CONFIRM_TIMEOUT, reads)
                 .await
