@@ -853,8 +853,10 @@ fn main() {
             cluster: Arc::new(state()),
             listen: local,
             metrics_listen: local,
-            tls_cert: cert.clone(),
-            tls_key: key.clone(),
+            tls: serve::TlsSource::Files {
+                cert: cert.clone(),
+                key: key.clone(),
+            },
             limits: ListenLimits::default(),
             body: BodyLimits::default(),
         }))

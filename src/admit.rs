@@ -84,6 +84,7 @@ pub async fn admit(
             PreviewModel::Ready(model) => {
                 if let Some(notes) = preview::preview_warnings(req, ns.as_deref(), &model) {
                     verdict.notes.extend(notes);
+                    verdict.previewed = true;
                 }
             }
         }

@@ -5,13 +5,18 @@
 //! standing from `posture`, allow-all from a NetworkPolicy CREATE decided by
 //! `validate`, role labels from `roles::derive`, sidecars from the mutating
 //! webhook's injection plan (`sidecar::plan`).
+//! Pods are named by the workload a user wrote ([`crate::reach::owners`]),
+//! so a fix says which Deployment to restart rather than which hash.
 //! The live part (`kube` lists) only gathers the objects.
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 
+use k8s_openapi::api::apps::v1::ReplicaSet;
+use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::core::v1::{Namespace, Pod, PodSpec};
 use k8s_openapi::api::networking::v1::NetworkPolicy;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use serde::Serialize;
 
 use crate::admit::{self, Webhook};
@@ -23,6 +28,7 @@ use crate::config::Config;
 use crate::decide::{ClusterObject, Gvk, Object, RuleId, User};
 use crate::netpol::{self, Policy};
 use crate::posture;
+use crate::reach::{Intermediate, Owners, PodSummary, WorkloadId};
 use crate::roles::{self, LabelPlan, PodFacts};
 use crate::sidecar;
 
@@ -35,6 +41,14 @@ pub struct Inventory {
     pub policies: Vec<NetworkPolicy>,
     /// Every pod.
     pub pods: Vec<Pod>,
+    /// Every ReplicaSet's metadata (whose controller names its pods'
+    /// workload).
+    pub replica_sets: Vec<ObjectMeta>,
+    /// Every Job's metadata.
+    pub jobs: Vec<ObjectMeta>,
+    /// What could not be read and what that changes (e.g. ReplicaSets
+    /// forbidden: pods are named by their ReplicaSet).
+    pub notes: Vec<String>,
     /// Every cluster-wide policy (AdminNetworkPolicy, ...) of the kinds
     /// the cluster serves.
     pub cluster_policies: Vec<ClusterObject>,
@@ -57,7 +71,65 @@ impl Inventory {
         for pod in &self.pods {
             b.pod(pod);
         }
+        for (kind, meta) in self.owner_metadata() {
+            b.owner(kind, meta);
+        }
         Ok(b)
+    }
+
+    /// The owner table of the ReplicaSets and Jobs listed.
+    pub fn owners(&self) -> Owners {
+        let mut o = Owners::new();
+        for (kind, meta) in self.owner_metadata() {
+            o.put(kind, meta, DEFAULT_NAMESPACE);
+        }
+        o
+    }
+
+    fn owner_metadata(&self) -> impl Iterator<Item = (Intermediate, &ObjectMeta)> {
+        let rs = self
+            .replica_sets
+            .iter()
+            .map(|m| (Intermediate::ReplicaSet, m));
+        rs.chain(self.jobs.iter().map(|m| (Intermediate::Job, m)))
+    }
+
+    /// The namespaces, NetworkPolicies and cluster-wide policies as a
+    /// cluster view (what `check --cluster` decides against), and each
+    /// NetworkPolicy read. A policy that cannot be read is logged and left
+    /// out: the API server validated it, so that is a palisade bug, not
+    /// the user's.
+    pub fn static_cluster(&self) -> (StaticCluster, Vec<(&NetworkPolicy, Policy)>) {
+        let mut cluster = StaticCluster::new();
+        for ns in &self.namespaces {
+            cluster.insert_namespace(ns);
+        }
+        for obj in &self.cluster_policies {
+            match obj.read() {
+                Ok(p) => cluster.insert_cluster_policy(p),
+                Err(e) => {
+                    tracing::warn!(error = %e, "cannot read a cluster-wide policy; it is left out")
+                }
+            }
+        }
+        let mut policies = Vec::new();
+        for np in &self.policies {
+            let ns = np
+                .metadata
+                .namespace
+                .as_deref()
+                .unwrap_or(DEFAULT_NAMESPACE);
+            match Policy::from_k8s(np, ns) {
+                Ok(p) => {
+                    cluster.insert_policy(&p);
+                    policies.push((np, p));
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "cannot read a NetworkPolicy; it is left out")
+                }
+            }
+        }
+        (cluster, policies)
     }
 }
 
@@ -116,6 +188,9 @@ pub struct Finding {
     pub name: String,
     /// What is wrong and how to fix it.
     pub message: String,
+    /// For a pod, the workload it belongs to (`shop/web[Deployment]`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub workload: Option<String>,
 }
 
 /// The audit's result.
@@ -147,40 +222,8 @@ impl AuditReport {
 
 /// Audits an inventory.
 pub fn audit(cfg: &Config, inv: &Inventory) -> AuditReport {
-    let mut cluster = StaticCluster::new();
-    for ns in &inv.namespaces {
-        cluster.insert_namespace(ns);
-    }
-    let mut cluster_policies = Vec::new();
-    for obj in &inv.cluster_policies {
-        match obj.read() {
-            Ok(p) => {
-                cluster.insert_cluster_policy(p);
-                cluster_policies.push(obj);
-            }
-            Err(e) => {
-                tracing::warn!(error = %e, "cannot read a cluster-wide policy; it is left out of the audit")
-            }
-        }
-    }
+    let (cluster, policies) = inv.static_cluster();
     let mut findings = Vec::new();
-    let mut policies = Vec::new();
-    for np in &inv.policies {
-        let ns = np
-            .metadata
-            .namespace
-            .as_deref()
-            .unwrap_or(DEFAULT_NAMESPACE);
-        match Policy::from_k8s(np, ns) {
-            Ok(p) => {
-                cluster.insert_policy(&p);
-                policies.push((np, p));
-            }
-            Err(e) => {
-                tracing::warn!(error = %e, "cannot read a NetworkPolicy; it is left out of the audit")
-            }
-        }
-    }
     for ns in &inv.namespaces {
         let name = ns.metadata.name.clone().unwrap_or_default();
         if cfg.is_exempt(&name) {
@@ -206,6 +249,7 @@ pub fn audit(cfg: &Config, inv: &Inventory) -> AuditReport {
                     "namespace {name} has no default-deny NetworkPolicy for {missing}; new workloads there are denied.\n{notes}Fix: apply\n\n{}",
                     netpol::default_deny_manifest(&name, missing)
                 ),
+                workload: None,
             });
         }
     }
@@ -239,10 +283,11 @@ pub fn audit(cfg: &Config, inv: &Inventory) -> AuditReport {
                 object_kind: "NetworkPolicy".into(),
                 name: p.name.clone(),
                 message: violation.message.clone(),
+                workload: None,
             });
         }
     }
-    for obj in cluster_policies {
+    for obj in &inv.cluster_policies {
         let name = obj.metadata.name.clone().unwrap_or_default();
         let req = check::create_request(
             &Gvk::new(
@@ -265,11 +310,13 @@ pub fn audit(cfg: &Config, inv: &Inventory) -> AuditReport {
                 object_kind: obj.kind.as_str().into(),
                 name: name.clone(),
                 message: violation.message.clone(),
+                workload: None,
             });
         }
     }
+    let owners = inv.owners();
     for pod in &inv.pods {
-        findings.extend(audit_pod(cfg, &cluster, pod));
+        findings.extend(audit_pod(cfg, &cluster, &owners, pod));
     }
     findings.sort_by(|a, b| (&a.namespace, a.kind, &a.name).cmp(&(&b.namespace, b.kind, &b.name)));
     AuditReport {
@@ -282,7 +329,7 @@ pub fn audit(cfg: &Config, inv: &Inventory) -> AuditReport {
     }
 }
 
-fn audit_pod(cfg: &Config, cluster: &StaticCluster, pod: &Pod) -> Vec<Finding> {
+fn audit_pod(cfg: &Config, cluster: &StaticCluster, owners: &Owners, pod: &Pod) -> Vec<Finding> {
     let ns = pod
         .metadata
         .namespace
@@ -292,6 +339,14 @@ fn audit_pod(cfg: &Config, cluster: &StaticCluster, pod: &Pod) -> Vec<Finding> {
     if cfg.is_exempt(&ns) {
         return Vec::new();
     }
+    let direct = PodSummary::from_pod(pod, DEFAULT_NAMESPACE);
+    let workload = direct.shown_as(owners);
+    let of = if &*workload.kind == "Pod" {
+        String::new()
+    } else {
+        format!(" (of {workload})")
+    };
+    let recreate = recreate(&workload, &name);
     let finding = |kind, message: String| Finding {
         kind,
         namespace: ns.clone(),
@@ -299,6 +354,7 @@ fn audit_pod(cfg: &Config, cluster: &StaticCluster, pod: &Pod) -> Vec<Finding> {
         object_kind: "Pod".into(),
         name: name.clone(),
         message,
+        workload: Some(workload.to_string()),
     };
     let mut out = Vec::new();
     let labels = pod.metadata.labels.clone().unwrap_or_default();
@@ -317,7 +373,7 @@ fn audit_pod(cfg: &Config, cluster: &StaticCluster, pod: &Pod) -> Vec<Finding> {
         finding(
             FindingKind::UnderivedRoleLabel,
             format!(
-                "pod {ns}/{name} carries {key}={have}, which no rule derives for it; it should have {should}. It may be reached by traffic meant for that role.\nFix: {fix} (palisade admits exactly that change), or recreate the pod."
+                "pod {ns}/{name}{of} carries {key}={have}, which no rule derives for it; it should have {should}. It may be reached by traffic meant for that role.\nFix: {fix} (palisade admits exactly that change), or {recreate}."
             ),
         )
     };
@@ -330,7 +386,7 @@ fn audit_pod(cfg: &Config, cluster: &StaticCluster, pod: &Pod) -> Vec<Finding> {
         } => out.push(finding(
             FindingKind::MissingRoleLabel,
             format!(
-                "pod {ns}/{name} has no {key} label; roles.rules[{rule}] gives it {key}={role}. Policies that select the role do not apply to it.\nFix: recreate the pod (its controller's next rollout) so the mutating webhook labels it."
+                "pod {ns}/{name}{of} has no {key} label; roles.rules[{rule}] gives it {key}={role}. Policies that select the role do not apply to it.\nFix: {recreate}, so the mutating webhook labels it."
             ),
         )),
         LabelPlan::Set {
@@ -363,12 +419,33 @@ fn audit_pod(cfg: &Config, cluster: &StaticCluster, pod: &Pod) -> Vec<Finding> {
         out.push(finding(
             FindingKind::MissingSidecar,
             format!(
-                "pod {ns}/{name} should carry the {} sidecar (proxying is enabled for it) but does not.\nFix: recreate the pod so the mutating webhook injects it; check that the webhook was up and not in dry-run when it was created.",
+                "pod {ns}/{name}{of} should carry the {} sidecar (proxying is enabled for it) but does not.\nFix: {recreate}, so the mutating webhook injects it; check that the webhook was up and not in dry-run when it was created.",
                 cfg.proxy.template.proxy_name()
             ),
         ));
     }
     out
+}
+
+/// How to have a pod made again through the workload it belongs to, so
+/// that it passes the mutating webhook.
+fn recreate(w: &WorkloadId, pod: &str) -> String {
+    let ns = &w.namespace;
+    match &*w.kind {
+        "Deployment" | "StatefulSet" | "DaemonSet" => format!(
+            "restart its workload: kubectl -n {ns} rollout restart {}/{}",
+            w.kind.to_ascii_lowercase(),
+            w.name
+        ),
+        "CronJob" => format!(
+            "the pods of CronJob {ns}/{} get it from its next run",
+            w.name
+        ),
+        "Pod" => {
+            format!("recreate the pod (kubectl -n {ns} delete pod {pod}, then apply it again)")
+        }
+        _ => format!("delete the pod (kubectl -n {ns} delete pod {pod}); {w} makes it again"),
+    }
 }
 
 /// The report as text, grouped by namespace.
@@ -461,23 +538,70 @@ pub fn render_policy_reports(r: &AuditReport, now_unix: i64) -> String {
         .join("---\n")
 }
 
-/// Lists namespaces, NetworkPolicies, pods and the cluster-wide policies
-/// of the kinds the cluster serves from the live cluster (read-only:
-/// discovery and `list` calls).
+/// Lists namespaces, NetworkPolicies, pods and the cluster-wide policies of
+/// the kinds the cluster serves from the live cluster, and ReplicaSets and
+/// Jobs as metadata only (read-only: discovery and `list` calls).
+/// ReplicaSets or Jobs that RBAC does not let it list are a note, not an
+/// error: their pods are then named by their ReplicaSet or Job.
 pub async fn inventory(client: kube::Client) -> Result<Inventory, kube::Error> {
+    use kube::api::{Api, ListParams};
+    let mut inv = policy_state(client.clone()).await?;
+    inv.pods = Api::<Pod>::all(client.clone())
+        .list(&ListParams::default())
+        .await?
+        .items;
+    inv.replica_sets = owner_metadata::<ReplicaSet>(&client, &mut inv.notes).await?;
+    inv.jobs = owner_metadata::<Job>(&client, &mut inv.notes).await?;
+    Ok(inv)
+}
+
+/// Lists namespaces, NetworkPolicies and the cluster-wide policies of the
+/// kinds the cluster serves: the state decisions need (`check --cluster`).
+pub async fn policy_state(client: kube::Client) -> Result<Inventory, kube::Error> {
     use kube::api::{Api, ListParams};
     let lp = ListParams::default();
     let served = crate::cluster::cluster_policies::served(&client).await?;
-    let cluster_policies = crate::cluster::cluster_policies::list(&client, &served).await?;
     Ok(Inventory {
-        cluster_policies,
         namespaces: Api::<Namespace>::all(client.clone()).list(&lp).await?.items,
         policies: Api::<NetworkPolicy>::all(client.clone())
             .list(&lp)
             .await?
             .items,
-        pods: Api::<Pod>::all(client).list(&lp).await?.items,
+        cluster_policies: crate::cluster::cluster_policies::list(&client, &served).await?,
+        ..Inventory::default()
     })
+}
+
+/// The metadata of every object of kind `K` (a ReplicaSet or Job): their
+/// owner references are all that is read.
+async fn owner_metadata<K>(
+    client: &kube::Client,
+    notes: &mut Vec<String>,
+) -> Result<Vec<ObjectMeta>, kube::Error>
+where
+    K: kube::Resource<DynamicType = ()> + Clone + serde::de::DeserializeOwned + std::fmt::Debug,
+{
+    use kube::api::{Api, ListParams};
+    match Api::<K>::all(client.clone())
+        .list_metadata(&ListParams::default())
+        .await
+    {
+        Ok(list) => Ok(list.items.into_iter().map(|o| o.metadata).collect()),
+        // Refused by RBAC, or not served: a note, as these only name
+        // workloads better.
+        Err(kube::Error::Api(status)) if status.is_forbidden() || status.is_not_found() => {
+            let kind = K::kind(&());
+            notes.push(format!(
+                "cannot list {plural} ({reason}): pods are named by their {kind}, not by the workload that made it; \
+                 grant get/list on {group}/{plural} (deploy/reader)",
+                plural = K::plural(&()),
+                group = K::group(&()),
+                reason = status.message,
+            ));
+            Ok(Vec::new())
+        }
+        Err(e) => Err(e),
+    }
 }
 
 /// An inventory from manifests (`--state DIR`): the same objects a live
@@ -485,35 +609,56 @@ pub async fn inventory(client: kube::Client) -> Result<Inventory, kube::Error> {
 pub fn inventory_from_manifests(m: &crate::manifest::Manifests) -> Result<Inventory, String> {
     let mut inv = Inventory::default();
     for d in &m.documents {
+        inv.add(d)?;
+    }
+    Ok(inv)
+}
+
+impl Inventory {
+    /// The kinds an audit reads: Namespaces, NetworkPolicies, the
+    /// cluster-wide policies and Pods, and ReplicaSets and Jobs for the
+    /// owners of pods.
+    pub fn keeps(gvk: &Gvk) -> bool {
+        matches!(
+            (gvk.group.as_str(), gvk.kind.as_str()),
+            ("", "Namespace" | "Pod")
+                | ("networking.k8s.io", "NetworkPolicy")
+                | ("apps", "ReplicaSet")
+                | ("batch", "Job")
+        ) || ClusterKind::from_group_kind(&gvk.group, &gvk.kind).is_some()
+    }
+
+    /// Adds one manifest; kinds an audit does not read are ignored.
+    pub fn add(&mut self, d: &crate::manifest::Document) -> Result<(), String> {
         let parse_err = |e: serde_json::Error| d.bad_object(e).to_string();
         match (d.gvk.group.as_str(), d.gvk.kind.as_str()) {
-            ("", "Namespace") => inv
+            ("", "Namespace") => self
                 .namespaces
                 .push(serde_json::from_value(d.value.clone()).map_err(parse_err)?),
-            ("networking.k8s.io", "NetworkPolicy") => inv
+            ("networking.k8s.io", "NetworkPolicy") => self
                 .policies
                 .push(serde_json::from_value(d.value.clone()).map_err(parse_err)?),
-            ("", "Pod") => inv
+            ("", "Pod") => self
                 .pods
                 .push(serde_json::from_value(d.value.clone()).map_err(parse_err)?),
+            ("apps", "ReplicaSet") => self
+                .replica_sets
+                .push(serde_json::from_value(d.value["metadata"].clone()).map_err(parse_err)?),
+            ("batch", "Job") => self
+                .jobs
+                .push(serde_json::from_value(d.value["metadata"].clone()).map_err(parse_err)?),
             (g, k) => {
                 if let Some(kind) = ClusterKind::from_group_kind(g, k) {
-                    let metadata = d
-                        .value
-                        .get("metadata")
-                        .map(|m| serde_json::from_value(m.clone()))
-                        .transpose()
-                        .map_err(parse_err)?
-                        .unwrap_or_default();
-                    inv.cluster_policies.push(ClusterObject {
+                    self.cluster_policies.push(ClusterObject {
                         kind,
                         version: d.gvk.version.clone(),
-                        metadata,
+                        metadata: serde_json::from_value(d.value["metadata"].clone())
+                            .map_err(parse_err)?,
                         value: d.value.clone(),
                     });
                 }
             }
         }
+        Ok(())
     }
-    Ok(inv)
 }

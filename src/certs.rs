@@ -16,7 +16,7 @@ use std::time::{Duration, SystemTime};
 use base64::Engine as _;
 use rcgen::{
     BasicConstraints, CertificateParams, CertifiedIssuer, DistinguishedName, DnType,
-    ExtendedKeyUsagePurpose, IsCa, KeyPair, KeyUsagePurpose, SanType,
+    ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair, KeyUsagePurpose, SanType,
 };
 
 /// Common name of the generated CA.
@@ -137,27 +137,64 @@ fn gen_err(step: &'static str) -> impl FnOnce(rcgen::Error) -> CertsError {
 /// Generates a CA (CN [`CA_COMMON_NAME`]) and a serving certificate signed by
 /// it, valid for [`CertSpec::dns_names`] and [`CertSpec::ips`].
 pub fn generate(spec: &CertSpec) -> Result<CertBundle, CertsError> {
+    if spec.validity_days == 0 {
+        return Err(CertsError::InvalidSpec(
+            "validity must be at least one day".into(),
+        ));
+    }
+    let now = SystemTime::now();
+    let lifetime = Duration::from_secs(u64::from(spec.validity_days) * 24 * 60 * 60);
+    let not_after = now
+        .checked_add(lifetime)
+        .ok_or_else(|| CertsError::InvalidSpec("validity is too long".into()))?;
+    check_names(spec)?;
+    let ca = generate_ca(CA_COMMON_NAME, now, not_after)?;
+    let serving = issue_serving(&ca, spec, now, not_after)?;
+    Ok(CertBundle {
+        ca_pem: ca.cert_pem,
+        cert_pem: serving.cert_pem,
+        key_pem: serving.key_pem,
+    })
+}
+
+/// A certificate and its private key, both PEM.
+#[derive(Clone, PartialEq, Eq)]
+pub struct KeyedCert {
+    /// The certificate.
+    pub cert_pem: String,
+    /// Its private key (PKCS#8).
+    pub key_pem: String,
+}
+
+impl std::fmt::Debug for KeyedCert {
+    // The key must never end up in a log line by accident.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("KeyedCert")
+            .field("cert_pem", &self.cert_pem)
+            .field("key_pem", &"<redacted>")
+            .finish()
+    }
+}
+
+fn check_names(spec: &CertSpec) -> Result<(), CertsError> {
     if spec.service.trim().is_empty() {
         return Err(CertsError::InvalidSpec("service name is empty".into()));
     }
     if spec.namespace.trim().is_empty() {
         return Err(CertsError::InvalidSpec("namespace is empty".into()));
     }
-    if spec.validity_days == 0 {
-        return Err(CertsError::InvalidSpec(
-            "validity must be at least one day".into(),
-        ));
-    }
+    Ok(())
+}
 
-    let now = SystemTime::now();
-    let not_before = now.checked_sub(BACKDATE).unwrap_or(now);
-    let lifetime = Duration::from_secs(u64::from(spec.validity_days) * 24 * 60 * 60);
-    let not_after = now
-        .checked_add(lifetime)
-        .ok_or_else(|| CertsError::InvalidSpec("validity is too long".into()))?;
-
+/// A CA named `common_name`, valid from an hour before `now` (clocks in a
+/// cluster drift) until `not_after`, that may sign leaves only.
+pub fn generate_ca(
+    common_name: &str,
+    now: SystemTime,
+    not_after: SystemTime,
+) -> Result<KeyedCert, CertsError> {
     let mut ca_params = CertificateParams::default();
-    ca_params.distinguished_name = name_with_cn(CA_COMMON_NAME);
+    ca_params.distinguished_name = name_with_cn(common_name);
     // Path length 0: this CA may sign leaves only, never another CA, so a
     // stolen serving key cannot be turned into a signer.
     ca_params.is_ca = IsCa::Ca(BasicConstraints::Constrained(0));
@@ -166,12 +203,29 @@ pub fn generate(spec: &CertSpec) -> Result<CertBundle, CertsError> {
         KeyUsagePurpose::CrlSign,
         KeyUsagePurpose::DigitalSignature,
     ];
-    ca_params.not_before = not_before.into();
+    ca_params.not_before = now.checked_sub(BACKDATE).unwrap_or(now).into();
     ca_params.not_after = not_after.into();
     let ca_key = KeyPair::generate().map_err(gen_err("generating the CA key"))?;
-    let ca = CertifiedIssuer::self_signed(ca_params, ca_key)
+    let ca = CertifiedIssuer::self_signed(ca_params, &ca_key)
         .map_err(gen_err("self-signing the CA certificate"))?;
+    Ok(KeyedCert {
+        cert_pem: ca.pem(),
+        key_pem: ca_key.serialize_pem(),
+    })
+}
 
+/// A serving certificate for `spec`'s names, signed by `ca`, valid from an
+/// hour before `now` until `not_after`.
+pub fn issue_serving(
+    ca: &KeyedCert,
+    spec: &CertSpec,
+    now: SystemTime,
+    not_after: SystemTime,
+) -> Result<KeyedCert, CertsError> {
+    check_names(spec)?;
+    let ca_key = KeyPair::from_pem(&ca.key_pem).map_err(gen_err("reading the CA key"))?;
+    let issuer = Issuer::from_ca_cert_pem(&ca.cert_pem, &ca_key)
+        .map_err(gen_err("reading the CA certificate"))?;
     let dns_names = spec.dns_names();
     let mut leaf_params = CertificateParams::default();
     let common_name = format!("{}.{}.svc", spec.service, spec.namespace);
@@ -193,15 +247,13 @@ pub fn generate(spec: &CertSpec) -> Result<CertBundle, CertsError> {
     leaf_params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
     leaf_params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
     leaf_params.use_authority_key_identifier_extension = true;
-    leaf_params.not_before = not_before.into();
+    leaf_params.not_before = now.checked_sub(BACKDATE).unwrap_or(now).into();
     leaf_params.not_after = not_after.into();
     let leaf_key = KeyPair::generate().map_err(gen_err("generating the serving key"))?;
     let leaf = leaf_params
-        .signed_by(&leaf_key, &ca)
+        .signed_by(&leaf_key, &issuer)
         .map_err(gen_err("signing the serving certificate"))?;
-
-    Ok(CertBundle {
-        ca_pem: ca.pem(),
+    Ok(KeyedCert {
         cert_pem: leaf.pem(),
         key_pem: leaf_key.serialize_pem(),
     })

@@ -93,6 +93,8 @@ pub struct Config {
     pub simulate: SimulateConfig,
     /// How cluster-wide policies (AdminNetworkPolicy, ...) count.
     pub cluster_policies: ClusterPoliciesConfig,
+    /// Self-managed certificates.
+    pub certificates: CertificatesConfig,
 }
 
 /// `environment`.
@@ -252,6 +254,17 @@ pub struct ClusterPoliciesConfig {
     pub count_ingress_deny: bool,
 }
 
+/// `certificates`.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct CertificatesConfig {
+    /// palisade keeps its CA and serving certificate in the Secret
+    /// `palisade-certs`, serves from it, and keeps the webhook
+    /// configurations' caBundle in step (also `serve --manage-certs`).
+    #[serde(default)]
+    pub manage: bool,
+}
+
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 struct RawConfig {
@@ -275,6 +288,8 @@ struct RawConfig {
     simulate: SimulateConfig,
     #[serde(default)]
     cluster_policies: ClusterPoliciesConfig,
+    #[serde(default)]
+    certificates: CertificatesConfig,
 }
 
 #[derive(Debug, Deserialize)]
@@ -473,6 +488,7 @@ impl Config {
             .map_err(|e| invalid("proxy.template".into(), e.to_string()))?,
             simulate: raw.simulate,
             cluster_policies: raw.cluster_policies,
+            certificates: raw.certificates,
         })
     }
 

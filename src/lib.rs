@@ -5,14 +5,18 @@
 pub mod addresses;
 pub mod admit;
 pub mod audit;
+pub mod certmgr;
 pub mod certs;
 pub mod check;
+pub mod check_output;
 pub mod cluster;
 pub mod cluster_policy;
 pub mod config;
 pub mod decide;
+pub mod git;
 pub mod glob;
 pub mod intervals;
+pub mod leader;
 pub mod log_field;
 pub mod manifest;
 pub mod mode;
@@ -24,10 +28,13 @@ pub mod prune;
 pub mod reach;
 pub mod review;
 pub mod roles;
+pub mod rule_help;
+pub mod sarif;
 pub mod selector;
 pub mod serve;
 pub mod server;
 pub mod sidecar;
+pub mod watch_health;
 
 /// The shared fixtures, for unit tests: the same helper as the integration
 /// tests and benches use.

@@ -15,12 +15,13 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
+use crate::certmgr::replica::Replica;
 use crate::cluster::ClusterView;
 use crate::config::Config;
 use crate::server::listen::{self, ListenLimits};
 use crate::server::metrics::Metrics;
-use crate::server::routes::{self, AppState, BodyLimits};
-use crate::server::tls::{CertReloader, TlsError};
+use crate::server::routes::{self, AppState, BodyLimits, CertificateStatus};
+use crate::server::tls::{CertReloader, ServingCert, TlsError};
 
 /// The webhook port `--listen` defaults to.
 pub const DEFAULT_WEBHOOK_PORT: u16 = 8443;
@@ -54,6 +55,22 @@ pub enum ServeError {
     },
 }
 
+/// Where the serving certificate comes from.
+pub enum TlsSource {
+    /// PEM files, loaded before the listeners start and re-read when they
+    /// change.
+    Files {
+        /// The certificate chain.
+        cert: PathBuf,
+        /// The private key.
+        key: PathBuf,
+    },
+    /// palisade's self-managed certificate Secret, read through the API:
+    /// the listeners start at once, and the server is ready once the
+    /// certificate is loaded and trusted by both webhook configurations.
+    Managed(Arc<Replica>),
+}
+
 /// Everything the server needs, decided by the caller.
 pub struct Settings {
     /// The validated config.
@@ -64,10 +81,8 @@ pub struct Settings {
     pub listen: SocketAddr,
     /// Plain-HTTP address of `/healthz`, `/readyz`, `/metrics`.
     pub metrics_listen: SocketAddr,
-    /// PEM certificate chain.
-    pub tls_cert: PathBuf,
-    /// PEM private key.
-    pub tls_key: PathBuf,
+    /// Where the serving certificate comes from.
+    pub tls: TlsSource,
     /// Connection limits and timeouts.
     pub limits: ListenLimits,
     /// Body limits.
@@ -110,8 +125,18 @@ async fn bind(addr: SocketAddr) -> Result<TcpListener, ServeError> {
 
 /// Binds both addresses, loads the certificate and starts serving.
 pub async fn start(s: Settings) -> Result<Server, ServeError> {
-    let reloader = CertReloader::load(&s.tls_cert, &s.tls_key)?;
-    let tls = reloader.server_config()?;
+    let (serving, certificates, watcher) = match s.tls {
+        TlsSource::Files { cert, key } => {
+            let reloader = CertReloader::load(&cert, &key)?;
+            let serving = Arc::clone(reloader.serving());
+            (serving, None, Some(reloader.spawn_watcher(CERT_POLL)))
+        }
+        TlsSource::Managed(replica) => {
+            let serving = Arc::clone(replica.serving());
+            (serving, Some(replica as Arc<dyn CertificateStatus>), None)
+        }
+    };
+    let tls = serving.server_config()?;
     let https = bind(s.listen).await?;
     let ops = bind(s.metrics_listen).await?;
     let https_addr = https.local_addr().map_err(|source| ServeError::Bind {
@@ -130,10 +155,10 @@ pub async fn start(s: Settings) -> Result<Server, ServeError> {
         metrics: Arc::new(Metrics::new()),
         shutting_down: Arc::clone(&shutting_down),
         limits: s.body,
+        certificates,
     });
 
-    let watcher = Arc::clone(&reloader).spawn_watcher(CERT_POLL);
-    let expiry = spawn_expiry_gauge(Arc::clone(&reloader), Arc::clone(&state.metrics));
+    let expiry = spawn_expiry_gauge(serving, Arc::clone(&state.metrics));
 
     let (stop, stopped) = watch::channel(false);
     let signal = |mut rx: watch::Receiver<bool>| async move {
@@ -159,7 +184,9 @@ pub async fn start(s: Settings) -> Result<Server, ServeError> {
     tracing::info!(%https_addr, %metrics_addr, "palisade is serving");
     let task = tokio::spawn(async move {
         let (w, o) = tokio::join!(webhook, ops_server);
-        watcher.abort();
+        if let Some(w) = watcher {
+            w.abort();
+        }
         expiry.abort();
         w.map_err(|source| ServeError::Serve {
             what: "webhook",
@@ -179,12 +206,14 @@ pub async fn start(s: Settings) -> Result<Server, ServeError> {
     })
 }
 
-fn spawn_expiry_gauge(reloader: Arc<CertReloader>, metrics: Arc<Metrics>) -> JoinHandle<()> {
+fn spawn_expiry_gauge(serving: Arc<ServingCert>, metrics: Arc<Metrics>) -> JoinHandle<()> {
     tokio::spawn(async move {
-        let mut tick = tokio::time::interval(CERT_POLL);
+        // Often enough that a certificate loaded from the Secret shows
+        // within a scrape interval.
+        let mut tick = tokio::time::interval(Duration::from_secs(1));
         loop {
             tick.tick().await;
-            if let Some(t) = reloader.not_after() {
+            if let Some(t) = serving.not_after() {
                 metrics.set_certificate_expiry(t);
             }
         }

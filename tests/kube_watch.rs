@@ -5,9 +5,8 @@
 
 mod common;
 
-use std::time::Duration;
-
 use common::fake_api::{Collection, FakeApi, Items};
+use common::until;
 use palisade::cluster::ClusterView;
 use palisade::cluster::kube::KubeCluster;
 use palisade::netpol::Direction;
@@ -30,17 +29,6 @@ fn policy(i: usize) -> serde_json::Value {
     }
     json!({"metadata": {"name": format!("p-{i}"), "namespace": "shop", "uid": format!("u{i}"), "resourceVersion": "1"},
         "spec": {"podSelector": {"matchLabels": {"app": "web"}}, "ingress": [{"from": [{"podSelector": {}}]}]}})
-}
-
-async fn until(what: &str, mut ok: impl FnMut() -> bool) {
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
-    while !ok() {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "timed out waiting for {what}"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
 }
 
 #[tokio::test]

@@ -9,6 +9,7 @@ mod common;
 use std::time::Duration;
 
 use common::fake_api::{Collection, FakeApi};
+use common::until;
 use palisade::cluster::kube::KubeCluster;
 use palisade::cluster::{ClusterView, PreviewModel};
 use palisade::reach::{PolicyChange, connections, preview};
@@ -42,17 +43,6 @@ async fn api() -> FakeApi {
         Collection::held(PODS, "v1", "Pod", vec![pod("web-1", "web"), pod("db-1", "db")]),
     ])
     .await
-}
-
-async fn until(what: &str, mut ok: impl FnMut() -> bool) {
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
-    while !ok() {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "timed out waiting for {what}"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
 }
 
 fn workloads(cluster: &KubeCluster) -> Vec<String> {

@@ -29,7 +29,7 @@ use std::path::{Path, PathBuf};
 
 use palisade::ports::{PortSet, Protocol};
 use palisade::reach::output::Format;
-use palisade::reach::{SimulateCommand, run};
+use palisade::reach::{DiffFormat, SimulateCommand, run};
 use serde_json::Value;
 
 /// The NetworkPolicy cases.
@@ -500,11 +500,17 @@ fn diff_agrees(root: &Path) {
             .split_once("__to__")
             .unwrap_or_else(|| panic!("{stem}"));
         let got = actual_diff(&simulate(SimulateCommand::Diff {
-            output: Format::Json,
+            output: DiffFormat::Json,
             fail_on: None,
             strict: false,
-            old: root.join(old).join("manifests"),
-            new: root.join(new).join("manifests"),
+            base: None,
+            cluster: false,
+            state: None,
+            prune: false,
+            paths: vec![
+                root.join(old).join("manifests"),
+                root.join(new).join("manifests"),
+            ],
         }));
         let want = expected_diff(&std::fs::read_to_string(&f).unwrap());
         let mut problems = describe("pair", &want.pairs, &got.pairs);

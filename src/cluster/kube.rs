@@ -10,10 +10,9 @@
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, RwLock};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use futures::future::BoxFuture;
-use futures::{StreamExt, TryStreamExt};
 use k8s_openapi::api::core::v1::Namespace;
 use k8s_openapi::api::networking::v1::NetworkPolicy;
 use kube::api::{Api, ListParams};
@@ -29,6 +28,7 @@ use super::{ClusterError, ClusterScope, ClusterView, NamespaceView, ViewStats};
 use crate::cluster_policy::{ClusterKind, ClusterPolicy};
 use crate::netpol::{Policy, PolicyFacts};
 use crate::posture::NamespaceInfo;
+use crate::watch_health::WatchHealth;
 
 /// How long the fresh read before a denial may take. The client's own read
 /// timeout is sized for watches (minutes), and the API server gives the
@@ -46,6 +46,8 @@ pub struct KubeCluster {
     policies_synced: Arc<AtomicBool>,
     cluster_policies: Arc<ClusterPolicyWatch>,
     preview: Option<Arc<ReachWatch>>,
+    namespaces_health: Arc<WatchHealth>,
+    policies_health: Arc<WatchHealth>,
 }
 
 impl KubeCluster {
@@ -77,6 +79,8 @@ impl KubeCluster {
             policies_synced: Arc::new(AtomicBool::new(false)),
             cluster_policies,
             preview,
+            namespaces_health: Arc::new(WatchHealth::new()),
+            policies_health: Arc::new(WatchHealth::new()),
         });
         tasks.extend([
             tokio::spawn(watch_namespaces(
@@ -86,11 +90,13 @@ impl KubeCluster {
                 Api::all(me.client.clone()),
                 Arc::clone(&me.index),
                 Arc::clone(&me.namespaces_synced),
+                Arc::clone(&me.namespaces_health),
             )),
             tokio::spawn(watch_policies(
                 Api::all(me.client.clone()),
                 Arc::clone(&me.index),
                 Arc::clone(&me.policies_synced),
+                Arc::clone(&me.policies_health),
             )),
         ]);
         (me, tasks)
@@ -162,12 +168,13 @@ async fn watch_namespaces(
     api: Api<PartialObjectMeta<Namespace>>,
     index: Arc<RwLock<Index>>,
     synced: Arc<AtomicBool>,
+    health: Arc<WatchHealth>,
 ) {
     let mut buffer: HashMap<String, NamespaceInfo> = HashMap::new();
     let stream = watcher::watcher(api, watcher::Config::default()).default_backoff();
     futures::pin_mut!(stream);
     loop {
-        match stream.next().await {
+        match health.next(&mut stream).await {
             None => return,
             Some(Err(e)) => {
                 tracing::warn!(error = %e, "namespace watch error; retrying with backoff")
@@ -179,6 +186,7 @@ async fn watch_namespaces(
                     buffer.insert(n, i);
                 }
                 Event::InitDone => {
+                    health.synced(Instant::now());
                     write(&index).replace_namespaces(buffer.drain());
                     if !synced.swap(true, Ordering::Relaxed) {
                         tracing::info!("namespace watch synced");
@@ -201,20 +209,22 @@ async fn watch_policies(
     api: Api<NetworkPolicy>,
     index: Arc<RwLock<Index>>,
     synced: Arc<AtomicBool>,
+    health: Arc<WatchHealth>,
 ) {
     let mut buffer: Vec<(String, PolicyFacts)> = Vec::new();
     let stream = watcher::watcher(api, watcher::Config::default()).default_backoff();
     futures::pin_mut!(stream);
     loop {
-        match stream.try_next().await {
-            Ok(None) => return,
-            Err(e) => {
+        match health.next(&mut stream).await {
+            None => return,
+            Some(Err(e)) => {
                 tracing::warn!(error = %e, "NetworkPolicy watch error; retrying with backoff")
             }
-            Ok(Some(ev)) => match ev {
+            Some(Ok(ev)) => match ev {
                 Event::Init => buffer.clear(),
                 Event::InitApply(np) => buffer.extend(policy_facts(&np)),
                 Event::InitDone => {
+                    health.synced(Instant::now());
                     write(&index).replace_policies(buffer.drain(..));
                     buffer.shrink_to_fit();
                     if !synced.swap(true, Ordering::Relaxed) {
@@ -339,12 +349,24 @@ impl ClusterView for KubeCluster {
             None => super::PreviewModel::Absent,
         }
     }
+
+    fn watch_sync_ages(&self) -> Vec<(&'static str, f64)> {
+        let now = Instant::now();
+        vec![
+            (
+                "namespaces",
+                self.namespaces_health.sync_age(now).as_secs_f64(),
+            ),
+            (
+                "networkpolicies",
+                self.policies_health.sync_age(now).as_secs_f64(),
+            ),
+        ]
+    }
 }
 
 #[cfg(test)]
 mod tests {
-    use std::time::Instant;
-
     use super::*;
 
     /// An API server that accepts connections and never answers (a

@@ -171,6 +171,12 @@ pub trait ClusterView: Send + Sync + 'static {
     fn preview_model(&self) -> PreviewModel<'_> {
         PreviewModel::Absent
     }
+
+    /// Seconds since each of the view's watches was last known in sync, by
+    /// resource; none for a view without watches.
+    fn watch_sync_ages(&self) -> Vec<(&'static str, f64)> {
+        Vec::new()
+    }
 }
 
 impl<T: ClusterView + ?Sized> ClusterView for Arc<T> {
@@ -194,5 +200,8 @@ impl<T: ClusterView + ?Sized> ClusterView for Arc<T> {
     }
     fn preview_model(&self) -> PreviewModel<'_> {
         (**self).preview_model()
+    }
+    fn watch_sync_ages(&self) -> Vec<(&'static str, f64)> {
+        (**self).watch_sync_ages()
     }
 }

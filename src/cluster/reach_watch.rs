@@ -10,18 +10,26 @@
 //! depend on the preview, and previews are then answered with one warning
 //! that says why.
 //!
+//! ReplicaSets and Jobs are watched as metadata only, for their owner
+//! references: pods are named by the Deployment or CronJob that made them.
+//!
 //! Off by default, so the webhook's memory does not grow with the number
-//! of pods unless asked. It needs `list`/`watch` on pods in addition to the
-//! base RBAC (see deploy/README.md).
+//! of pods unless asked. It needs `list`/`watch` on pods, replicasets and
+//! jobs in addition to the base RBAC (see deploy/README.md). Without the
+//! last two (an RBAC from before they were needed), the preview still
+//! works, names pods by their ReplicaSet or Job, and says why in the log.
 
 use std::collections::HashSet;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, OnceLock, RwLock};
 
 use futures::StreamExt;
+use k8s_openapi::api::apps::v1::ReplicaSet;
+use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::core::v1::{Namespace, Pod};
 use k8s_openapi::api::networking::v1::NetworkPolicy;
 use kube::api::Api;
+use kube::core::PartialObjectMeta;
 use kube::runtime::WatchStreamExt;
 use kube::runtime::watcher::{self, Event};
 use tokio::sync::watch;
@@ -31,12 +39,12 @@ use super::static_dir::DEFAULT_NAMESPACE;
 use super::{ModelRef, PreviewModel};
 use crate::netpol::Policy;
 use crate::posture::NamespaceInfo;
-use crate::reach::{Model, PodSummary};
+use crate::reach::{Intermediate, Model, PodSummary};
 
 /// A reachability model kept up to date from watches.
 pub struct ReachWatch {
     model: RwLock<Model>,
-    synced: [AtomicBool; 3],
+    synced: [AtomicBool; 5],
     budget: usize,
     /// The model's estimated size after the last change.
     bytes: AtomicUsize,
@@ -62,6 +70,10 @@ trait Kept:
     fn put(&self, m: &mut Model);
     /// Removes the object with `key`.
     fn remove(m: &mut Model, key: &(String, String));
+    /// Can the preview go on without this watch when the API server
+    /// refuses it (RBAC) or does not serve it? Only for what merely names
+    /// workloads better.
+    const OPTIONAL: bool = false;
 }
 
 fn meta_key(meta: &kube::core::ObjectMeta) -> (String, String) {
@@ -131,8 +143,45 @@ impl Kept for Pod {
     }
 }
 
+/// ReplicaSets' and Jobs' metadata (`PartialObjectMeta`, a fraction of the
+/// bytes of whole objects): their owner references are all that is read.
+macro_rules! kept_owner {
+    ($k:ty, $kind:expr) => {
+        impl Kept for PartialObjectMeta<$k> {
+            fn key(&self) -> (String, String) {
+                meta_key(&self.metadata)
+            }
+            fn keys(m: &Model) -> Vec<(String, String)> {
+                m.owner_keys($kind)
+            }
+            fn put(&self, m: &mut Model) {
+                m.put_owner($kind, &self.metadata);
+            }
+            fn remove(m: &mut Model, key: &(String, String)) {
+                m.remove_owner($kind, &key.0, &key.1);
+            }
+            const OPTIONAL: bool = true;
+        }
+    };
+}
+kept_owner!(ReplicaSet, Intermediate::ReplicaSet);
+kept_owner!(Job, Intermediate::Job);
+
+/// Did the API server refuse the watch (403, RBAC) or not serve its kind
+/// (404)?
+fn refused(e: &watcher::Error) -> bool {
+    let status = match e {
+        watcher::Error::InitialListFailed(kube::Error::Api(s))
+        | watcher::Error::WatchStartFailed(kube::Error::Api(s))
+        | watcher::Error::WatchFailed(kube::Error::Api(s)) => s,
+        watcher::Error::WatchError(s) => s,
+        _ => return false,
+    };
+    status.is_forbidden() || status.is_not_found()
+}
+
 impl ReachWatch {
-    /// Starts the three watches, keeping the model within `budget` bytes.
+    /// Starts the five watches, keeping the model within `budget` bytes.
     pub fn start(client: kube::Client, budget: usize) -> (Arc<Self>, Vec<JoinHandle<()>>) {
         let me = Arc::new(ReachWatch {
             model: RwLock::new(Model::default()),
@@ -145,7 +194,11 @@ impl ReachWatch {
         let tasks = vec![
             tokio::spawn(Arc::clone(&me).watch(Api::<Namespace>::all(client.clone()), 0)),
             tokio::spawn(Arc::clone(&me).watch(Api::<NetworkPolicy>::all(client.clone()), 1)),
-            tokio::spawn(Arc::clone(&me).watch(Api::<Pod>::all(client), 2)),
+            tokio::spawn(Arc::clone(&me).watch(Api::<Pod>::all(client.clone()), 2)),
+            tokio::spawn(
+                Arc::clone(&me).watch(Api::<PartialObjectMeta<ReplicaSet>>::all(client.clone()), 3),
+            ),
+            tokio::spawn(Arc::clone(&me).watch(Api::<PartialObjectMeta<Job>>::all(client), 4)),
         ];
         (me, tasks)
     }
@@ -236,6 +289,20 @@ impl ReachWatch {
             let ev = match ev {
                 None => return,
                 Some(Ok(ev)) => ev,
+                Some(Err(e)) if K::OPTIONAL && refused(&e) => {
+                    // Go on without: pods are named by their direct
+                    // controller until the watch is allowed, which is
+                    // retried with backoff.
+                    if !self.synced[slot].swap(true, Ordering::Relaxed) {
+                        tracing::error!(
+                            error = %e,
+                            "the preview cannot watch {}: pods are named by it rather than by the workload that made it; \
+                             grant list/watch on it (deploy/components/preview)",
+                            K::plural(&()),
+                        );
+                    }
+                    continue;
+                }
                 Some(Err(e)) => {
                     tracing::warn!(error = %e, "preview watch error; retrying with backoff");
                     continue;

@@ -74,12 +74,17 @@ impl Violation {
     /// The message without its attached manifest, on one line: for
     /// warnings and annotations, which travel as HTTP headers.
     pub fn summary(&self) -> String {
-        let head = self.message.split("\n\n").next().unwrap_or_default();
-        head.split('\n')
-            .map(str::trim)
-            .collect::<Vec<_>>()
-            .join(" ")
+        summary_of(&self.message)
     }
+}
+
+/// A violation message without its attached manifest, on one line.
+pub fn summary_of(message: &str) -> String {
+    let head = message.split("\n\n").next().unwrap_or_default();
+    head.split('\n')
+        .map(str::trim)
+        .collect::<Vec<_>>()
+        .join(" ")
 }
 
 /// Why a request was not decided at all.
@@ -153,6 +158,10 @@ pub struct Verdict {
     /// Set when the request was not decided.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub skipped: Option<Skip>,
+    /// A reachability preview is among the notes (counted in
+    /// `palisade_previews_total`).
+    #[serde(skip)]
+    pub previewed: bool,
 }
 
 impl Verdict {
@@ -166,6 +175,7 @@ impl Verdict {
             notes: Vec::new(),
             changes: Vec::new(),
             skipped: None,
+            previewed: false,
         }
     }
 

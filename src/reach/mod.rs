@@ -9,6 +9,8 @@
 //!
 //! - [`model`]: namespaces, workloads (summaries of their pods), policies;
 //!   [`ModelBuilder`] takes typed objects from files or a live cluster.
+//! - [`owners`]: which workload a user wrote, for a pod (a Deployment
+//!   rather than its ReplicaSet, a CronJob rather than its Job).
 //! - `intern` (private): one copy of each distinct policy body and peer.
 //! - `eval` (private): which groups a peer admits, rows and columns,
 //!   evaluated on demand for one computation and remembered for its life.
@@ -17,6 +19,7 @@
 //! - [`compute`]: every allowed connection ([`connections`]).
 //! - [`external`]: connectivity with addresses outside the cluster.
 //! - [`diff`](mod@diff): connections added, removed and changed between two models.
+//! - [`drift`]: manifests applied on top of a cluster, for `simulate diff --cluster`.
 //! - [`preview`](mod@preview): what one policy change opens and closes ([`preview()`]).
 //! - [`tier_preview`]: the same for a cluster-wide policy ([`preview_cluster`]).
 //! - [`explain`](mod@explain): allowed or denied, and which policy and rule decide.
@@ -26,21 +29,25 @@
 #![deny(missing_docs)]
 
 mod bits;
+pub mod ci_output;
 pub mod cli;
 pub mod compute;
 pub mod conn;
 pub mod diff;
+pub mod drift;
 mod eval;
 pub mod explain;
 pub mod external;
 mod intern;
 pub mod model;
 pub mod output;
+pub mod owners;
 pub mod preview;
+pub mod sources;
 pub mod tier_preview;
 mod tiers;
 
-pub use cli::{FailOn, SimulateCommand, SimulateError, run, run_seeded};
+pub use cli::{DiffFormat, FailOn, SimulateCommand, SimulateError, run, run_seeded};
 pub use compute::connections;
 pub use conn::{Change, Conn, Endpoint};
 pub use diff::{Diff, diff};
@@ -50,5 +57,6 @@ pub use model::{
     Kind, Model, ModelBuilder, ModelError, ModelStats, ObjectError, PodShape, PodSummary,
     WorkloadId,
 };
+pub use owners::{Intermediate, Owners};
 pub use preview::{ChangeError, PolicyChange, Preview, preview};
 pub use tier_preview::preview_cluster;

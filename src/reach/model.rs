@@ -19,6 +19,7 @@ use k8s_openapi::api::networking::v1::NetworkPolicy;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 
 use super::intern::{Body, Interner};
+use super::owners::{self, Intermediate, Owners};
 use crate::addresses::AddrSet;
 use crate::cluster::static_dir::DEFAULT_NAMESPACE;
 use crate::cluster_policy::{ClusterKind, ClusterPolicies, ClusterPolicy, ClusterPolicyError};
@@ -30,8 +31,10 @@ use crate::posture::NamespaceInfo;
 use crate::selector::{Labels, NAMESPACE_NAME_LABEL};
 
 /// A workload as simulation names it: `namespace/name[Kind]`. Pods with a
-/// controller are shown as their controller (`[ReplicaSet]`,
-/// `[DaemonSet]`, ...), a workload manifest stands for the pods of its
+/// controller are shown as their controller (`[DaemonSet]`, ...), or as
+/// the controller's own controller where that is known (a Deployment's
+/// ReplicaSet is the Deployment, a CronJob's Job the CronJob: see
+/// [`super::owners`]); a workload manifest stands for the pods of its
 /// template, and a pod without controller is `[Pod]`.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct WorkloadId {
@@ -120,8 +123,13 @@ impl PodShape {
 /// watch keeps instead of whole pods.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct PodSummary {
-    /// The workload it is shown as.
+    /// Its controller (or, for a workload manifest, the workload itself).
+    /// The model shows it as that object's own controller when the owner
+    /// table knows one ([`PodSummary::shown_as`]).
     pub workload: WorkloadId,
+    /// The uid of the object `workload` names, when known: the owner
+    /// chain is followed only through that very object.
+    pub workload_uid: Option<Arc<str>>,
     /// Its labels and ports.
     pub shape: PodShape,
 }
@@ -134,13 +142,7 @@ impl PodSummary {
     pub fn from_pod(pod: &Pod, default_namespace: &str) -> PodSummary {
         let ns = namespace_of(&pod.metadata, default_namespace);
         let pod_name = pod.metadata.name.as_deref().unwrap_or("");
-        let owner = pod
-            .metadata
-            .owner_references
-            .iter()
-            .flatten()
-            .find(|o| o.controller == Some(true))
-            .filter(|o| o.kind != "Node");
+        let owner = owners::controller(&pod.metadata);
         let workload = match owner {
             Some(o) if o.kind.is_empty() => WorkloadId::new(&ns, &o.name, "Pod"),
             Some(o) => WorkloadId::new(&ns, &o.name, &o.kind),
@@ -148,6 +150,7 @@ impl PodSummary {
         };
         PodSummary {
             workload,
+            workload_uid: owner.and_then(|o| (!o.uid.is_empty()).then(|| Arc::from(&*o.uid))),
             shape: PodShape::from_spec(pod.metadata.labels.as_ref(), pod.spec.as_ref()),
         }
     }
@@ -159,8 +162,40 @@ impl PodSummary {
         let labels = w.template.metadata.as_ref().and_then(|m| m.labels.as_ref());
         PodSummary {
             workload: WorkloadId::new(&ns, name, w.kind.as_str()),
+            workload_uid: w
+                .metadata
+                .uid
+                .as_deref()
+                .filter(|u| !u.is_empty())
+                .map(Arc::from),
             shape: PodShape::from_spec(labels, w.template.spec.as_ref()),
         }
+    }
+
+    /// The workload it is shown as: `workload`, or, when that is a
+    /// ReplicaSet or Job whose own controller `owners` knows, that
+    /// controller (in the same namespace: owner references never cross
+    /// namespaces).
+    pub fn shown_as(&self, owners: &Owners) -> WorkloadId {
+        let w = &self.workload;
+        match owners.controller_of(&w.namespace, &w.kind, &w.name, self.workload_uid.as_deref()) {
+            Some((kind, name)) => WorkloadId {
+                namespace: Arc::clone(&w.namespace),
+                name: Arc::clone(name),
+                kind: Arc::clone(kind),
+            },
+            None => w.clone(),
+        }
+    }
+
+    /// The ReplicaSet or Job it names as its direct controller, if any:
+    /// what its group remembers so that an owner change can move it.
+    fn via(&self) -> Option<Via> {
+        Some(Via {
+            kind: Intermediate::from_kind(&self.workload.kind)?,
+            name: Arc::clone(&self.workload.name),
+            uid: self.workload_uid.clone(),
+        })
     }
 }
 
@@ -183,6 +218,10 @@ pub enum Kind {
     Pods,
     /// NetworkPolicies.
     Policies,
+    /// What [`ModelBuilder::owner`] recorded of ReplicaSets.
+    ReplicaSets,
+    /// What [`ModelBuilder::owner`] recorded of Jobs.
+    Jobs,
     /// Cluster-wide policies (AdminNetworkPolicy, ...).
     ClusterPolicies,
 }
@@ -230,10 +269,40 @@ impl ModelBuilder {
         self
     }
 
-    /// Adds or replaces a workload (Deployment, StatefulSet, ...).
+    /// Adds or replaces a workload (Deployment, StatefulSet, ...). A
+    /// ReplicaSet or Job also enters the owner table; one that a
+    /// controller owns (a Deployment's, a CronJob's) stands for no pods of
+    /// its own: its pods are its controller's.
     pub fn workload(&mut self, w: &Workload) -> &mut Self {
+        if let Some(kind) = Intermediate::from_kind(w.kind.as_str()) {
+            self.model.put_owner(kind, &w.metadata);
+            if owners::controller(&w.metadata).is_some_and(|c| !c.kind.is_empty()) {
+                return self;
+            }
+        }
         self.model
             .put_template(PodSummary::from_workload(w, DEFAULT_NAMESPACE));
+        self
+    }
+
+    /// Records a ReplicaSet's or Job's metadata (what a metadata-only
+    /// watch gives), so that its pods are shown as its controller.
+    pub fn owner(&mut self, kind: Intermediate, meta: &ObjectMeta) -> &mut Self {
+        self.model.put_owner(kind, meta);
+        self
+    }
+
+    /// Forgets a ReplicaSet or Job recorded with [`ModelBuilder::owner`].
+    pub fn remove_owner(&mut self, kind: Intermediate, namespace: &str, name: &str) -> &mut Self {
+        self.model.remove_owner(kind, namespace, name);
+        self
+    }
+
+    /// Forgets the pods, workloads and policies of a namespace (its labels
+    /// and the owner table stay): what `simulate diff --prune` does before
+    /// the files' objects for that namespace are applied.
+    pub fn forget_namespace(&mut self, namespace: &str) -> &mut Self {
+        self.model.forget_namespace(namespace);
         self
     }
 
@@ -416,9 +485,20 @@ pub(crate) struct PodGroup {
     /// Pods, templates and summaries with this shape: the group goes with
     /// the last of them.
     sources: u32,
+    /// The ReplicaSet or Job its pods name as their controller, if that is
+    /// what they name: an owner change moves the group whole.
+    via: Option<Via>,
     /// Per direction, the policies that select the group with that
     /// direction among their effective types.
     pub(crate) selecting: [Vec<PolicyId>; 2],
+}
+
+/// A ReplicaSet or Job that pods name as their controller.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Via {
+    kind: Intermediate,
+    name: Arc<str>,
+    uid: Option<Arc<str>>,
 }
 
 /// A policy: where it lives, its name, and its body, shared with every
@@ -449,6 +529,12 @@ pub struct Model {
     pods: HashMap<(NsId, Box<str>), GroupId>,
     /// Workload manifests' templates.
     templates: HashMap<WlId, GroupId>,
+    /// What is known of ReplicaSets and Jobs: who controls them.
+    owners: Owners,
+    /// Pods of a workload whose own manifest is given: that manifest says
+    /// what its pods are, so these are held aside (files applied on a
+    /// cluster; a watch never gives manifests, so never holds any).
+    hidden: HashMap<(Box<str>, Box<str>), PodSummary>,
     /// Bytes of names, label keys and values, and ports held: the part of
     /// the model's memory that counts alone do not tell.
     text: usize,
@@ -495,6 +581,8 @@ pub struct ModelStats {
     pub peers: usize,
     /// Bytes held in label keys and values, names and ports.
     pub text_bytes: usize,
+    /// ReplicaSets and Jobs whose controller is known.
+    pub owners: usize,
 }
 
 impl ModelStats {
@@ -511,6 +599,10 @@ impl ModelStats {
         const POLICY: usize = 120;
         const BODY: usize = 2_000;
         const PEER: usize = 1_200;
+        // A ReplicaSet's or Job's entry in the owner table: 236 bytes
+        // measured for 100,000 ReplicaSets of 10,000 Deployments (VmRSS
+        // before and after filling an `Owners`).
+        const OWNER: usize = 300;
         self.namespaces * NAMESPACE
             + self.workloads * WORKLOAD
             + self.groups * GROUP
@@ -519,6 +611,7 @@ impl ModelStats {
             + self.bodies * BODY
             + self.peers * PEER
             + self.text_bytes * 2
+            + self.owners * OWNER
     }
 }
 
@@ -665,6 +758,7 @@ impl Model {
             bodies,
             peers,
             text_bytes,
+            owners: self.owners.len(),
         }
     }
 
@@ -826,26 +920,33 @@ impl Model {
         self.drop_ns_if_unused(n);
     }
 
-    /// One more pod (or template, or summary) of `s`'s workload with its
-    /// shape: the group of that shape, made if new.
-    fn add_source(&mut self, s: PodSummary) -> GroupId {
-        let n = self.ns_or_insert(&s.workload.namespace);
-        let w = match self.wl_by_id.get(&s.workload) {
-            Some(&w) => w,
-            None => {
-                let w = self.workloads.insert(Wl {
-                    id: s.workload.clone(),
-                    groups: Vec::new(),
-                }) as WlId;
-                self.wl_by_id.insert(s.workload, w);
-                w
-            }
-        };
+    /// The index of workload `id`, made if new.
+    fn wl_or_insert(&mut self, id: WorkloadId) -> WlId {
+        if let Some(&w) = self.wl_by_id.get(&id) {
+            return w;
+        }
+        let w = self.workloads.insert(Wl {
+            id: id.clone(),
+            groups: Vec::new(),
+        }) as WlId;
+        self.wl_by_id.insert(id, w);
+        w
+    }
+
+    /// One more pod (or template, or summary) of `s` shown as workload
+    /// `shown`: the group of its shape (and of the ReplicaSet or Job it
+    /// names), made if new.
+    fn add_source(&mut self, shown: WorkloadId, s: PodSummary) -> GroupId {
+        let n = self.ns_or_insert(&shown.namespace);
+        let w = self.wl_or_insert(shown);
+        let via = s.via();
         let existing = self.workloads[w as usize]
             .groups
             .iter()
             .copied()
-            .find(|&g| self.groups[g as usize].shape == s.shape);
+            .find(|&g| {
+                self.groups[g as usize].shape == s.shape && self.groups[g as usize].via == via
+            });
         if let Some(g) = existing {
             self.groups[g as usize].sources += 1;
             return g;
@@ -865,6 +966,7 @@ impl Model {
             namespace: n,
             shape: s.shape,
             sources: 1,
+            via,
             selecting,
         }) as GroupId;
         self.workloads[w as usize].groups.push(g);
@@ -895,10 +997,20 @@ impl Model {
         self.drop_ns_if_unused(group.namespace);
     }
 
-    /// Adds or replaces pod `name` (in `s.workload`'s namespace).
+    /// Adds or replaces pod `name` (in `s.workload`'s namespace), shown as
+    /// the workload a user wrote (see [`PodSummary::shown_as`]).
     pub fn put_pod(&mut self, name: &str, s: PodSummary) {
-        let n = self.ns_or_insert(&s.workload.namespace);
-        let g = self.add_source(s);
+        let shown = s.shown_as(&self.owners);
+        if self.has_manifest(&shown) {
+            self.remove_pod(&shown.namespace, name);
+            self.hidden
+                .insert((shown.namespace.as_ref().into(), name.into()), s);
+            return;
+        }
+        self.hidden
+            .remove(&(shown.namespace.as_ref().into(), name.into()));
+        let n = self.ns_or_insert(&shown.namespace);
+        let g = self.add_source(shown, s);
         match self.pods.insert((n, name.into()), g) {
             Some(old) => self.release_source(old),
             None => self.text += name.len(),
@@ -907,6 +1019,7 @@ impl Model {
 
     /// Removes pod `namespace/name`, if present.
     pub fn remove_pod(&mut self, namespace: &str, name: &str) {
+        self.hidden.remove(&(namespace.into(), name.into()));
         let Some(n) = self.ns_id(namespace) else {
             return;
         };
@@ -916,20 +1029,201 @@ impl Model {
         }
     }
 
-    /// Adds or replaces a workload manifest's pod template.
+    /// Adds or replaces a workload manifest's pod template. The manifest
+    /// says what the workload's pods are: pods of it held so far are set
+    /// aside (its rollout would replace them).
     pub fn put_template(&mut self, s: PodSummary) {
         let id = s.workload.clone();
-        let g = self.add_source(s);
+        let s = PodSummary {
+            workload_uid: None,
+            ..s
+        };
+        let g = self.add_source(id.clone(), s);
         let w = self.groups[g as usize].workload;
         if let Some(old) = self.templates.insert(w, g) {
             self.release_source(old);
         }
         debug_assert_eq!(self.wl_id(&id), Some(w));
+        let others: Vec<GroupId> = self.workloads[w as usize]
+            .groups
+            .iter()
+            .copied()
+            .filter(|&x| x != g)
+            .collect();
+        for other in others {
+            self.hide_group(other);
+        }
     }
 
     /// Adds a pod summary that is never replaced or removed.
     pub fn add_summary(&mut self, s: PodSummary) {
-        self.add_source(s);
+        let shown = s.shown_as(&self.owners);
+        if !self.has_manifest(&shown) {
+            self.add_source(shown, s);
+        }
+    }
+
+    // ---- owners: pods shown as the workload a user wrote ------------
+
+    /// Is workload `id` given by its own manifest?
+    fn has_manifest(&self, id: &WorkloadId) -> bool {
+        self.wl_id(id)
+            .is_some_and(|w| self.templates.contains_key(&w))
+    }
+
+    /// Records a ReplicaSet's or Job's metadata; the pods that name it
+    /// follow its controller.
+    pub fn put_owner(&mut self, kind: Intermediate, meta: &ObjectMeta) {
+        self.owners.put(kind, meta, DEFAULT_NAMESPACE);
+        let ns = namespace_of(meta, DEFAULT_NAMESPACE);
+        self.rehome(&ns, kind, meta.name.as_deref().unwrap_or_default());
+    }
+
+    /// Forgets a ReplicaSet or Job; the pods that name it are shown as it.
+    pub fn remove_owner(&mut self, kind: Intermediate, namespace: &str, name: &str) {
+        self.owners.remove(kind, namespace, name);
+        self.rehome(namespace, kind, name);
+    }
+
+    /// `(namespace, name)` of every ReplicaSet or Job of `kind` known.
+    pub fn owner_keys(&self, kind: Intermediate) -> Vec<(String, String)> {
+        self.owners.keys(kind)
+    }
+
+    /// Shows the pods naming ReplicaSet or Job `kind` `ns/name` as the
+    /// owner table now says: their groups move whole to that workload.
+    fn rehome(&mut self, ns: &str, kind: Intermediate, name: &str) {
+        let groups: Vec<GroupId> = match self.ns_id(ns) {
+            Some(n) => self.namespaces[n as usize]
+                .groups
+                .iter()
+                .copied()
+                .filter(|&g| {
+                    let via = &self.groups[g as usize].via;
+                    via.as_ref()
+                        .is_some_and(|v| v.kind == kind && &*v.name == name)
+                })
+                .collect(),
+            None => Vec::new(),
+        };
+        for g in groups {
+            let summary = self.summary_of(g);
+            let shown = summary.shown_as(&self.owners);
+            let from = self.groups[g as usize].workload;
+            if self.workloads[from as usize].id == shown {
+                continue;
+            }
+            if self.has_manifest(&shown) {
+                self.hide_group(g);
+                continue;
+            }
+            let to = self.wl_or_insert(shown);
+            self.groups[g as usize].workload = to;
+            self.workloads[to as usize].groups.push(g);
+            let wl = &mut self.workloads[from as usize];
+            wl.groups.retain(|&x| x != g);
+            if wl.groups.is_empty() {
+                let wl = self.workloads.remove(from as usize);
+                self.wl_by_id.remove(&wl.id);
+            }
+        }
+        // Pods set aside may now belong to a workload without manifest.
+        let held: Vec<(Box<str>, PodSummary)> = self
+            .hidden
+            .iter()
+            .filter(|((n, _), s)| {
+                &**n == ns && &*s.workload.name == name && &*s.workload.kind == kind.kind()
+            })
+            .map(|((_, pod), s)| (pod.clone(), s.clone()))
+            .collect();
+        for (pod, s) in held {
+            self.put_pod(&pod, s);
+        }
+    }
+
+    /// What group `g`'s pods are: their controller, its uid, their shape.
+    fn summary_of(&self, g: GroupId) -> PodSummary {
+        let group = &self.groups[g as usize];
+        let shown = &self.workloads[group.workload as usize].id;
+        let (workload, workload_uid) = match &group.via {
+            Some(v) => (
+                WorkloadId {
+                    namespace: Arc::clone(&shown.namespace),
+                    name: Arc::clone(&v.name),
+                    kind: v.kind.kind().into(),
+                },
+                v.uid.clone(),
+            ),
+            None => (shown.clone(), None),
+        };
+        PodSummary {
+            workload,
+            workload_uid,
+            shape: group.shape.clone(),
+        }
+    }
+
+    /// Sets the pods of group `g` aside: their workload's manifest says
+    /// what its pods are. (Summaries, which have no name, are dropped.)
+    fn hide_group(&mut self, g: GroupId) {
+        let summary = self.summary_of(g);
+        let ns = Arc::clone(
+            &self.workloads[self.groups[g as usize].workload as usize]
+                .id
+                .namespace,
+        );
+        let pods: Vec<(NsId, Box<str>)> = self
+            .pods
+            .iter()
+            .filter(|(_, x)| **x == g)
+            .map(|(k, _)| k.clone())
+            .collect();
+        for key in pods {
+            self.remove_pod(&ns, &key.1);
+            self.hidden
+                .insert((ns.as_ref().into(), key.1), summary.clone());
+        }
+        if self.groups.contains(g as usize) {
+            // What is left are summaries: gone with the group.
+            self.groups[g as usize].sources = 1;
+            self.release_source(g);
+        }
+    }
+
+    /// Forgets the pods, templates and policies of namespace `name`; its
+    /// labels and the owner table stay.
+    pub fn forget_namespace(&mut self, name: &str) {
+        self.hidden.retain(|(ns, _), _| &**ns != name);
+        let Some(n) = self.ns_id(name) else {
+            return;
+        };
+        let pods: Vec<Box<str>> = self
+            .pods
+            .keys()
+            .filter(|(x, _)| *x == n)
+            .map(|(_, pod)| pod.clone())
+            .collect();
+        for pod in pods {
+            self.remove_pod(name, &pod);
+        }
+        let templates: Vec<(WlId, GroupId)> = self
+            .templates
+            .iter()
+            .filter(|(_, g)| self.groups[**g as usize].namespace == n)
+            .map(|(w, g)| (*w, *g))
+            .collect();
+        for (w, g) in templates {
+            self.templates.remove(&w);
+            self.release_source(g);
+        }
+        let policies: Vec<Box<str>> = self.namespaces[n as usize]
+            .policies
+            .keys()
+            .cloned()
+            .collect();
+        for p in policies {
+            self.remove_policy(name, &p);
+        }
     }
 
     /// Adds or replaces a policy.
@@ -1035,7 +1329,18 @@ impl Model {
                     self.remove_namespace(&n);
                 }
             }
+            Kind::ReplicaSets | Kind::Jobs => {
+                let kind = if kind == Kind::Jobs {
+                    Intermediate::Job
+                } else {
+                    Intermediate::ReplicaSet
+                };
+                for (ns, name) in self.owner_keys(kind) {
+                    self.remove_owner(kind, &ns, &name);
+                }
+            }
             Kind::Pods => {
+                self.hidden.clear();
                 let pods: Vec<((NsId, Box<str>), GroupId)> = self.pods.drain().collect();
                 for ((_, name), g) in pods {
                     self.text -= name.len();

@@ -1,7 +1,7 @@
 //! Prometheus metrics: what was decided, how fast, and whether palisade can
 //! see the cluster and prove who it is.
 
-use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 
 use prometheus_client::collector::Collector;
 use prometheus_client::encoding::{DescriptorEncoder, EncodeLabelSet, EncodeMetric};
@@ -71,6 +71,21 @@ impl Collector for LogLinesDropped {
     }
 }
 
+/// What a scrape reads from the rest of the server at that moment.
+#[derive(Debug, Clone, Default)]
+pub struct Scrape {
+    /// The cluster view has caught up with its source.
+    pub synced: bool,
+    /// What the cluster view holds.
+    pub stats: ViewStats,
+    /// `/readyz` would answer 200.
+    pub ready: bool,
+    /// Whether this replica leads; `None` when it takes part in no election.
+    pub leader: Option<bool>,
+    /// Seconds since each watch was last known in sync, by resource.
+    pub watch_sync_ages: Vec<(&'static str, f64)>,
+}
+
 /// Every metric palisade exports.
 #[derive(Debug)]
 pub struct Metrics {
@@ -84,14 +99,19 @@ pub struct Metrics {
     cache_objects: Family<ResourceLabel, Gauge>,
     cert_expiry: Gauge,
     cert_expiry_seconds: AtomicI64,
+    previews: Counter,
+    ready: Gauge,
+    leader: Family<Vec<(String, String)>, Gauge>,
+    watch_sync_age: Family<ResourceLabel, Gauge<f64, AtomicU64>>,
     preview_enabled: Gauge,
     preview_bytes: Gauge,
 }
 
 fn latency_histogram() -> Histogram {
-    // 50 µs to ~1.6 s: admission answers live in the low milliseconds, and
-    // anything near the API server's timeout must still land in a bucket.
-    Histogram::new(exponential_buckets(0.00005, 2.0, 16))
+    // 50 µs to ~6.6 s: admission answers live in the low milliseconds, and
+    // anything near or past the API server's 5 s timeout must still land in
+    // a bucket of its own, so the p99 alert can see it.
+    Histogram::new(exponential_buckets(0.00005, 2.0, 18))
 }
 
 impl Default for Metrics {
@@ -114,6 +134,10 @@ impl Metrics {
         let cache_synced = Gauge::default();
         let cache_objects = Family::<ResourceLabel, Gauge>::default();
         let cert_expiry = Gauge::default();
+        let previews = Counter::default();
+        let ready = Gauge::default();
+        let leader = Family::<Vec<(String, String)>, Gauge>::default();
+        let watch_sync_age = Family::<ResourceLabel, Gauge<f64, AtomicU64>>::default();
         let preview_enabled = Gauge::default();
         let preview_bytes = Gauge::default();
         registry.register(
@@ -157,6 +181,26 @@ impl Metrics {
             cert_expiry.clone(),
         );
         registry.register(
+            "previews",
+            "NetworkPolicy reviews answered with a reachability preview",
+            previews.clone(),
+        );
+        registry.register(
+            "ready",
+            "1 when /readyz answers 200 (caches synced, certificate trusted, not shutting down)",
+            ready.clone(),
+        );
+        registry.register(
+            "leader",
+            "1 when this replica holds the leader Lease and writes the certificate Secret (absent without an election)",
+            leader.clone(),
+        );
+        registry.register(
+            "watch_sync_age_seconds",
+            "Seconds since a watch was last known to be in sync with the API server, by resource",
+            watch_sync_age.clone(),
+        );
+        registry.register(
             "preview_enabled",
             "1 while the reachability preview is on; 0 when simulate.preview is off or the preview switched itself off past its memory budget (logged)",
             preview_enabled.clone(),
@@ -179,6 +223,10 @@ impl Metrics {
             cache_objects,
             cert_expiry,
             cert_expiry_seconds: AtomicI64::new(0),
+            previews,
+            ready,
+            leader,
+            watch_sync_age,
             preview_enabled,
             preview_bytes,
         }
@@ -217,6 +265,9 @@ impl Metrics {
             Confirmation::Overturned => Some("overturned"),
             Confirmation::Failed => Some("failed"),
         };
+        if verdict.previewed {
+            self.previews.inc();
+        }
         if let Some(result) = result {
             self.confirmations
                 .get_or_create(&ResultLabel { result })
@@ -245,9 +296,21 @@ impl Metrics {
         self.cert_expiry.set(unix_seconds);
     }
 
-    /// The text exposition, with the cluster view's state read now.
-    pub fn encode(&self, synced: bool, stats: ViewStats) -> String {
-        self.cache_synced.set(i64::from(synced));
+    /// The text exposition, with the server's state as read now.
+    pub fn encode(&self, scrape: &Scrape) -> String {
+        let stats = scrape.stats;
+        self.cache_synced.set(i64::from(scrape.synced));
+        self.ready.set(i64::from(scrape.ready));
+        if let Some(leader) = scrape.leader {
+            self.leader
+                .get_or_create(&Vec::new())
+                .set(i64::from(leader));
+        }
+        for (resource, age) in &scrape.watch_sync_ages {
+            self.watch_sync_age
+                .get_or_create(&ResourceLabel { resource })
+                .set(*age);
+        }
         for (resource, n) in [
             ("namespaces", stats.namespaces),
             ("networkpolicies", stats.policies),
@@ -333,7 +396,7 @@ mod tests {
             );
         }
 
-        let text = m.encode(true, ViewStats::default());
+        let text = m.encode(&Scrape::default());
         let series = decision_series(&text);
         assert_eq!(series.len(), 4, "{series:#?}");
         let other = series
@@ -353,7 +416,7 @@ mod tests {
 
     #[test]
     fn dropped_log_lines_are_a_counter_read_at_each_scrape() {
-        let text = Metrics::new().encode(true, ViewStats::default());
+        let text = Metrics::new().encode(&Scrape::default());
         let lines: Vec<&str> = text
             .lines()
             .filter(|l| l.contains("log_lines_dropped"))

@@ -12,7 +12,7 @@ use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 
-use super::metrics::Metrics;
+use super::metrics::{Metrics, Scrape};
 use crate::admit::{self, Webhook};
 use crate::cluster::ClusterView;
 use crate::config::Config;
@@ -48,6 +48,19 @@ impl Default for BodyLimits {
     }
 }
 
+/// What a certificate source that is more than files reports (palisade's
+/// self-managed certificates): whether the API server would accept what is
+/// served, and the state behind it.
+pub trait CertificateStatus: Send + Sync {
+    /// `None` when the served certificate is trusted by every webhook that
+    /// calls palisade; else why not.
+    fn not_ready(&self) -> Option<String>;
+    /// Whether this replica leads; `None` when it takes part in no election.
+    fn leader(&self) -> Option<bool>;
+    /// Seconds since each of its watches was last known in sync.
+    fn watch_sync_ages(&self) -> Vec<(&'static str, f64)>;
+}
+
 /// What the handlers share.
 pub struct AppState {
     /// The validated config.
@@ -60,6 +73,24 @@ pub struct AppState {
     pub shutting_down: Arc<AtomicBool>,
     /// Body limits.
     pub limits: BodyLimits,
+    /// Self-managed certificates, when they are the source; `None` for
+    /// files (loaded before the listeners start).
+    pub certificates: Option<Arc<dyn CertificateStatus>>,
+}
+
+/// Why the server is not ready, each reason once; empty when it is.
+fn not_ready(s: &AppState) -> Vec<String> {
+    let mut why = Vec::new();
+    if !s.cluster.is_ready() {
+        why.push("cluster watch caches not synced".to_owned());
+    }
+    if let Some(reason) = s.certificates.as_ref().and_then(|c| c.not_ready()) {
+        why.push(reason);
+    }
+    if s.shutting_down.load(Ordering::Relaxed) {
+        why.push("shutting down".to_owned());
+    }
+    why
 }
 
 /// The HTTPS app: `POST /validate` and `POST /mutate`.
@@ -162,19 +193,10 @@ async fn review_request(s: &AppState, webhook: Webhook, body: Body) -> Response 
 }
 
 async fn readyz(State(s): State<Arc<AppState>>) -> Response {
-    // No certificate check: the listeners only start once one is loaded.
-    let synced = s.cluster.is_ready();
-    let stopping = s.shutting_down.load(Ordering::Relaxed);
-    if synced && !stopping {
+    let why = not_ready(&s);
+    if why.is_empty() {
         (StatusCode::OK, "ready\n").into_response()
     } else {
-        let mut why = Vec::new();
-        if !synced {
-            why.push("cluster watch caches not synced");
-        }
-        if stopping {
-            why.push("shutting down");
-        }
         (
             StatusCode::SERVICE_UNAVAILABLE,
             format!("not ready: {}\n", why.join("; ")),
@@ -184,7 +206,17 @@ async fn readyz(State(s): State<Arc<AppState>>) -> Response {
 }
 
 async fn metrics(State(s): State<Arc<AppState>>) -> Response {
-    let text = s.metrics.encode(s.cluster.is_ready(), s.cluster.stats());
+    let mut watch_sync_ages = s.cluster.watch_sync_ages();
+    if let Some(c) = &s.certificates {
+        watch_sync_ages.extend(c.watch_sync_ages());
+    }
+    let text = s.metrics.encode(&Scrape {
+        synced: s.cluster.is_ready(),
+        stats: s.cluster.stats(),
+        ready: not_ready(&s).is_empty(),
+        leader: s.certificates.as_ref().and_then(|c| c.leader()),
+        watch_sync_ages,
+    });
     (
         StatusCode::OK,
         [(

@@ -13,7 +13,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use arc_swap::ArcSwap;
+use arc_swap::ArcSwapOption;
 use notify::Watcher as _;
 use rustls::ServerConfig;
 use rustls::server::{ClientHello, ResolvesServerCert};
@@ -102,15 +102,15 @@ pub enum TlsError {
     Config(#[source] rustls::Error),
 }
 
-/// A certificate resolver that re-reads its files when they change.
-pub struct CertReloader {
-    cert_path: PathBuf,
-    key_path: PathBuf,
-    current: ArcSwap<CertifiedKey>,
-    /// Also serialises reloads: the file watcher and the poll timer may fire
-    /// together, and two interleaved reloads could otherwise record one
-    /// pair's hash next to another pair's key.
-    state: Mutex<LoadedState>,
+/// The certificate every handshake is answered with, swapped whole when a
+/// new valid pair arrives (from files or from the certificate Secret). It
+/// may start empty: until a pair is installed, handshakes fail and the
+/// server is not ready.
+pub struct ServingCert {
+    current: ArcSwapOption<CertifiedKey>,
+    /// Also serialises installs: two sources firing together could
+    /// otherwise record one pair's hash next to another pair's key.
+    state: Mutex<Option<LoadedState>>,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -120,10 +120,101 @@ struct LoadedState {
 }
 
 /// One successfully parsed pair.
-struct Loaded {
+pub struct ParsedPair {
+    /// The certificate chain, leaf first.
+    pub cert_chain: Vec<CertificateDer<'static>>,
     key: CertifiedKey,
-    hash: u64,
     not_after: Option<i64>,
+}
+
+impl fmt::Debug for ServingCert {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ServingCert")
+            .field("not_after", &self.not_after())
+            .finish_non_exhaustive()
+    }
+}
+
+impl ServingCert {
+    /// Nothing to serve yet.
+    pub fn empty() -> Arc<Self> {
+        Arc::new(ServingCert {
+            current: ArcSwapOption::empty(),
+            state: Mutex::new(None),
+        })
+    }
+
+    /// Installs the pair if its content differs from what is served and it
+    /// parses and matches; the labels name where each part came from in
+    /// errors. `Ok(true)`: now served; `Ok(false)`: unchanged; `Err`: the
+    /// previous pair (if any) is still served.
+    pub fn install_pem(
+        &self,
+        cert_label: &Path,
+        cert_pem: &[u8],
+        key_label: &Path,
+        key_pem: &[u8],
+    ) -> Result<bool, TlsError> {
+        let mut state = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        let hash = content_hash(cert_pem, key_pem);
+        if state.is_some_and(|s| s.hash == hash) {
+            return Ok(false);
+        }
+        let parsed = parse_pem_pair(cert_label, cert_pem, key_label, key_pem)?;
+        self.current.store(Some(Arc::new(parsed.key)));
+        *state = Some(LoadedState {
+            hash,
+            not_after: parsed.not_after,
+        });
+        Ok(true)
+    }
+
+    /// The served leaf's notAfter in unix seconds; `None` before a pair is
+    /// installed or if it could not be read from the certificate.
+    pub fn not_after(&self) -> Option<i64> {
+        self.state
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .and_then(|s| s.not_after)
+    }
+
+    /// The served chain, leaf first; empty before a pair is installed.
+    pub fn chain(&self) -> Vec<CertificateDer<'static>> {
+        self.current
+            .load_full()
+            .map(|k| k.cert.clone())
+            .unwrap_or_default()
+    }
+
+    /// A rustls server configuration that resolves certificates through
+    /// this holder, offering HTTP/2 and HTTP/1.1 by ALPN.
+    ///
+    /// The ring provider is named explicitly rather than taken from the
+    /// process default, so the server never depends on which provider some
+    /// other crate installed (see CRATES.md pitfall 1).
+    pub fn server_config(self: &Arc<Self>) -> Result<Arc<ServerConfig>, TlsError> {
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let mut config = ServerConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .map_err(TlsError::Config)?
+            .with_no_client_auth()
+            .with_cert_resolver(Arc::clone(self) as Arc<dyn ResolvesServerCert>);
+        config.alpn_protocols = ALPN_PROTOCOLS.iter().map(|p| p.to_vec()).collect();
+        Ok(Arc::new(config))
+    }
+}
+
+impl ResolvesServerCert for ServingCert {
+    fn resolve(&self, _client_hello: ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
+        self.current.load_full()
+    }
+}
+
+/// A certificate resolver that re-reads its files when they change.
+pub struct CertReloader {
+    cert_path: PathBuf,
+    key_path: PathBuf,
+    serving: Arc<ServingCert>,
 }
 
 impl fmt::Debug for CertReloader {
@@ -143,16 +234,19 @@ impl CertReloader {
     /// PEM block of the right kind, or when the key does not belong to the
     /// certificate.
     pub fn load(cert: &Path, key: &Path) -> Result<Arc<Self>, TlsError> {
-        let loaded = read_pair(cert, key)?;
+        let serving = ServingCert::empty();
+        let (cert_pem, key_pem) = read_files(cert, key)?;
+        serving.install_pem(cert, &cert_pem, key, &key_pem)?;
         Ok(Arc::new(Self {
             cert_path: cert.to_path_buf(),
             key_path: key.to_path_buf(),
-            current: ArcSwap::from_pointee(loaded.key),
-            state: Mutex::new(LoadedState {
-                hash: loaded.hash,
-                not_after: loaded.not_after,
-            }),
+            serving,
         }))
+    }
+
+    /// What the server presents.
+    pub fn serving(&self) -> &Arc<ServingCert> {
+        &self.serving
     }
 
     /// The certificate file this resolver follows.
@@ -172,45 +266,21 @@ impl CertReloader {
     /// files are unchanged, and an error (with the old pair still served)
     /// when the new content is unusable, e.g. half-written.
     pub fn reload(&self) -> Result<bool, TlsError> {
-        let mut state = self.state.lock().unwrap_or_else(|p| p.into_inner());
         let (cert_pem, key_pem) = read_files(&self.cert_path, &self.key_path)?;
-        let hash = content_hash(&cert_pem, &key_pem);
-        if hash == state.hash {
-            return Ok(false);
-        }
-        let loaded = parse_pair(&self.cert_path, &cert_pem, &self.key_path, &key_pem, hash)?;
-        self.current.store(Arc::new(loaded.key));
-        *state = LoadedState {
-            hash: loaded.hash,
-            not_after: loaded.not_after,
-        };
-        Ok(true)
+        self.serving
+            .install_pem(&self.cert_path, &cert_pem, &self.key_path, &key_pem)
     }
 
     /// The served leaf's notAfter in unix seconds, for an expiry metric; `None`
     /// if it could not be read from the certificate.
     pub fn not_after(&self) -> Option<i64> {
-        self.state
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .not_after
+        self.serving.not_after()
     }
 
-    /// A rustls server configuration that resolves certificates through this
-    /// reloader, offering HTTP/2 and HTTP/1.1 by ALPN.
-    ///
-    /// The ring provider is named explicitly rather than taken from the
-    /// process default, so the server never depends on which provider some
-    /// other crate installed (see CRATES.md pitfall 1).
+    /// A rustls server configuration that serves this reloader's pair (see
+    /// [`ServingCert::server_config`]).
     pub fn server_config(self: &Arc<Self>) -> Result<Arc<ServerConfig>, TlsError> {
-        let provider = Arc::new(rustls::crypto::ring::default_provider());
-        let mut config = ServerConfig::builder_with_provider(provider)
-            .with_safe_default_protocol_versions()
-            .map_err(TlsError::Config)?
-            .with_no_client_auth()
-            .with_cert_resolver(Arc::clone(self) as Arc<dyn ResolvesServerCert>);
-        config.alpn_protocols = ALPN_PROTOCOLS.iter().map(|p| p.to_vec()).collect();
-        Ok(Arc::new(config))
+        self.serving.server_config()
     }
 
     /// Follows the files until the returned task is aborted.
@@ -326,12 +396,6 @@ impl CertReloader {
     }
 }
 
-impl ResolvesServerCert for CertReloader {
-    fn resolve(&self, _client_hello: ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
-        Some(self.current.load_full())
-    }
-}
-
 /// Our own reads open the files, and inotify reports opens; reacting to those
 /// would make every reload trigger the next one.
 fn is_change(kind: &notify::EventKind) -> bool {
@@ -370,19 +434,14 @@ fn read_files(cert: &Path, key: &Path) -> Result<(Vec<u8>, Vec<u8>), TlsError> {
     Ok((read("certificate", cert)?, read("private key", key)?))
 }
 
-fn read_pair(cert: &Path, key: &Path) -> Result<Loaded, TlsError> {
-    let (cert_pem, key_pem) = read_files(cert, key)?;
-    let hash = content_hash(&cert_pem, &key_pem);
-    parse_pair(cert, &cert_pem, key, &key_pem, hash)
-}
-
-fn parse_pair(
+/// Parses a PEM certificate chain and its key and checks they belong
+/// together; the paths (or labels) name the parts in errors.
+pub fn parse_pem_pair(
     cert_path: &Path,
     cert_pem: &[u8],
     key_path: &Path,
     key_pem: &[u8],
-    hash: u64,
-) -> Result<Loaded, TlsError> {
+) -> Result<ParsedPair, TlsError> {
     let chain = CertificateDer::pem_slice_iter(cert_pem)
         .collect::<Result<Vec<_>, _>>()
         .map_err(|source| TlsError::Pem {
@@ -417,7 +476,7 @@ fn parse_pair(
             }
         })?;
 
-    let certified = CertifiedKey::new(chain, signing_key);
+    let certified = CertifiedKey::new(chain.clone(), signing_key);
     match certified.keys_match() {
         // Unknown: the key type cannot report its public half; the handshake
         // would still fail loudly if it were wrong.
@@ -435,9 +494,9 @@ fn parse_pair(
             });
         }
     }
-    Ok(Loaded {
+    Ok(ParsedPair {
+        cert_chain: chain,
         key: certified,
-        hash,
         not_after,
     })
 }
@@ -518,24 +577,30 @@ mod tests {
         let b = bundle();
         let (c, k) = write(tmp.path(), &b.cert_pem, &b.key_pem);
         let r = CertReloader::load(&c, &k).unwrap();
-        let first = r.current.load_full();
+        let first = r.serving.current.load_full().unwrap();
         assert!(!r.reload().unwrap(), "unchanged files are not a reload");
 
         // Half a rotation: new certificate, old key. Keep serving the old pair.
         let b2 = bundle();
         std::fs::write(&c, &b2.cert_pem).unwrap();
         assert!(matches!(r.reload(), Err(TlsError::KeyMismatch { .. })));
-        assert!(Arc::ptr_eq(&first, &r.current.load_full()));
+        assert!(Arc::ptr_eq(&first, &r.serving.current.load_full().unwrap()));
 
         std::fs::write(&k, &b2.key_pem).unwrap();
         assert!(r.reload().unwrap());
-        assert!(!Arc::ptr_eq(&first, &r.current.load_full()));
+        assert!(!Arc::ptr_eq(
+            &first,
+            &r.serving.current.load_full().unwrap()
+        ));
         assert!(!r.reload().unwrap());
 
         // A vanished file is an error, not a panic, and changes nothing.
-        let served = r.current.load_full();
+        let served = r.serving.current.load_full().unwrap();
         std::fs::remove_file(&k).unwrap();
         assert!(matches!(r.reload(), Err(TlsError::Read { .. })));
-        assert!(Arc::ptr_eq(&served, &r.current.load_full()));
+        assert!(Arc::ptr_eq(
+            &served,
+            &r.serving.current.load_full().unwrap()
+        ));
     }
 }

@@ -20,13 +20,15 @@
 //!   `allowWatchBookmarks=true` a `BOOKMARK` at once and then every few
 //!   seconds, until `timeoutSeconds` (as the API server ends a watch);
 //! - anything else: the API server's `Status` 404 (`NotFound`), which is
-//!   also what an API group the cluster does not serve answers.
+//!   also what an API group the cluster does not serve answers;
+//! - a collection a test [`FakeApi::forbid`]s: the API server's `Status`
+//!   403 (`Forbidden`), as RBAC answers a client without the verb.
 //!
 //! What it does not reproduce: authentication, `resourceVersion`
 //! semantics beyond a growing counter (no `410 Gone`), field and label
 //! selectors, protobuf, HTTP/2, and the API server's own latency.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -114,6 +116,7 @@ struct State {
     events: HashMap<String, broadcast::Sender<Value>>,
     version: AtomicU64,
     seen: Mutex<Vec<Seen>>,
+    forbidden: Mutex<HashSet<String>>,
 }
 
 /// A running fake API server on 127.0.0.1.
@@ -146,6 +149,7 @@ impl FakeApi {
             events,
             version: AtomicU64::new(1000),
             seen: Mutex::new(Vec::new()),
+            forbidden: Mutex::new(HashSet::new()),
         });
         let served = Arc::clone(&state);
         let task = tokio::spawn(async move {
@@ -190,6 +194,12 @@ impl FakeApi {
         if let Some(tx) = self.state.events.get(path) {
             let _ = tx.send(json!({"type": kind, "object": object}));
         }
+    }
+
+    /// From now on, every request for the collection at `path` is answered
+    /// 403 Forbidden, as RBAC answers a client not granted the verb.
+    pub fn forbid(&self, path: &str) {
+        self.state.forbidden.lock().unwrap().insert(path.to_owned());
     }
 
     /// Replaces the objects the collection at `path` lists from now on
@@ -240,6 +250,34 @@ fn status(code: u16, reason: &str, message: &str) -> Response<Body> {
             "kind": "Status", "apiVersion": "v1", "metadata": {},
             "status": "Failure", "message": message, "reason": reason,
             "details": {}, "code": code
+        }),
+    )
+}
+
+/// RBAC's answer to an anonymous client, as the API server words it
+/// (`apierrors.NewForbidden` around the authorizer's reason).
+fn forbidden(path: &str, verb: &str) -> Response<Body> {
+    // /api/v1/pods or /apis/GROUP/VERSION/RESOURCE.
+    let parts: Vec<&str> = path.trim_start_matches('/').split('/').collect();
+    let (group, resource) = match parts.as_slice() {
+        ["apis", group, _, resource] => (*group, *resource),
+        [.., resource] => ("", *resource),
+        [] => ("", ""),
+    };
+    let qualified = if group.is_empty() {
+        resource.to_owned()
+    } else {
+        format!("{resource}.{group}")
+    };
+    let message = format!(
+        "{qualified} is forbidden: User \"system:anonymous\" cannot {verb} resource \"{resource}\" in API group \"{group}\" at the cluster scope"
+    );
+    full(
+        StatusCode::FORBIDDEN,
+        &json!({
+            "kind": "Status", "apiVersion": "v1", "metadata": {},
+            "status": "Failure", "message": message, "reason": "Forbidden",
+            "details": {"group": group, "kind": resource}, "code": 403
         }),
     )
 }
@@ -314,7 +352,19 @@ fn answer(state: &Arc<State>, req: Request<hyper::body::Incoming>) -> Response<B
     let meta = accept.contains("as=PartialObjectMetadata");
     let q = query(req.uri());
     let rv = state.version.load(Ordering::Relaxed).to_string();
-    match route(state, req.uri().path()) {
+    let target = route(state, req.uri().path());
+    if let Some(Target::List(c, _) | Target::One(c, _)) = &target
+        && state.forbidden.lock().unwrap().contains(&c.path)
+    {
+        let watching = matches!(q.get("watch").map(String::as_str), Some("true" | "1"));
+        let verb = match &target {
+            Some(Target::One(..)) => "get",
+            _ if watching => "watch",
+            _ => "list",
+        };
+        return forbidden(&c.path, verb);
+    }
+    match target {
         None => status(
             404,
             "NotFound",

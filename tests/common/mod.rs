@@ -9,7 +9,9 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
+pub mod api_store;
 pub mod fake_api;
+pub mod managed;
 mod shared;
 pub use shared::shared_fixtures;
 
@@ -25,6 +27,19 @@ use tempfile::TempDir;
 
 /// The name the client verifies the server's certificate against.
 pub const SERVICE_HOST: &str = "palisade.palisade-system.svc";
+
+/// Waits until `ok` holds (what a watch delivers arrives in its own
+/// time), failing with `what` after 20 s: generous, as CI shares 2 cores.
+pub async fn until(what: &str, mut ok: impl FnMut() -> bool) {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    while !ok() {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "timed out waiting for {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
 
 /// Installs ring as the process's crypto provider (CRATES.md pitfall 1).
 pub fn init() {
@@ -199,8 +214,10 @@ impl TestServer {
             cluster,
             listen: local,
             metrics_listen: local,
-            tls_cert: dir.path().join(certs::CERT_FILE),
-            tls_key: dir.path().join(certs::KEY_FILE),
+            tls: serve::TlsSource::Files {
+                cert: dir.path().join(certs::CERT_FILE),
+                key: dir.path().join(certs::KEY_FILE),
+            },
             limits,
             body,
         })
