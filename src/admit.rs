@@ -1,6 +1,7 @@
 //! The one decision path every command takes: find the namespace a request
-//! is about, read it from the cluster view, decide, and re-read before a
-//! denial that rests on what a watch cache said.
+//! is about (or, for a cluster-wide policy, the whole cluster), read it
+//! from the cluster view, decide, and re-read before a denial that rests on
+//! what a watch cache said.
 
 use crate::cluster::{ClusterView, NamespaceView, PreviewModel};
 use crate::config::Config;
@@ -48,24 +49,40 @@ pub async fn admit(
     req: &Request,
 ) -> (Verdict, Confirmation) {
     let ns = decide::request_namespace(req);
-    let view = match ns.as_deref() {
-        Some(n) => cluster.namespace(n),
-        None => NamespaceView::default(),
+    let (mut verdict, how) = if webhook == Webhook::Validate && decide::is_cluster_policy(req) {
+        // A cluster-wide policy: decided against every namespace,
+        // confirmed with the cluster-wide policies read fresh.
+        let verdict = decide::validate_cluster_policy(cfg, req, &cluster.cluster_scope());
+        if verdict.needs_confirmation() {
+            let fresh = cluster.confirm_cluster().await;
+            reconsider(verdict, "the cluster-wide policies", fresh, |scope| {
+                decide::validate_cluster_policy(cfg, req, &scope)
+            })
+        } else {
+            (verdict, Confirmation::NotNeeded)
+        }
+    } else {
+        let view = match ns.as_deref() {
+            Some(n) => cluster.namespace(n),
+            None => NamespaceView::default(),
+        };
+        let verdict = decide_with(cfg, webhook, req, &view);
+        match ns.as_deref().filter(|_| verdict.needs_confirmation()) {
+            None => (verdict, Confirmation::NotNeeded),
+            Some(n) => {
+                let fresh = cluster.confirm(n).await;
+                reconsider(verdict, &format!("namespace {n}"), fresh, |view| {
+                    decide_with(cfg, webhook, req, &view)
+                })
+            }
+        }
     };
-    let verdict = decide_with(cfg, webhook, req, &view);
-    let (mut verdict, how) = match ns.as_deref().filter(|_| verdict.needs_confirmation()) {
-        None => (verdict, Confirmation::NotNeeded),
-        Some(ns) => confirm(cfg, cluster, webhook, req, ns, verdict).await,
-    };
-    if webhook == Webhook::Validate
-        && preview::wants_preview(req, &verdict)
-        && let Some(ns) = ns.as_deref()
-    {
+    if webhook == Webhook::Validate && preview::wants_preview(req, &verdict) {
         match cluster.preview_model() {
             PreviewModel::Absent => {}
             PreviewModel::Off(why) => verdict.notes.push(format!("palisade preview off: {why}")),
             PreviewModel::Ready(model) => {
-                if let Some(notes) = preview::preview_warnings(req, ns, &model) {
+                if let Some(notes) = preview::preview_warnings(req, ns.as_deref(), &model) {
                     verdict.notes.extend(notes);
                     verdict.previewed = true;
                 }
@@ -75,17 +92,17 @@ pub async fn admit(
     (verdict, how)
 }
 
-async fn confirm(
-    cfg: &Config,
-    cluster: &dyn ClusterView,
-    webhook: Webhook,
-    req: &Request,
-    ns: &str,
+/// A denial decided again on a fresh read of `what`, or kept on the
+/// cache's word when the read failed.
+fn reconsider<T>(
     verdict: Verdict,
+    what: &str,
+    fresh: Result<T, crate::cluster::ClusterError>,
+    decide_again: impl FnOnce(T) -> Verdict,
 ) -> (Verdict, Confirmation) {
-    match cluster.confirm(ns).await {
+    match fresh {
         Ok(fresh) => {
-            let again = decide_with(cfg, webhook, req, &fresh);
+            let again = decide_again(fresh);
             let how = if again.allowed() {
                 Confirmation::Overturned
             } else {
@@ -97,10 +114,29 @@ async fn confirm(
             // Deny on the cache's word: failing closed is what
             // failurePolicy: Fail asks of a webhook that cannot see.
             let error = e.to_string();
-            tracing::warn!(namespace = %clip(ns), error = %clip(&error), "could not confirm a denial with a fresh read; the cached view stands");
+            tracing::warn!(read = %clip(what), error = %clip(&error), "could not confirm a denial with a fresh read; the cached view stands");
             (verdict, Confirmation::Failed)
         }
     }
+}
+
+/// The pure decision for one webhook against a cluster view, as
+/// [`admit`] takes it without the fresh reads: the namespace's view, or
+/// the whole cluster's for a cluster-wide policy.
+pub fn decide_in(
+    cfg: &Config,
+    webhook: Webhook,
+    req: &Request,
+    cluster: &dyn ClusterView,
+) -> Verdict {
+    if webhook == Webhook::Validate && decide::is_cluster_policy(req) {
+        return decide::validate_cluster_policy(cfg, req, &cluster.cluster_scope());
+    }
+    let view = match decide::request_namespace(req) {
+        Some(n) => cluster.namespace(&n),
+        None => NamespaceView::default(),
+    };
+    decide_with(cfg, webhook, req, &view)
 }
 
 /// The pure decision for one webhook.
@@ -183,6 +219,7 @@ mod tests {
                 default_deny: Directions::BOTH,
                 allow_all: Directions::NONE,
             }],
+            ..Default::default()
         }
     }
 

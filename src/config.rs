@@ -91,6 +91,8 @@ pub struct Config {
     pub proxy: ProxyConfig,
     /// Reachability preview at admission.
     pub simulate: SimulateConfig,
+    /// How cluster-wide policies (AdminNetworkPolicy, ...) count.
+    pub cluster_policies: ClusterPoliciesConfig,
     /// Self-managed certificates.
     pub certificates: CertificatesConfig,
 }
@@ -240,6 +242,18 @@ impl SimulateConfig {
     }
 }
 
+/// `clusterPolicies`.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct ClusterPoliciesConfig {
+    /// Count a cluster-wide ingress deny of every pod as default-deny for
+    /// Ingress. Off by default: those policies cannot deny traffic from
+    /// outside the cluster, so set it only where something else (a cloud
+    /// firewall, the ingress path) blocks outside traffic to pods.
+    #[serde(default)]
+    pub count_ingress_deny: bool,
+}
+
 /// `certificates`.
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
@@ -272,6 +286,8 @@ struct RawConfig {
     proxy: RawProxy,
     #[serde(default)]
     simulate: SimulateConfig,
+    #[serde(default)]
+    cluster_policies: ClusterPoliciesConfig,
     #[serde(default)]
     certificates: CertificatesConfig,
 }
@@ -471,6 +487,7 @@ impl Config {
             )
             .map_err(|e| invalid("proxy.template".into(), e.to_string()))?,
             simulate: raw.simulate,
+            cluster_policies: raw.cluster_policies,
             certificates: raw.certificates,
         })
     }
@@ -574,6 +591,7 @@ mod tests {
         assert!(!c.is_trusted(&["dev-team".into()]));
         assert!(!c.roles.rules.is_empty());
         assert!(!c.simulate.preview);
+        assert!(!c.cluster_policies.count_ingress_deny);
     }
 
     #[test]

@@ -46,6 +46,7 @@ fn golden(native: bool, ns_labels: Value, pod: Value) -> (Value, Value) {
             terminating: false,
         }),
         policies: Vec::new(),
+        ..Default::default()
     };
     let req = Request {
         uid: "golden".into(),

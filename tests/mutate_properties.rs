@@ -289,6 +289,7 @@ fn view(c: &Case) -> NamespaceView {
             terminating: false,
         }),
         policies: Vec::new(),
+        ..Default::default()
     }
 }
 

@@ -254,6 +254,7 @@ roles:
                 terminating: false,
             }),
             policies: Vec::new(),
+            ..Default::default()
         }
     }
 
