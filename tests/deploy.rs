@@ -2209,8 +2209,8 @@ fn palisade_passes_its_own_rules() {
 }
 
 /// The opt-in preview component adds exactly list/watch on pods (and on
-/// ReplicaSets and Jobs, watched as metadata for their owners) and turns
-/// the preview on; nothing else changes.
+/// ReplicaSets and Jobs, watched as metadata for their owners), turns the
+/// preview on and raises the memory for its budget; nothing else changes.
 #[test]
 fn the_preview_component_grants_pods_and_sets_the_flag() {
     let dir = tempfile::Builder::new()
@@ -2260,6 +2260,13 @@ fn the_preview_component_grants_pods_and_sets_the_flag() {
                 let before = env.len();
                 env.retain(|e| *e != flag);
                 assert_eq!(env.len(), before - 1, "the preview flag is set once");
+                // Memory for the preview's budget, nothing else of the resources.
+                let res = &mut a["spec"]["template"]["spec"]["containers"][0]["resources"];
+                assert_eq!(res["requests"]["memory"], "128Mi");
+                assert_eq!(res["limits"]["memory"], "192Mi");
+                let base = &b["spec"]["template"]["spec"]["containers"][0]["resources"];
+                res["requests"]["memory"] = base["requests"]["memory"].clone();
+                res["limits"]["memory"] = base["limits"]["memory"].clone();
                 if env.is_empty() && b["spec"]["template"]["spec"]["containers"][0]["env"].is_null()
                 {
                     a["spec"]["template"]["spec"]["containers"][0]

@@ -161,6 +161,10 @@ pub fn model_child(s: &Sizes) {
         times.push(t.elapsed());
         sizes.push(p.opened.len() + p.closed.len());
     }
+    if times.is_empty() {
+        // No pods: nothing a preview could open or close.
+        return;
+    }
     times.sort();
     sizes.sort();
     let (_, hwm2) = memory_kib("self");
