@@ -9,7 +9,8 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use super::request::{Object, Operation, Request};
 use super::verdict::{RuleId, Skip, Verdict};
 use crate::cluster::NamespaceView;
-use crate::config::{Config, MODE_LABEL};
+use crate::config::{Config, GENERATE_LABEL, GENERATE_OPT_OUT, MODE_LABEL};
+use crate::generate::plan::{Age, Plan, plan};
 use crate::mode::Mode;
 use crate::netpol::{self, Direction, Directions, Peers, Policy, PolicyFacts};
 use crate::posture::{self, Posture};
@@ -145,7 +146,7 @@ fn require_default_deny(
     view: &NamespaceView,
     v: &mut Verdict,
 ) {
-    let missing = posture::missing_default_deny(cfg, &view.policies);
+    let missing = view.missing_default_deny(cfg);
     if missing.is_empty() {
         return;
     }
@@ -392,6 +393,9 @@ fn namespace_labels(
                 posture::Weakening::Dev { label, to } => {
                     format!("{label}={to} makes the namespace dev, where allow-all NetworkPolicies are permitted")
                 }
+                posture::Weakening::GenerateOptOut => format!(
+                    "{GENERATE_LABEL}={GENERATE_OPT_OUT} keeps palisade from creating the namespace's default-deny"
+                ),
             })
             .collect();
         v.violate(
@@ -413,6 +417,18 @@ fn namespace_labels(
             ),
             false,
         );
+    }
+    if let Some(val) = new.get(GENERATE_LABEL)
+        && val != GENERATE_OPT_OUT
+        && old.and_then(|o| o.get(GENERATE_LABEL)) != Some(val)
+    {
+        v.warnings.push(format!(
+            "{}: {GENERATE_LABEL}={val} has no effect: only {GENERATE_LABEL}={GENERATE_OPT_OUT} opts a namespace out of generation",
+            req.subject()
+        ));
+    }
+    if req.operation == Operation::Create {
+        generation_warning(cfg, req, ns, new, v);
     }
     let was_dev = old.is_some_and(|o| posture::is_dev(cfg, o));
     if req.operation == Operation::Update && was_dev && !posture::is_dev(cfg, new) {
@@ -446,5 +462,27 @@ fn namespace_labels(
                 true,
             );
         }
+    }
+}
+
+/// A namespace created in `warn` mode where generation runs: palisade
+/// says what it would create, as it says what it would deny.
+fn generation_warning(cfg: &Config, req: &Request, ns: &str, labels: &Labels, v: &mut Verdict) {
+    let created = NamespaceView {
+        name: ns.to_owned(),
+        namespace: Some(posture::NamespaceInfo {
+            labels: labels.clone(),
+            terminating: false,
+            created: None,
+        }),
+        policies: Vec::new(),
+    };
+    if let Plan::Generate(g) = plan(cfg, &created, Age::New)
+        && g.mode == Mode::Warn
+    {
+        v.warnings.push(format!(
+            "{}: palisade would create {g} in enforce mode; in warn mode it creates nothing",
+            req.subject()
+        ));
     }
 }
