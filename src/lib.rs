@@ -11,6 +11,7 @@ pub mod check;
 pub mod cluster;
 pub mod config;
 pub mod decide;
+pub mod generate;
 pub mod glob;
 pub mod intervals;
 pub mod leader;
