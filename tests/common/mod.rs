@@ -199,6 +199,7 @@ impl TestServer {
             },
             limits,
             body,
+            generating: None,
         })
         .await
         .expect("server starts");
