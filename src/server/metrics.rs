@@ -181,7 +181,7 @@ impl Metrics {
         );
         registry.register(
             "confirmations",
-            "Fresh reads of a namespace before a denial, by result (confirmed, overturned, failed)",
+            "Denials that rested on the watch cache, by what became of them: a fresh read confirmed, overturned or failed them, or waiting for generation lifted them (generated)",
             confirmations.clone(),
         );
         registry.register(
