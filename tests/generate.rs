@@ -502,3 +502,56 @@ async fn a_lagging_watch_delays_the_answer_not_the_fence() {
         "{took:?}"
     );
 }
+
+/// The binary as deploy/ runs it: `serve --generate` against the API
+/// stand-in (through KUBECONFIG) elects itself on the Lease and fences a
+/// namespace created after it started, and only that one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn serve_generate_elects_and_fences_new_namespaces() {
+    common::init();
+    let api = ApiStore::start().await;
+    api.put(old_namespace("legacy"));
+    let dir = tempfile::tempdir().expect("tempdir");
+    common::bundle().write_to(dir.path()).expect("certificates");
+    let kubeconfig = dir.path().join("kubeconfig");
+    std::fs::write(&kubeconfig, common::kubeconfig(api.addr)).expect("kubeconfig");
+    let config = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("policies/palisade.yaml");
+    let child = std::process::Command::new(env!("CARGO_BIN_EXE_palisade"))
+        .arg("serve")
+        .arg("--config")
+        .arg(&config)
+        .args(["--listen", "127.0.0.1:0", "--metrics-listen", "127.0.0.1:0"])
+        .arg("--tls-cert")
+        .arg(dir.path().join("tls.crt"))
+        .arg("--tls-key")
+        .arg(dir.path().join("tls.key"))
+        .env("KUBECONFIG", &kubeconfig)
+        .env("PALISADE_GENERATE", "true")
+        .env("PALISADE_NAMESPACE", "palisade-system")
+        .env("RUST_LOG", "warn")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("palisade serve");
+    let _running = common::Running(child);
+
+    until("the Lease to be held", || {
+        api.get(
+            "apis/coordination.k8s.io/v1/namespaces/palisade-system/leases",
+            "palisade-leader",
+        )
+        .is_some_and(|l| l["spec"]["holderIdentity"].is_string())
+    })
+    .await;
+    api.put(namespace("shop", &[]));
+    until("shop to be fenced", || {
+        api.get(&netpols("shop"), "palisade-default-deny").is_some()
+    })
+    .await;
+    assert!(api.get(&netpols("shop"), "palisade-baseline").is_some());
+    assert!(
+        api.get(&netpols("legacy"), "palisade-default-deny")
+            .is_none()
+    );
+    only_creates(&api);
+}

@@ -178,12 +178,7 @@ impl FakeApi {
     /// A kubeconfig file's text that points at this server, for the real
     /// binary (`KUBECONFIG`).
     pub fn kubeconfig(&self) -> String {
-        format!(
-            "apiVersion: v1\nkind: Config\nclusters:\n- name: fake\n  cluster: {{server: \"http://{}\"}}\n\
-             users:\n- name: fake\n  user: {{}}\ncontexts:\n- name: fake\n  context: {{cluster: fake, user: fake}}\n\
-             current-context: fake\n",
-            self.addr
-        )
+        super::kubeconfig(self.addr)
     }
 
     /// Sends a watch event (`ADDED`, `MODIFIED`, `DELETED`) of `object` to
