@@ -468,7 +468,14 @@ fn main() {
         .enable_all()
         .build()
         .expect("runtime");
-    for preview_on in [false, true] {
+    // PALISADE_WATCH_ONLY=off|on: one serve run alone, no model child.
+    let only = std::env::var("PALISADE_WATCH_ONLY").ok();
+    let runs: Vec<bool> = match only.as_deref() {
+        Some("off") => vec![false],
+        Some("on") => vec![true],
+        _ => vec![false, true],
+    };
+    for preview_on in runs {
         let r = rt.block_on(serve_run(&s, preview_on));
         let label = if preview_on {
             "preview on "
@@ -497,6 +504,9 @@ fn main() {
                 r.reviews.last().copied().unwrap_or_default()
             );
         }
+    }
+    if only.is_some() {
+        return;
     }
     let exe = std::env::current_exe().expect("own path");
     let status = Command::new(exe)

@@ -581,25 +581,45 @@ where
 pub fn inventory_from_manifests(m: &crate::manifest::Manifests) -> Result<Inventory, String> {
     let mut inv = Inventory::default();
     for d in &m.documents {
+        inv.add(d)?;
+    }
+    Ok(inv)
+}
+
+impl Inventory {
+    /// The kinds an audit reads: Namespaces, NetworkPolicies and Pods,
+    /// and ReplicaSets and Jobs for the owners of pods.
+    pub fn keeps(gvk: &Gvk) -> bool {
+        matches!(
+            (gvk.group.as_str(), gvk.kind.as_str()),
+            ("", "Namespace" | "Pod")
+                | ("networking.k8s.io", "NetworkPolicy")
+                | ("apps", "ReplicaSet")
+                | ("batch", "Job")
+        )
+    }
+
+    /// Adds one manifest; kinds an audit does not read are ignored.
+    pub fn add(&mut self, d: &crate::manifest::Document) -> Result<(), String> {
         let parse_err = |e: serde_json::Error| d.bad_object(e).to_string();
         match (d.gvk.group.as_str(), d.gvk.kind.as_str()) {
-            ("", "Namespace") => inv
+            ("", "Namespace") => self
                 .namespaces
                 .push(serde_json::from_value(d.value.clone()).map_err(parse_err)?),
-            ("networking.k8s.io", "NetworkPolicy") => inv
+            ("networking.k8s.io", "NetworkPolicy") => self
                 .policies
                 .push(serde_json::from_value(d.value.clone()).map_err(parse_err)?),
-            ("", "Pod") => inv
+            ("", "Pod") => self
                 .pods
                 .push(serde_json::from_value(d.value.clone()).map_err(parse_err)?),
-            ("apps", "ReplicaSet") => inv
+            ("apps", "ReplicaSet") => self
                 .replica_sets
                 .push(serde_json::from_value(d.value["metadata"].clone()).map_err(parse_err)?),
-            ("batch", "Job") => inv
+            ("batch", "Job") => self
                 .jobs
                 .push(serde_json::from_value(d.value["metadata"].clone()).map_err(parse_err)?),
             _ => {}
         }
+        Ok(())
     }
-    Ok(inv)
 }

@@ -21,7 +21,8 @@ use crate::cluster::static_dir::{StateError, StaticCluster};
 use crate::config::Config;
 use crate::decide::{Decision, Gvk, Object, Operation, Request, RuleId, User, Verdict};
 use crate::generate::plan::{Age, Plan, plan};
-use crate::manifest::{self, Document};
+use crate::manifest::skipped::{self, NotManifests};
+use crate::manifest::{self, Document, Entry, FieldLines, Skipped};
 use crate::mode::Mode;
 use crate::netpol::Policy;
 
@@ -31,9 +32,9 @@ pub enum CheckError {
     /// A path could not be read.
     #[error(transparent)]
     Read(#[from] manifest::ReadError),
-    /// A file or document is not a manifest.
-    #[error("{0}")]
-    NotManifest(String),
+    /// `--strict`, and some files or documents are not manifests.
+    #[error(transparent)]
+    NotManifests(#[from] NotManifests),
     /// A document does not parse as its kind.
     #[error(transparent)]
     Document(#[from] manifest::DocumentError),
@@ -52,6 +53,10 @@ pub struct ReportedViolation {
     pub rule: RuleId,
     /// What, where, why and how to fix it.
     pub message: String,
+    /// The 1-based line of the field it is about (the labels, the rule of
+    /// a policy), where the reader knows it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub line: Option<usize>,
 }
 
 /// What the mutating webhook would do to the object's pods.
@@ -65,11 +70,53 @@ pub struct Mutation {
     pub applied: bool,
 }
 
+/// Where an object was read.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct Origin {
+    /// `file#document`.
+    pub source: String,
+    /// The file.
+    pub file: String,
+    /// The 1-based line where the object starts.
+    pub line: usize,
+    /// The lines of its fields, where the reader knows them.
+    #[serde(skip)]
+    pub fields: FieldLines,
+}
+
+impl Origin {
+    /// Where `d` was read.
+    pub fn of(d: &Document) -> Self {
+        Origin {
+            source: d.origin(),
+            file: d.source.display().to_string(),
+            line: d.line,
+            fields: d.field_lines.clone(),
+        }
+    }
+
+    /// The line a finding's `message` under `rule` is about: the field it
+    /// names (the labels for the label rules, `spec.ingress[N]` or
+    /// `spec.egress[N]` when the message names one) where known.
+    pub fn field_line(&self, rule: Option<RuleId>, message: &str) -> Option<usize> {
+        match rule {
+            Some(
+                RuleId::TrustedLabels
+                | RuleId::ValidModeLabel
+                | RuleId::AllowAllStaysDev
+                | RuleId::OwnedRoleLabel,
+            ) => self.fields.get("metadata.labels"),
+            _ => self.fields.rule_named_in(message),
+        }
+    }
+}
+
 /// The decision for one object.
 #[derive(Debug, Clone, Serialize, PartialEq)]
 pub struct ObjectResult {
-    /// `file#document`.
-    pub source: String,
+    /// Where it was read.
+    #[serde(flatten)]
+    pub origin: Origin,
     /// The namespace (a Namespace's own name; empty for other cluster-scoped kinds).
     pub namespace: String,
     /// The kind.
@@ -98,6 +145,36 @@ pub struct Report {
     pub summary: Summary,
     /// One entry per object, in file order.
     pub results: Vec<ObjectResult>,
+    /// Files and documents that were not manifests (each also noted on
+    /// stderr).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub skipped: Vec<SkippedEntry>,
+}
+
+/// A file or document that was not read, in the JSON report.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct SkippedEntry {
+    /// The file.
+    pub file: String,
+    /// The 1-based line, when known.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub line: Option<usize>,
+    /// The document index, when the problem is in one document.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub document: Option<usize>,
+    /// Why.
+    pub reason: String,
+}
+
+impl From<&Skipped> for SkippedEntry {
+    fn from(s: &Skipped) -> Self {
+        SkippedEntry {
+            file: s.source.display().to_string(),
+            line: s.line,
+            document: s.index,
+            reason: s.reason.clone(),
+        }
+    }
 }
 
 /// Counts over the report.
@@ -135,11 +212,20 @@ pub struct Options {
     pub namespace: String,
     /// Who the requests come from (trusted groups matter for namespace labels).
     pub user: User,
+    /// A file or document that is not a manifest is an error, not a note.
+    pub strict: bool,
 }
 
-/// Reads the files, builds the cluster, decides every object.
-pub fn run(cfg: &Config, opts: &Options) -> Result<Report, CheckError> {
-    run_seeded(cfg, opts, None)
+/// Reads the files, builds the cluster, decides every object. Each file
+/// or document that is not a manifest is handed to `note` as it is met
+/// (the CLI prints it on stderr) and skipped; with `--strict` they make
+/// the run fail once all are noted.
+pub fn run(
+    cfg: &Config,
+    opts: &Options,
+    note: &mut dyn FnMut(&Skipped),
+) -> Result<Report, CheckError> {
+    run_seeded(cfg, opts, None, note)
 }
 
 /// [`run`], against `seed` as the cluster before the files (the live
@@ -149,24 +235,38 @@ pub fn run_seeded(
     cfg: &Config,
     opts: &Options,
     seed: Option<StaticCluster>,
+    note: &mut dyn FnMut(&Skipped),
 ) -> Result<Report, CheckError> {
-    let m = manifest::read_paths(&opts.paths)?;
-    if let Some(s) = m.skipped.first() {
-        return Err(CheckError::NotManifest(s.to_string()));
-    }
+    let mut skipped = Vec::new();
     let cluster = match (seed, &opts.state) {
         (Some(_), Some(_)) => return Err(CheckError::TwoStates),
         (Some(c), None) => c,
         (None, Some(dir)) => {
-            let (c, skipped) = StaticCluster::load(&[dir])?;
-            if let Some(s) = skipped.first() {
-                return Err(CheckError::NotManifest(format!("--state {s}")));
-            }
+            let mut c = StaticCluster::new();
+            c.stream(&[dir], &mut |s| {
+                note(&s);
+                skipped.push(s);
+            })?;
             c
         }
         (None, None) => StaticCluster::new(),
     };
-    check_documents(cfg, cluster, m.documents, &opts.namespace, &opts.user)
+    let mut docs = Vec::new();
+    manifest::stream_paths(&opts.paths, &manifest::all_kinds, &mut |e| {
+        match e {
+            Entry::Document(d) => docs.push(d),
+            Entry::Skipped(s) => {
+                note(&s);
+                skipped.push(s);
+            }
+        }
+        Ok::<(), CheckError>(())
+    })?;
+    let entries: Vec<SkippedEntry> = skipped.iter().map(SkippedEntry::from).collect();
+    skipped::verdict(skipped, opts.strict)?;
+    let mut report = check_documents(cfg, cluster, docs, &opts.namespace, &opts.user)?;
+    report.skipped = entries;
+    Ok(report)
 }
 
 /// Applies `docs` to `cluster` (namespaced objects without a namespace go
@@ -276,7 +376,11 @@ pub fn decide_document(
         object,
         format!("check-{}", d.origin()),
     );
-    Ok(decide_request(cfg, cluster, &req, d.origin()))
+    let mut r = decide_request(cfg, cluster, &req, Origin::of(d));
+    for v in &mut r.violations {
+        v.line = r.origin.field_line(Some(v.rule), &v.message);
+    }
+    Ok(r)
 }
 
 /// The CREATE request `kubectl apply` would send for `object`.
@@ -313,7 +417,7 @@ pub fn decide_request(
     cfg: &Config,
     cluster: &dyn ClusterView,
     req: &Request,
-    source: String,
+    origin: Origin,
 ) -> ObjectResult {
     let ns = crate::decide::request_namespace(req).unwrap_or_default();
     let view = cluster.namespace(&ns);
@@ -334,7 +438,7 @@ pub fn decide_request(
         &view,
     );
     ObjectResult {
-        source,
+        origin,
         namespace: ns,
         kind: req.kind.kind.clone(),
         name: req.display_name(),
@@ -347,6 +451,7 @@ pub fn decide_request(
             .map(|v| ReportedViolation {
                 rule: v.rule,
                 message: v.message.clone(),
+                line: None,
             })
             .collect(),
         warnings: validated.client_warnings(),
@@ -436,6 +541,7 @@ fn report(results: Vec<ObjectResult>) -> Report {
     Report {
         summary: s,
         results,
+        skipped: Vec::new(),
     }
 }
 
@@ -490,8 +596,15 @@ pub fn render_text(r: &Report) -> String {
                 _ if !x.warnings.is_empty() => "WARN ",
                 _ => "ok   ",
             };
-            let _ = writeln!(out, "  {tag} {} {} ({})", x.kind, x.name, x.source);
+            let _ = writeln!(
+                out,
+                "  {tag} {} {} ({}:{})",
+                x.kind, x.name, x.origin.file, x.origin.line
+            );
             for v in &x.violations {
+                if let Some(l) = v.line.filter(|l| *l != x.origin.line) {
+                    let _ = writeln!(out, "          at {}:{l}", x.origin.file);
+                }
                 for line in v.message.lines() {
                     let _ = writeln!(out, "          {line}");
                 }

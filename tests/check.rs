@@ -31,12 +31,19 @@ fn options() -> Options {
             username: "palisade-check".into(),
             groups: vec![],
         },
+        strict: false,
     }
+}
+
+/// Notes of skipped files fail these tests: the tree is all manifests.
+fn no_notes(s: &manifest::Skipped) {
+    panic!("unexpected note: {s}");
 }
 
 #[test]
 fn the_json_report_of_the_tree_is_the_expected_one() {
-    let report = check::run(&common::default_config(), &options()).expect("check runs");
+    let report =
+        check::run(&common::default_config(), &options(), &mut no_notes).expect("check runs");
     let got = serde_json::to_string_pretty(&report).unwrap() + "\n";
     if std::env::var_os("PALISADE_BLESS").is_some() {
         std::fs::write(EXPECTED, &got).unwrap();
@@ -123,7 +130,9 @@ fn the_cli_prints_the_same_json_and_exits_1() {
     let want: Value = serde_json::from_str(&std::fs::read_to_string(EXPECTED).unwrap()).unwrap();
     assert_eq!(got, want);
 
-    // A parse error is exit 2 naming the file and the document.
+    // A document that is not a manifest is noted with its file, line
+    // and document, and skipped: the run is decided by its findings (the
+    // pod in a namespace without default-deny), unless --strict.
     let dir = tempfile::tempdir().unwrap();
     let bad = dir.path().join("bad.yaml");
     std::fs::write(
@@ -131,14 +140,22 @@ fn the_cli_prints_the_same_json_and_exits_1() {
         "apiVersion: v1\nkind: Pod\nmetadata: {name: a}\n---\nspec: [unclosed\n",
     )
     .unwrap();
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_palisade"))
-        .arg("check")
-        .arg(&bad)
-        .output()
-        .unwrap();
-    assert_eq!(out.status.code(), Some(2));
+    let run = |strict: bool| {
+        let mut c = std::process::Command::new(env!("CARGO_BIN_EXE_palisade"));
+        c.arg("check");
+        if strict {
+            c.arg("--strict");
+        }
+        c.arg(&bad).output().unwrap()
+    };
+    let out = run(false);
+    assert_eq!(out.status.code(), Some(1));
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains("bad.yaml (document 1)"), "{err}");
+    assert!(
+        err.contains("bad.yaml:5 (document 1): not valid YAML"),
+        "{err}"
+    );
+    assert_eq!(run(true).status.code(), Some(2));
 }
 
 /// The request the API server would send for `doc`, in a captured envelope.
@@ -171,7 +188,7 @@ fn envelope(doc: &manifest::Document, object: &Value, mutating: bool) -> Value {
 #[tokio::test]
 async fn check_and_serve_agree_on_every_object() {
     let cfg = common::default_config();
-    let report = check::run(&cfg, &options()).unwrap();
+    let report = check::run(&cfg, &options(), &mut no_notes).unwrap();
     // The server's cluster: the same state with the set applied.
     let (mut cluster, _) = StaticCluster::load(&[STATE]).unwrap();
     let docs = manifest::read_paths(&[MANIFESTS]).unwrap().documents;

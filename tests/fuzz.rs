@@ -971,6 +971,11 @@ fn manifest_corpus() -> &'static [(String, String)] {
                 "apiVersion: v1\nkind: List\nitems:\n- apiVersion: v1\n  kind: Namespace\n  metadata: {name: shop, labels: {environment: prod}}\n- apiVersion: networking.k8s.io/v1\n  kind: NetworkPolicy\n  metadata: {name: deny, namespace: shop}\n  spec: {podSelector: {}, policyTypes: [Ingress, Egress]}\n- apiVersion: apps/v1\n  kind: Deployment\n  metadata: {name: web, namespace: shop}\n  spec:\n    selector: {matchLabels: {app: web}}\n    template:\n      metadata: {labels: {app: web}}\n      spec: {containers: [{name: web, image: nginx}]}\n".to_owned(),
             ),
             (
+                // `kubectl get -o json`: items streamed before `kind`.
+                "export.json".to_owned(),
+                "{\n    \"apiVersion\": \"v1\",\n    \"items\": [\n        {\"apiVersion\": \"v1\", \"kind\": \"Namespace\", \"metadata\": {\"name\": \"shop\", \"labels\": {\"environment\": \"prod\"}}},\n        {\"apiVersion\": \"networking.k8s.io/v1\", \"kind\": \"NetworkPolicy\", \"metadata\": {\"name\": \"deny\", \"namespace\": \"shop\"}, \"spec\": {\"podSelector\": {}, \"policyTypes\": [\"Ingress\", \"Egress\"]}},\n        {\"metadata\": {\"name\": \"p\", \"namespace\": \"shop\"}, \"spec\": {\"containers\": [{\"name\": \"c\", \"image\": \"x\", \"args\": [\"-listen\", \":8080\"]}]}}\n    ],\n    \"kind\": \"PodList\",\n    \"metadata\": {\"resourceVersion\": \"\"}\n}\n".to_owned(),
+            ),
+            (
                 "cron.yaml".to_owned(),
                 "# a comment\napiVersion: batch/v1\nkind: CronJob\nmetadata:\n  name: nightly\n  namespace: shop\n  labels: &l {app: backup}\nspec:\n  schedule: '@daily'\n  jobTemplate:\n    spec:\n      template:\n        metadata: {labels: *l}\n        spec:\n          restartPolicy: OnFailure\n          containers:\n          - name: pg\n            image: postgres:16\n            ports: [{containerPort: 5432}]\n---\napiVersion: networking.k8s.io/v1\nkind: NetworkPolicy\nmetadata: {name: egress, namespace: shop}\nspec:\n  podSelector: {matchLabels: {app: backup}}\n  egress:\n  - to: [{ipBlock: {cidr: 0.0.0.0/0, except: [169.254.169.254/32]}}]\n    ports: [{port: 443, endPort: 8443}]\n".to_owned(),
             ),

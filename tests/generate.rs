@@ -514,7 +514,7 @@ async fn serve_generate_elects_and_fences_new_namespaces() {
     let dir = tempfile::tempdir().expect("tempdir");
     common::bundle().write_to(dir.path()).expect("certificates");
     let kubeconfig = dir.path().join("kubeconfig");
-    std::fs::write(&kubeconfig, common::kubeconfig(api.addr)).expect("kubeconfig");
+    std::fs::write(&kubeconfig, common::fake_api::kubeconfig(api.addr)).expect("kubeconfig");
     let config = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("policies/palisade.yaml");
     let child = std::process::Command::new(env!("CARGO_BIN_EXE_palisade"))
         .arg("serve")

@@ -26,7 +26,7 @@ use std::path::{Path, PathBuf};
 
 use palisade::ports::{PortSet, Protocol};
 use palisade::reach::output::Format;
-use palisade::reach::{SimulateCommand, run};
+use palisade::reach::{DiffFormat, SimulateCommand, run};
 use serde_json::Value;
 
 fn root() -> PathBuf {
@@ -473,9 +473,10 @@ fn diff_agrees_with_every_file_in_diffs() {
             .split_once("__to__")
             .unwrap_or_else(|| panic!("{stem}"));
         let got = actual_diff(&simulate(SimulateCommand::Diff {
-            output: Format::Json,
+            output: DiffFormat::Json,
             fail_on: None,
             strict: false,
+            base: None,
             cluster: false,
             state: None,
             prune: false,

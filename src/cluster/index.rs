@@ -1,26 +1,96 @@
-//! The per-namespace summary both cluster views keep: namespace labels and
-//! phase, and for each NetworkPolicy only its name and two facts. A
+//! The per-namespace summary both cluster views keep: namespace labels,
+//! phase and creation time, and for each NetworkPolicy only its name and two facts. A
 //! decision reads one namespace's entry, so its cost does not grow with the
 //! cluster, and 100,000 policies fit in a few megabytes.
 
 use std::collections::HashMap;
+use std::hash::{DefaultHasher, Hash, Hasher};
 
 use super::{NamespaceView, ViewStats};
 use crate::netpol::{Directions, PolicyFacts};
 use crate::posture::NamespaceInfo;
+use crate::selector::Labels;
 
-/// What is kept of one policy: default-deny and allow-all directions.
+/// What is kept of one policy with facts: default-deny and allow-all
+/// directions.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 struct Facts {
     default_deny: Directions,
     allow_all: Directions,
 }
 
+/// One namespace's policies. Most policies carry no fact the rules read;
+/// they are kept as a hash of their name, enough to count them and to
+/// tell an update from a create, so that 100,000 policies cost 8 bytes
+/// each rather than a name and a map entry.
+#[derive(Debug, Default)]
+struct Policies {
+    /// Policies with facts, by name.
+    with_facts: Vec<(Box<str>, Facts)>,
+    /// Hashes of the other policies' names, sorted.
+    plain: Vec<u64>,
+}
+
+impl Policies {
+    fn len(&self) -> usize {
+        self.with_facts.len() + self.plain.len()
+    }
+
+    /// Removes `name`; was it there?
+    fn remove(&mut self, name: &str) -> bool {
+        if let Some(i) = self.with_facts.iter().position(|(n, _)| &**n == name) {
+            self.with_facts.swap_remove(i);
+            return true;
+        }
+        match self.plain.binary_search(&name_hash(name)) {
+            Ok(i) => {
+                self.plain.remove(i);
+                true
+            }
+            Err(_) => false,
+        }
+    }
+
+    /// Adds or replaces `name`; was it new?
+    fn put(&mut self, name: &str, facts: Facts) -> bool {
+        let existed = self.remove(name);
+        if facts == Facts::default() {
+            let h = name_hash(name);
+            if let Err(i) = self.plain.binary_search(&h) {
+                self.plain.insert(i, h);
+            }
+        } else {
+            self.with_facts.push((name.into(), facts));
+        }
+        !existed
+    }
+}
+
+/// A policy name's hash. Names are unique within a namespace; two names
+/// of one namespace sharing a 64-bit hash would only miscount them.
+fn name_hash(name: &str) -> u64 {
+    let mut h = DefaultHasher::new();
+    name.hash(&mut h);
+    h.finish()
+}
+
+/// A namespace's labels and phase as the index keeps them: label keys
+/// shared across namespaces (most namespaces carry the same few keys),
+/// values in one boxed slice rather than a tree of nodes.
+#[derive(Debug)]
+struct StoredNamespace {
+    labels: Box<[(std::sync::Arc<str>, Box<str>)]>,
+    terminating: bool,
+    created: Option<i64>,
+}
+
 /// Namespaces and policy facts, indexed by namespace.
 #[derive(Debug, Default)]
 pub struct Index {
-    namespaces: HashMap<Box<str>, NamespaceInfo>,
-    policies: HashMap<Box<str>, HashMap<Box<str>, Facts>>,
+    namespaces: HashMap<Box<str>, StoredNamespace>,
+    /// Label keys in use, shared by every namespace that has them.
+    keys: HashMap<Box<str>, std::sync::Arc<str>>,
+    policies: HashMap<Box<str>, Policies>,
     policy_count: usize,
 }
 
@@ -30,24 +100,60 @@ impl Index {
         Self::default()
     }
 
+    fn store(&mut self, info: NamespaceInfo) -> StoredNamespace {
+        let labels = info
+            .labels
+            .into_iter()
+            .map(|(k, v)| {
+                let key = match self.keys.get(k.as_str()) {
+                    Some(shared) => std::sync::Arc::clone(shared),
+                    None => {
+                        let shared: std::sync::Arc<str> = k.as_str().into();
+                        self.keys
+                            .insert(k.into_boxed_str(), std::sync::Arc::clone(&shared));
+                        shared
+                    }
+                };
+                (key, v.into_boxed_str())
+            })
+            .collect();
+        StoredNamespace {
+            labels,
+            terminating: info.terminating,
+            created: info.created,
+        }
+    }
+
+    /// Label keys no namespace holds any more are let go.
+    fn drop_unused_keys(&mut self) {
+        self.keys
+            .retain(|_, shared| std::sync::Arc::strong_count(shared) > 1);
+    }
+
     /// Adds or replaces a namespace.
     pub fn put_namespace(&mut self, name: &str, info: NamespaceInfo) {
-        self.namespaces.insert(name.into(), info);
+        let stored = self.store(info);
+        self.namespaces.insert(name.into(), stored);
     }
 
     /// Forgets a namespace (its policies go with their own delete events).
     pub fn remove_namespace(&mut self, name: &str) {
-        self.namespaces.remove(name);
+        if self.namespaces.remove(name).is_some() {
+            self.drop_unused_keys();
+        }
     }
 
     /// Adds or replaces a policy's facts.
     pub fn put_policy(&mut self, namespace: &str, facts: &PolicyFacts) {
-        let ns = self.policies.entry(namespace.into()).or_default();
         let f = Facts {
             default_deny: facts.default_deny,
             allow_all: facts.allow_all,
         };
-        if ns.insert(facts.name.as_str().into(), f).is_none() {
+        let ns = match self.policies.get_mut(namespace) {
+            Some(ns) => ns,
+            None => self.policies.entry(namespace.into()).or_default(),
+        };
+        if ns.put(&facts.name, f) {
             self.policy_count += 1;
         }
     }
@@ -57,20 +163,23 @@ impl Index {
         let Some(ns) = self.policies.get_mut(namespace) else {
             return;
         };
-        if ns.remove(name).is_some() {
+        if ns.remove(name) {
             self.policy_count -= 1;
         }
-        if ns.is_empty() {
+        if ns.len() == 0 {
             self.policies.remove(namespace);
         }
     }
 
     /// Replaces everything (a watch restarted and re-listed).
     pub fn replace_namespaces(&mut self, all: impl IntoIterator<Item = (String, NamespaceInfo)>) {
-        self.namespaces = all
-            .into_iter()
-            .map(|(k, v)| (k.into_boxed_str(), v))
-            .collect();
+        self.namespaces.clear();
+        for (name, info) in all {
+            let stored = self.store(info);
+            self.namespaces.insert(name.into_boxed_str(), stored);
+        }
+        self.namespaces.shrink_to_fit();
+        self.drop_unused_keys();
     }
 
     /// Replaces every policy (a watch restarted and re-listed).
@@ -80,6 +189,11 @@ impl Index {
         for (ns, f) in all {
             self.put_policy(&ns, &f);
         }
+        for ns in self.policies.values_mut() {
+            ns.plain.shrink_to_fit();
+            ns.with_facts.shrink_to_fit();
+        }
+        self.policies.shrink_to_fit();
     }
 
     /// Replaces the policies of one namespace (a fresh read).
@@ -98,19 +212,26 @@ impl Index {
             .policies
             .get(name)
             .into_iter()
-            .flatten()
-            .filter(|(_, f)| !(f.default_deny.is_empty() && f.allow_all.is_empty()))
+            .flat_map(|ns| &ns.with_facts)
             .map(|(n, f)| PolicyFacts {
                 name: n.to_string(),
                 default_deny: f.default_deny,
                 allow_all: f.allow_all,
             })
             .collect();
-        // Hash order would make messages that list policies unstable.
+        // Insertion order would make messages that list policies unstable.
         policies.sort_by(|a, b| a.name.cmp(&b.name));
         NamespaceView {
             name: name.to_owned(),
-            namespace: self.namespaces.get(name).cloned(),
+            namespace: self.namespaces.get(name).map(|n| NamespaceInfo {
+                labels: n
+                    .labels
+                    .iter()
+                    .map(|(k, v)| (k.to_string(), v.to_string()))
+                    .collect::<Labels>(),
+                terminating: n.terminating,
+                created: n.created,
+            }),
             policies,
         }
     }
@@ -175,5 +296,40 @@ mod tests {
         )]);
         assert_eq!(i.stats().policies, 1);
         assert!(i.view("a").policies.is_empty());
+    }
+
+    #[test]
+    fn an_update_that_gains_or_loses_facts_is_still_one_policy() {
+        let mut i = Index::new();
+        i.put_policy("a", &facts("p", Directions::NONE, Directions::NONE));
+        i.put_policy("a", &facts("p", Directions::BOTH, Directions::NONE));
+        assert_eq!(i.stats().policies, 1);
+        assert_eq!(i.view("a").policies.len(), 1);
+        i.put_policy("a", &facts("p", Directions::NONE, Directions::NONE));
+        assert_eq!(i.stats().policies, 1);
+        assert!(i.view("a").policies.is_empty());
+        i.remove_policy("a", "p");
+        assert_eq!(i.stats().policies, 0);
+    }
+
+    #[test]
+    fn namespaces_come_back_as_they_were_put_and_unused_keys_go() {
+        let mut i = Index::new();
+        let info = |pairs: &[(&str, &str)], terminating| NamespaceInfo {
+            labels: pairs
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+            terminating,
+            created: Some(1_700_000_000),
+        };
+        let shop = info(&[("team", "x"), ("environment", "prod")], true);
+        i.put_namespace("shop", shop.clone());
+        i.put_namespace("other", info(&[("team", "y"), ("rare", "1")], false));
+        assert_eq!(i.view("shop").namespace, Some(shop));
+        assert_eq!(i.keys.len(), 3);
+        i.remove_namespace("other");
+        assert_eq!(i.keys.len(), 2, "a key no namespace has is let go");
+        assert!(i.view("other").namespace.is_none());
     }
 }

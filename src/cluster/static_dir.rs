@@ -14,7 +14,7 @@ use thiserror::Error;
 
 use super::index::Index;
 use super::{ClusterError, ClusterView, NamespaceView, ViewStats};
-use crate::manifest::{self, Document, Manifests, Skipped};
+use crate::manifest::{self, Document, Entry, Manifests, Skipped};
 use crate::netpol::Policy;
 use crate::posture::NamespaceInfo;
 
@@ -46,17 +46,40 @@ impl StaticCluster {
         Self::default()
     }
 
-    /// Reads every manifest under `paths`, one file at a time; returns the
-    /// cluster and the files or documents that were not manifests.
+    /// Reads every manifest under `paths`, one object at a time (objects
+    /// of kinds the view does not keep are passed over unparsed where the
+    /// format allows); returns the cluster and the files or documents that
+    /// were not manifests.
     pub fn load<P: AsRef<Path>>(paths: &[P]) -> Result<(Self, Vec<Skipped>), StateError> {
         let mut c = StaticCluster::new();
         let mut skipped = Vec::new();
-        for file in manifest::files(paths)? {
-            let m = manifest::read_file(&file)?;
-            c.apply_all(&m)?;
-            skipped.extend(m.skipped);
-        }
+        c.stream(paths, &mut |s| skipped.push(s))?;
         Ok((c, skipped))
+    }
+
+    /// Applies every manifest under `paths`, one object at a time, handing
+    /// each file or document that is not a manifest to `skipped` as it is
+    /// met.
+    pub fn stream<P: AsRef<Path>>(
+        &mut self,
+        paths: &[P],
+        skipped: &mut dyn FnMut(Skipped),
+    ) -> Result<(), StateError> {
+        manifest::stream_paths(paths, &Self::keeps, &mut |e| match e {
+            Entry::Document(d) => self.apply(&d),
+            Entry::Skipped(s) => {
+                skipped(s);
+                Ok(())
+            }
+        })
+    }
+
+    /// The kinds a cluster view keeps: Namespaces and NetworkPolicies.
+    pub fn keeps(gvk: &crate::decide::Gvk) -> bool {
+        matches!(
+            (gvk.group.as_str(), gvk.kind.as_str()),
+            ("", "Namespace") | ("networking.k8s.io", "NetworkPolicy")
+        )
     }
 
     /// Adds or replaces the Namespaces and NetworkPolicies of `m`, as

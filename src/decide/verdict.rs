@@ -74,12 +74,17 @@ impl Violation {
     /// The message without its attached manifest, on one line: for
     /// warnings and annotations, which travel as HTTP headers.
     pub fn summary(&self) -> String {
-        let head = self.message.split("\n\n").next().unwrap_or_default();
-        head.split('\n')
-            .map(str::trim)
-            .collect::<Vec<_>>()
-            .join(" ")
+        summary_of(&self.message)
     }
+}
+
+/// A violation message without its attached manifest, on one line.
+pub fn summary_of(message: &str) -> String {
+    let head = message.split("\n\n").next().unwrap_or_default();
+    head.split('\n')
+        .map(str::trim)
+        .collect::<Vec<_>>()
+        .join(" ")
 }
 
 /// Why a request was not decided at all.

@@ -13,13 +13,16 @@ use std::path::PathBuf;
 
 use thiserror::Error;
 
+use super::ci_output;
 use super::compute::connections;
 use super::diff::diff;
 use super::drift::{OnTop, Prune};
 use super::explain::{ExplainError, Query, Target, explain};
 use super::model::{Model, ModelBuilder, ModelError, WorkloadId};
 use super::output::{Format, write_diff, write_list};
-use crate::manifest::{self, ReadError};
+use super::sources::Sources;
+use crate::manifest::skipped::{self, NotManifests};
+use crate::manifest::{self, Document, Entry, ReadError};
 use crate::ports::Protocol;
 
 /// `palisade simulate ...`.
@@ -79,18 +82,26 @@ pub enum SimulateCommand {
         paths: Vec<PathBuf>,
     },
     /// How connectivity changes from OLD to NEW (e.g. the main branch's
-    /// manifests and a pull request's), or, with --cluster or --state,
-    /// what applying the PATHs would change in the cluster (drift).
+    /// manifests and a pull request's); with --base REV, from the PATHs at
+    /// the merge base of REV and HEAD to the PATHs in the working tree; or,
+    /// with --cluster or --state, what applying the PATHs would change in
+    /// the cluster (drift).
     Diff {
-        /// Output format.
-        #[arg(long, value_enum, default_value_t = Format::Text)]
-        output: Format,
+        /// Output format (sarif and junit for CI: the connections opened,
+        /// and one test case per change).
+        #[arg(long, value_enum, default_value_t = DiffFormat::Text)]
+        output: DiffFormat,
         /// `open`: exit 1 when any connection is added or widened.
         #[arg(long, value_enum, value_name = "WHAT")]
         fail_on: Option<FailOn>,
         /// A file that is not a manifest is an error (exit 2), not a note.
         #[arg(long)]
         strict: bool,
+        /// Read the old side from git: the PATHs at the merge base of REV
+        /// and HEAD (what `git diff REV...` compares); every argument is
+        /// then a PATH of the new side.
+        #[arg(long, value_name = "REV", conflicts_with_all = ["cluster", "state"])]
+        base: Option<String>,
         /// Before: the live cluster (KUBECONFIG or in-cluster; read-only:
         /// lists namespaces, pods, NetworkPolicies, and ReplicaSets and Jobs
         /// as metadata); after: the PATHs applied on top.
@@ -105,11 +116,31 @@ pub enum SimulateCommand {
         /// there that no file holds are deleted (without it nothing is).
         #[arg(long)]
         prune: bool,
-        /// OLD and NEW, two manifest files or directories; with --cluster
-        /// or --state, the manifests applied on top.
+        /// OLD and NEW, two manifest files or directories; with --base, the
+        /// PATHs to compare; with --cluster or --state, the manifests
+        /// applied on top.
         #[arg(value_name = "PATH", required = true)]
         paths: Vec<PathBuf>,
     },
+}
+
+/// The outputs of `diff`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
+pub enum DiffFormat {
+    /// One line per change.
+    #[default]
+    Text,
+    /// The JSON contract.
+    Json,
+    /// A Markdown table.
+    Md,
+    /// A Graphviz digraph.
+    Dot,
+    /// SARIF 2.1.0: one result per connection opened, at the policy that
+    /// admits it.
+    Sarif,
+    /// JUnit XML: one test case per connection change.
+    Junit,
 }
 
 /// What makes `diff` fail.
@@ -132,8 +163,8 @@ pub enum SimulateError {
     #[error(transparent)]
     Model(#[from] ModelError),
     /// `--strict` and some files or documents are not manifests.
-    #[error("not Kubernetes manifests (--strict): {}", .0.join("; "))]
-    NotManifests(Vec<String>),
+    #[error(transparent)]
+    NotManifests(#[from] NotManifests),
     /// No workload matches a reference.
     #[error("no workload matches {0:?}")]
     UnknownWorkload(String),
@@ -151,6 +182,12 @@ pub enum SimulateError {
     /// Writing the output failed.
     #[error("cannot write the output: {0}")]
     Output(#[from] io::Error),
+    /// The old side could not be read from git.
+    #[error(transparent)]
+    Git(#[from] crate::git::GitError),
+    /// The JUnit report could not be written.
+    #[error("cannot write JUnit XML: {0}")]
+    Junit(#[from] quick_junit::SerializeError),
 }
 
 impl SimulateError {
@@ -247,12 +284,14 @@ pub fn run_seeded(
             output,
             fail_on,
             strict,
+            base,
             cluster: _,
             state,
             prune,
             paths,
         } => {
-            let d = match (seed.take(), state) {
+            let mut sources = Sources::default();
+            let (before, after) = match (seed.take(), state) {
                 (None, None) => {
                     if prune {
                         return Err(SimulateError::Usage(
@@ -260,20 +299,34 @@ pub fn run_seeded(
                                 .to_owned(),
                         ));
                     }
-                    let [old, new] = <[PathBuf; 2]>::try_from(paths).map_err(|p| {
-                        SimulateError::Usage(format!(
-                            "diff takes OLD NEW ({} paths given); to compare a cluster with files, use --cluster or --state DIR",
-                            p.len()
-                        ))
-                    })?;
-                    let before = load(None, None, &[old], strict, err)?;
-                    let after = load(None, None, &[new], strict, err)?;
-                    diff(&before, &after)
+                    match &base {
+                        Some(rev) => {
+                            let commit = crate::git::merge_base(rev)?;
+                            let files = crate::git::files_at(&commit, &paths)?;
+                            let short: String = commit.chars().take(12).collect();
+                            let before = load_blobs(&short, files, strict, err)?;
+                            let after =
+                                load_into(None, None, &paths, strict, err, Some(&mut sources))?;
+                            (before, after)
+                        }
+                        None => {
+                            let [old, new] = <[PathBuf; 2]>::try_from(paths).map_err(|p| {
+                                SimulateError::Usage(format!(
+                                    "diff takes OLD NEW ({} paths given); to compare a cluster with files, use --cluster or --state DIR; with git, --base REV",
+                                    p.len()
+                                ))
+                            })?;
+                            let before = load(None, None, &[old], strict, err)?;
+                            let after =
+                                load_into(None, None, &[new], strict, err, Some(&mut sources))?;
+                            (before, after)
+                        }
+                    }
                 }
                 (seed, state) => {
                     let mut cluster = seed.unwrap_or_default();
-                    read_onto(state.as_slice(), strict, err, |m| {
-                        cluster.documents(m).map(drop)
+                    read_onto(state.as_slice(), strict, err, &mut |d| {
+                        cluster.document(d).map(drop)
                     })?;
                     let before = built(&cluster, err)?;
                     let prune = if prune {
@@ -282,16 +335,32 @@ pub fn run_seeded(
                         Prune::Nothing
                     };
                     let mut on_top = OnTop::new(&mut cluster, prune);
-                    read_onto(&paths, strict, err, |m| on_top.documents(m))?;
+                    read_onto(&paths, strict, err, &mut |d| {
+                        sources.record(d);
+                        on_top.document(d)
+                    })?;
                     let after = built(&cluster, err)?;
-                    diff(&before, &after)
+                    (before, after)
                 }
             };
-            write_diff(&d, output, out)?;
-            Ok(match fail_on {
-                Some(FailOn::Open) if d.opens() => 1,
-                _ => 0,
-            })
+            let d = diff(&before, &after);
+            let fail_open = fail_on == Some(FailOn::Open);
+            match output {
+                DiffFormat::Text => write_diff(&d, Format::Text, out)?,
+                DiffFormat::Json => write_diff(&d, Format::Json, out)?,
+                DiffFormat::Md => write_diff(&d, Format::Md, out)?,
+                DiffFormat::Dot => write_diff(&d, Format::Dot, out)?,
+                DiffFormat::Sarif => {
+                    let log = ci_output::sarif(&d, &after, &sources, fail_open);
+                    serde_json::to_writer_pretty(&mut *out, &log).map_err(io::Error::from)?;
+                    writeln!(out)?;
+                }
+                DiffFormat::Junit => {
+                    let xml = ci_output::junit(&d, &after, &sources, fail_open)?;
+                    write!(out, "{xml}")?;
+                }
+            }
+            Ok(if fail_open && d.opens() { 1 } else { 0 })
         }
     }
 }
@@ -305,6 +374,18 @@ fn load(
     strict: bool,
     err: &mut impl Write,
 ) -> Result<Model, SimulateError> {
+    load_into(seed, state, paths, strict, err, None)
+}
+
+/// [`load`], noting in `sources` where each policy and workload was read.
+fn load_into(
+    seed: Option<ModelBuilder>,
+    state: Option<PathBuf>,
+    paths: &[PathBuf],
+    strict: bool,
+    err: &mut impl Write,
+    mut sources: Option<&mut Sources>,
+) -> Result<Model, SimulateError> {
     if seed.is_none() && state.is_none() && paths.is_empty() {
         return Err(SimulateError::Usage(
             "nothing to read: give manifest PATHs, --state DIR or --cluster".to_owned(),
@@ -312,33 +393,65 @@ fn load(
     }
     let mut b = seed.unwrap_or_default();
     let files: Vec<PathBuf> = state.into_iter().chain(paths.iter().cloned()).collect();
-    read_onto(&files, strict, err, |m| b.documents(m).map(drop))?;
+    read_onto(&files, strict, err, &mut |d| {
+        if let Some(s) = sources.as_deref_mut() {
+            s.record(d);
+        }
+        b.document(d).map(drop)
+    })?;
     built(&b, err)
 }
 
-/// Reads the paths in order and hands each one's manifests to `add`;
-/// files that are not manifests are noted on `err` (an error with
-/// `strict`).
+/// The model of files read from git (`COMMIT:path` in notes).
+fn load_blobs(
+    rev: &str,
+    files: Vec<(PathBuf, Vec<u8>)>,
+    strict: bool,
+    err: &mut impl Write,
+) -> Result<Model, SimulateError> {
+    let mut b = ModelBuilder::default();
+    let mut skipped = Vec::new();
+    for (path, bytes) in files {
+        let source = PathBuf::from(format!("{rev}:{}", path.display()));
+        manifest::stream_reader(&source, bytes.as_slice(), &manifest::all_kinds, &mut |e| {
+            absorb(e, &mut skipped, err, &mut |d| b.document(d).map(drop))
+        })?;
+    }
+    skipped::verdict(skipped, strict)?;
+    built(&b, err)
+}
+
+/// Hands one object read to `add`, or notes what is not one.
+fn absorb(
+    e: Entry,
+    skipped: &mut Vec<manifest::Skipped>,
+    err: &mut impl Write,
+    add: &mut dyn FnMut(&Document) -> Result<(), ModelError>,
+) -> Result<(), SimulateError> {
+    match e {
+        Entry::Document(d) => add(&d)?,
+        Entry::Skipped(s) => {
+            writeln!(err, "{}", skipped::note(&s))?;
+            skipped.push(s);
+        }
+    }
+    Ok(())
+}
+
+/// Reads the paths in order, one object at a time, and hands each to
+/// `add`; what is not a manifest is noted on `err` (an error with
+/// `strict`, once all are noted).
 fn read_onto(
     paths: &[PathBuf],
     strict: bool,
     err: &mut impl Write,
-    mut add: impl FnMut(&manifest::Manifests) -> Result<(), ModelError>,
+    add: &mut dyn FnMut(&Document) -> Result<(), ModelError>,
 ) -> Result<(), SimulateError> {
     let mut skipped = Vec::new();
-    for p in paths {
-        let m = manifest::read_paths(std::slice::from_ref(p))?;
-        add(&m)?;
-        skipped.extend(m.skipped);
-    }
-    for s in &skipped {
-        writeln!(err, "note: skipped {s}")?;
-    }
-    if strict && !skipped.is_empty() {
-        return Err(SimulateError::NotManifests(
-            skipped.iter().map(ToString::to_string).collect(),
-        ));
-    }
+    manifest::stream_paths(paths, &manifest::all_kinds, &mut |e| {
+        absorb(e, &mut skipped, err, add)
+    })?;
+    skipped::verdict(skipped, strict)?;
     Ok(())
 }
 
@@ -401,9 +514,10 @@ mod tests {
 
     fn diff(state: Option<&str>, prune: bool, paths: &[&str]) -> Result<i32, SimulateError> {
         let cmd = SimulateCommand::Diff {
-            output: Format::Text,
+            output: DiffFormat::Text,
             fail_on: None,
             strict: false,
+            base: None,
             cluster: false,
             state: state.map(PathBuf::from),
             prune,
@@ -419,7 +533,7 @@ mod tests {
         let e = diff(None, false, &["a", "b", "c"]).unwrap_err();
         assert_eq!(
             e.to_string(),
-            "diff takes OLD NEW (3 paths given); to compare a cluster with files, use --cluster or --state DIR"
+            "diff takes OLD NEW (3 paths given); to compare a cluster with files, use --cluster or --state DIR; with git, --base REV"
         );
         let e = diff(None, true, &["a", "b"]).unwrap_err();
         assert!(
@@ -437,9 +551,10 @@ mod tests {
         assert_eq!(diff(Some(a), true, &[a, b, a]).unwrap(), 0);
         // --cluster without the cluster's objects cannot run.
         let cmd = SimulateCommand::Diff {
-            output: Format::Text,
+            output: DiffFormat::Text,
             fail_on: None,
             strict: false,
+            base: None,
             cluster: true,
             state: None,
             prune: false,

@@ -26,6 +26,7 @@
 #![deny(missing_docs)]
 
 mod bits;
+pub mod ci_output;
 pub mod cli;
 pub mod compute;
 pub mod conn;
@@ -39,8 +40,9 @@ pub mod model;
 pub mod output;
 pub mod owners;
 pub mod preview;
+pub mod sources;
 
-pub use cli::{FailOn, SimulateCommand, SimulateError, run, run_seeded};
+pub use cli::{DiffFormat, FailOn, SimulateCommand, SimulateError, run, run_seeded};
 pub use compute::connections;
 pub use conn::{Change, Conn, Endpoint};
 pub use diff::{Diff, diff};

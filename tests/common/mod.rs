@@ -42,16 +42,6 @@ pub async fn until(what: &str, mut ok: impl FnMut() -> bool) {
     }
 }
 
-/// A kubeconfig file's text for a plain-HTTP stand-in of the API server at
-/// `addr`, for the real binary (`KUBECONFIG`).
-pub fn kubeconfig(addr: SocketAddr) -> String {
-    format!(
-        "apiVersion: v1\nkind: Config\nclusters:\n- name: fake\n  cluster: {{server: \"http://{addr}\"}}\n\
-         users:\n- name: fake\n  user: {{}}\ncontexts:\n- name: fake\n  context: {{cluster: fake, user: fake}}\n\
-         current-context: fake\n"
-    )
-}
-
 /// Installs ring as the process's crypto provider (CRATES.md pitfall 1).
 pub fn init() {
     let _ = rustls::crypto::ring::default_provider().install_default();
