@@ -218,12 +218,8 @@ fn parse_path(path: &str) -> Option<Target> {
     })
 }
 
-/// apimachinery's `Status` for an error.
-fn status(code: u16, reason: &str, message: String, name: &str, t: &Target) -> Response {
-    let mut details = json!({"name": name, "kind": t.resource});
-    if !t.group.is_empty() {
-        details["group"] = json!(t.group);
-    }
+/// apimachinery's `Status` for an error, with its `details`.
+fn status_with(code: u16, reason: &str, message: String, details: Value) -> Response {
     let body = json!({
         "kind": "Status",
         "apiVersion": "v1",
@@ -240,6 +236,32 @@ fn status(code: u16, reason: &str, message: String, name: &str, t: &Target) -> R
         body.to_string(),
     )
         .into_response()
+}
+
+/// `StatusDetails`: `name` (left out when empty, as for a create RBAC
+/// refuses), `group`, `kind` (a resource, or a Kind for `Invalid`), `causes`.
+fn details(name: &str, kind: &str, t: &Target, causes: Value) -> Value {
+    let mut d = json!({"kind": kind});
+    if !name.is_empty() {
+        d["name"] = json!(name);
+    }
+    if !t.group.is_empty() {
+        d["group"] = json!(t.group);
+    }
+    if !causes.is_null() {
+        d["causes"] = causes;
+    }
+    d
+}
+
+/// apimachinery's `Status` for an error.
+fn status(code: u16, reason: &str, message: String, name: &str, t: &Target) -> Response {
+    status_with(
+        code,
+        reason,
+        message,
+        details(name, t.resource, t, Value::Null),
+    )
 }
 
 fn not_found(name: &str, t: &Target) -> Response {
@@ -264,22 +286,14 @@ fn invalid_name(name: &str, t: &Target) -> Response {
     } else {
         format!("{}.{}", t.kind, t.group)
     };
-    let mut details = json!({"name": name, "kind": t.kind, "causes": [
-        {"reason": "FieldValueInvalid", "message": body_msg, "field": "metadata.name"}]});
-    if !t.group.is_empty() {
-        details["group"] = json!(t.group);
-    }
-    let body = json!({
-        "kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure",
-        "message": format!("{qualified_kind} {name:?} is invalid: metadata.name: {body_msg}"),
-        "reason": "Invalid", "details": details, "code": 422,
-    });
-    (
-        StatusCode::UNPROCESSABLE_ENTITY,
-        [(header::CONTENT_TYPE, "application/json")],
-        body.to_string(),
+    let causes =
+        json!([{"reason": "FieldValueInvalid", "message": body_msg, "field": "metadata.name"}]);
+    status_with(
+        422,
+        "Invalid",
+        format!("{qualified_kind} {name:?} is invalid: metadata.name: {body_msg}"),
+        details(name, t.kind, t, causes),
     )
-        .into_response()
 }
 
 /// apimachinery's `IsDNS1123Subdomain`.
@@ -300,48 +314,32 @@ fn rbac_forbidden(verb: &str, t: &Target) -> Response {
         Some(ns) => format!("in the namespace {ns:?}"),
         None => "at the cluster scope".to_owned(),
     };
-    let mut details = json!({"kind": t.resource});
-    if !t.group.is_empty() {
-        details["group"] = json!(t.group);
-    }
-    let body = json!({
-        "kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure",
-        "message": format!(
+    status_with(
+        403,
+        "Forbidden",
+        format!(
             "{} is forbidden: User {USER:?} cannot {verb} resource {:?} in API group {:?} {scope}",
-            t.qualified(), t.resource, t.group
+            t.qualified(),
+            t.resource,
+            t.group
         ),
-        "reason": "Forbidden", "details": details, "code": 403,
-    });
-    (
-        StatusCode::FORBIDDEN,
-        [(header::CONTENT_TYPE, "application/json")],
-        body.to_string(),
+        details("", t.resource, t, Value::Null),
     )
-        .into_response()
 }
 
 /// NamespaceLifecycle's 403 for a create in a namespace being deleted.
 fn namespace_terminating(name: &str, ns: &str, t: &Target) -> Response {
-    let mut details = json!({"name": name, "kind": t.resource, "causes": [
-        {"reason": "NamespaceTerminating", "message": format!("namespace {ns} is being terminated"),
-         "field": "metadata.namespace"}]});
-    if !t.group.is_empty() {
-        details["group"] = json!(t.group);
-    }
-    let body = json!({
-        "kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure",
-        "message": format!(
+    let causes = json!([{"reason": "NamespaceTerminating",
+        "message": format!("namespace {ns} is being terminated"), "field": "metadata.namespace"}]);
+    status_with(
+        403,
+        "Forbidden",
+        format!(
             "{} {name:?} is forbidden: unable to create new content in namespace {ns} because it is being terminated",
             t.qualified()
         ),
-        "reason": "Forbidden", "details": details, "code": 403,
-    });
-    (
-        StatusCode::FORBIDDEN,
-        [(header::CONTENT_TYPE, "application/json")],
-        body.to_string(),
+        details(name, t.resource, t, causes),
     )
-        .into_response()
 }
 
 /// An object as a metadata-only client asked for it.
