@@ -1,27 +1,41 @@
-//! Load generator: palisade's real HTTPS server against a no-op baseline,
-//! in one process, in one run, so the ratio between them shows what
-//! palisade's own per-review work costs on this machine.
+//! Load generator: palisade's real HTTPS server against two no-op
+//! webhooks on the same listener stack, each driven over loopback TLS by a
+//! load generator that runs in a process of its own.
 //!
 //! ```text
 //! cargo bench --bench load
 //! ```
 //!
-//! Both servers are started in-process on their own tokio runtime (two
-//! workers, as the binary has on a two-core node) and share the listener
-//! stack: [`listen::serve_https`] with the rustls config of a
-//! [`CertReloader`]. palisade is [`serve::start`], exactly what the binary
-//! runs, with decisions logged as JSON (to `/dev/null`) and counted. The
-//! baseline reads the body and answers a fixed `allowed: true` review. A
-//! third server, the floor, also parses the body as JSON and echoes its
-//! uid: the least a webhook that reads its input can do, to show which part
-//! of the gap to the baseline is palisade's and which any webhook pays.
+//! The three servers run in this process, on one tokio runtime with two
+//! workers (as the binary has on a two-core node), behind the same
+//! listener stack: [`listen::serve_https`] with the rustls config of a
+//! [`CertReloader`].
+//! - **palisade** is [`serve::start`], exactly what the binary runs, with
+//!   decisions logged as JSON (to `/dev/null`, through the binary's queue
+//!   and writer thread) and counted.
+//! - **floor**: a no-op webhook that does what every webhook must, parse
+//!   the review (every byte, as serde_json checks it) and echo its uid.
+//!   The ratio targets compare palisade with it: what palisade pays beyond
+//!   it is palisade's own work; what it pays beyond the baseline, no
+//!   webhook that reads its input can avoid.
+//! - **baseline**: reads the body and answers a fixed `allowed: true`
+//!   review without parsing it (not a valid webhook: the uid is not
+//!   echoed), printed beside the floor as the cost of the stack alone.
+//!
+//! The load generator is this bench re-executed in client mode
+//! (`PALISADE_BENCH_CLIENT`, set by the bench itself), one process per
+//! measured phase. So this process's CPU clock, read at the edges of each
+//! measured window, is the servers' CPU alone (palisade's log writer
+//! thread included); the generator reports its own CPU beside it. Both
+//! still share the machine's cores.
 //!
 //! The client speaks HTTP/1.1 over TLS with keep-alive, as the API server
 //! does to a webhook behind a Service (kubernetes#82090; HTTP/2 is used only
 //! for webhook URLs on localhost). `PALISADE_BENCH_PROTOCOL=h2` measures
 //! HTTP/2 over one multiplexed connection instead.
 //!
-//! Two phases per server, interleaved over several rounds:
+//! Two phases per server, the servers taken in turn (the order rotates
+//! every round) over several rounds:
 //! - closed loop: a fixed number of connections, each sending its next
 //!   review as soon as the last answer arrived, for maximum throughput;
 //! - open loop: reviews sent on a fixed schedule (default 2,000/s) whatever
@@ -29,26 +43,37 @@
 //!   time, so a stall is charged to every review it delayed (no coordinated
 //!   omission).
 //!
-//! Server CPU per review comes from the runtime threads' schedstat: "max"
-//! in the closed loop, "rate" in the open loop. Only the latter compares
-//! like with like, since a busier stack batches more work per wake-up.
+//! Every figure is reported as its median over the rounds with the
+//! spread (min-max), and every ratio as the median of the per-round ratios
+//! (servers compared within the same round) with its spread: a single
+//! round's p99 on a shared machine moves by 3x on its own. Server CPU per
+//! review is read at maximum throughput and at the fixed rate; only the
+//! latter compares like with like, since a busier stack batches more work
+//! per wake-up.
 //!
-//! Knobs (environment): `PALISADE_BENCH_ROUNDS` (3), `PALISADE_BENCH_SECONDS`
-//! (closed-loop window, 5), `PALISADE_BENCH_OPEN_SECONDS` (10),
-//! `PALISADE_BENCH_RATE` (2000), `PALISADE_BENCH_CONNECTIONS` (closed loop,
-//! 16), `PALISADE_BENCH_OPEN_CONNECTIONS` (32), `PALISADE_BENCH_PROTOCOL`
-//! (`h1` or `h2`), `PALISADE_BENCH_ONLY` (`palisade`, `baseline` or
-//! `floor`: one server alone, for a profiler), `PALISADE_BENCH_FLOOR_WORK_US`
-//! (0: the floor also does this many microseconds of pure CPU work per
-//! review, a loop calibrated once on an idle thread, to show what ratio a
-//! webhook with that much work of its own can reach on this machine).
+//! Knobs (environment): `PALISADE_BENCH_ROUNDS` (5), `PALISADE_BENCH_SECONDS`
+//! (closed-loop window, 5), `PALISADE_BENCH_OPEN_SECONDS` (10; 0 skips the
+//! open loop), `PALISADE_BENCH_RATE` (2000), `PALISADE_BENCH_CONNECTIONS`
+//! (closed loop, 16), `PALISADE_BENCH_OPEN_CONNECTIONS` (32),
+//! `PALISADE_BENCH_PROTOCOL` (`h1` or `h2`), `PALISADE_BENCH_ONLY`
+//! (`palisade`, `floor` or `baseline`: one server alone, for a profiler
+//! attached to this process), `PALISADE_BENCH_FLOOR_WORK_US` (0: the floor
+//! also does this many microseconds of pure CPU work per review, a loop
+//! calibrated once on an idle thread, to show what ratio a webhook with
+//! that much work of its own can reach on this machine; the palisade/floor
+//! ratio is then no longer the target's). A value that does not parse is an
+//! error, not a silent default. The bench prints the command that reruns it
+//! with the knobs it ran with.
 
 #[path = "../tests/common/shared.rs"]
 mod shared;
 
 use std::collections::BTreeMap;
+use std::fmt;
+use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
-use std::path::Path;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
@@ -70,21 +95,29 @@ use palisade::server::routes::BodyLimits;
 use palisade::server::tls::CertReloader;
 use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, ServerName};
+use serde::{Deserialize, Serialize};
 use tokio::net::TcpStream;
-use tokio::sync::{Mutex, mpsc, oneshot};
+use tokio::sync::{Mutex, mpsc};
 use tokio_rustls::TlsConnector;
 
 /// The binary's allocator, so that palisade here costs what it costs there
-/// (the baseline and the client use it too: one process, one allocator).
+/// (the other servers and the load generator use it too: one binary, one
+/// allocator).
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 /// The Service name the serving certificate is issued for.
 const HOST: &str = "palisade.palisade-system.svc";
-/// Thread-name prefix of the servers' runtime, to read its CPU time.
-const SERVER_THREADS: &str = "bench-server";
 /// Load before each measured window: connections opened, caches warm.
 const WARMUP: Duration = Duration::from_secs(1);
+/// Set (to a [`ClientJob`] as JSON) when this bench runs as the load
+/// generator.
+const CLIENT_ENV: &str = "PALISADE_BENCH_CLIENT";
+/// The load generator's stdout lines: its measured window starts, ends,
+/// and what it saw (then [`PhaseReport`] as JSON).
+const WINDOW_START: &str = "window-start";
+const WINDOW_END: &str = "window-end";
+const REPORT: &str = "report ";
 
 /// The cluster palisade decides against: a fenced namespace (the one the
 /// captured reviews were made in), an open one (no default-deny: pods are
@@ -151,11 +184,16 @@ spec:
 /// What the baseline answers to everything.
 const NOOP_REVIEW: &str = r#"{"apiVersion":"admission.k8s.io/v1","kind":"AdmissionReview","response":{"uid":"00000000-0000-0000-0000-000000000000","allowed":true}}"#;
 
+/// The knob `name`, or `default` when it is not set; a value that does not
+/// parse stops the bench rather than measuring something else than asked.
 fn env_or<T: std::str::FromStr>(name: &str, default: T) -> T {
-    std::env::var(name)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
+    match std::env::var(name) {
+        Err(_) => default,
+        Ok(v) => v
+            .trim()
+            .parse()
+            .unwrap_or_else(|_| panic!("{name}={v:?} does not parse")),
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -164,6 +202,8 @@ enum Protocol {
     H2,
 }
 
+/// The bench's knobs, read the same way by the server process and by each
+/// load generator it starts (they inherit its environment).
 struct Knobs {
     rounds: usize,
     closed: Duration,
@@ -172,22 +212,58 @@ struct Knobs {
     closed_conns: usize,
     open_conns: usize,
     protocol: Protocol,
+    floor_work_us: f64,
+    only: Option<String>,
 }
 
 impl Knobs {
     fn from_env() -> Self {
+        let only = std::env::var("PALISADE_BENCH_ONLY").ok();
+        if let Some(o) = &only {
+            assert!(
+                SERVERS.contains(&o.as_str()),
+                "PALISADE_BENCH_ONLY={o:?}: one of {SERVERS:?}"
+            );
+        }
         Knobs {
-            rounds: env_or("PALISADE_BENCH_ROUNDS", 3usize).max(1),
-            closed: Duration::from_secs_f64(env_or("PALISADE_BENCH_SECONDS", 5.0)),
-            open: Duration::from_secs_f64(env_or("PALISADE_BENCH_OPEN_SECONDS", 10.0)),
+            rounds: env_or("PALISADE_BENCH_ROUNDS", 5usize).max(1),
+            closed: Duration::from_secs_f64(env_or("PALISADE_BENCH_SECONDS", 5.0f64).max(0.1)),
+            open: Duration::from_secs_f64(env_or("PALISADE_BENCH_OPEN_SECONDS", 10.0f64).max(0.0)),
             rate: env_or("PALISADE_BENCH_RATE", 2000u32).max(1),
             closed_conns: env_or("PALISADE_BENCH_CONNECTIONS", 16usize).max(1),
             open_conns: env_or("PALISADE_BENCH_OPEN_CONNECTIONS", 32usize).max(1),
             protocol: match std::env::var("PALISADE_BENCH_PROTOCOL").as_deref() {
+                Err(_) | Ok("h1") => Protocol::H1,
                 Ok("h2") => Protocol::H2,
-                _ => Protocol::H1,
+                Ok(other) => panic!("PALISADE_BENCH_PROTOCOL={other:?}: h1 or h2"),
             },
+            floor_work_us: env_or("PALISADE_BENCH_FLOOR_WORK_US", 0.0f64).max(0.0),
+            only,
         }
+    }
+
+    /// The command that reruns this bench with these knobs.
+    fn rerun(&self) -> String {
+        let mut cmd = format!(
+            "PALISADE_BENCH_ROUNDS={} PALISADE_BENCH_SECONDS={} PALISADE_BENCH_OPEN_SECONDS={} PALISADE_BENCH_RATE={} PALISADE_BENCH_CONNECTIONS={} PALISADE_BENCH_OPEN_CONNECTIONS={} PALISADE_BENCH_PROTOCOL={}",
+            self.rounds,
+            self.closed.as_secs_f64(),
+            self.open.as_secs_f64(),
+            self.rate,
+            self.closed_conns,
+            self.open_conns,
+            match self.protocol {
+                Protocol::H1 => "h1",
+                Protocol::H2 => "h2",
+            },
+        );
+        if self.floor_work_us > 0.0 {
+            cmd += &format!(" PALISADE_BENCH_FLOOR_WORK_US={}", self.floor_work_us);
+        }
+        if let Some(o) = &self.only {
+            cmd += &format!(" PALISADE_BENCH_ONLY={o}");
+        }
+        cmd + " cargo bench --bench load"
     }
 }
 
@@ -321,6 +397,8 @@ async fn floor(body: Body) -> Response {
         .into_response()
 }
 
+/// The baseline: reads the body and answers without parsing it, the cost
+/// of the listener stack alone.
 async fn noop(body: Body) -> Response {
     match axum::body::to_bytes(body, BodyLimits::default().max_bytes).await {
         Ok(_) => (
@@ -333,10 +411,80 @@ async fn noop(body: Body) -> Response {
     }
 }
 
-#[derive(Clone, Copy)]
-struct Target {
-    name: &'static str,
+/// What a load generator process is asked to do.
+#[derive(Debug, Serialize, Deserialize)]
+struct ClientJob {
+    phase: Phase,
     addr: SocketAddr,
+    /// The CA that issued the servers' certificate, as PEM.
+    ca: PathBuf,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+enum Phase {
+    /// Every review of the mix once, each answer checked.
+    Preflight,
+    /// Maximum throughput.
+    Closed,
+    /// The fixed rate.
+    Open,
+}
+
+/// What a load generator saw, sent to the server process as JSON.
+#[derive(Debug, Default, Serialize, Deserialize)]
+struct PhaseReport {
+    completed: u64,
+    errors: u64,
+    first_error: Option<String>,
+    /// The measured window, seconds.
+    window_s: f64,
+    /// The load generator's own CPU time over the window, seconds.
+    client_cpu_s: f64,
+    p50_ms: Option<f64>,
+    p99_ms: Option<f64>,
+    p999_ms: Option<f64>,
+    max_ms: Option<f64>,
+    /// Preflight only: `webhook kind operation decision` -> count.
+    tally: BTreeMap<String, usize>,
+}
+
+/// CPU time of this whole process so far, every thread, those that have
+/// exited included.
+fn process_cpu() -> Duration {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: clock_gettime writes one timespec through a pointer to a
+    // live, writable one.
+    let rc = unsafe { libc::clock_gettime(libc::CLOCK_PROCESS_CPUTIME_ID, &mut ts) };
+    assert_eq!(rc, 0, "clock_gettime(CLOCK_PROCESS_CPUTIME_ID)");
+    Duration::new(
+        u64::try_from(ts.tv_sec).unwrap_or(0),
+        u32::try_from(ts.tv_nsec).unwrap_or(0),
+    )
+}
+
+fn sleep_until(t: Instant) {
+    let now = Instant::now();
+    if t > now {
+        std::thread::sleep(t - now);
+    }
+}
+
+/// Tells the server process, on stdout, where the measured window starts
+/// and ends (it reads its own CPU clock at each line); returns this
+/// process's CPU time over the same window.
+fn mark_window(from: Instant, end: Instant) -> std::thread::JoinHandle<Duration> {
+    std::thread::spawn(move || {
+        sleep_until(from);
+        let a = process_cpu();
+        println!("{WINDOW_START}");
+        sleep_until(end);
+        let b = process_cpu();
+        println!("{WINDOW_END}");
+        b.saturating_sub(a)
+    })
 }
 
 /// One client connection: HTTP/1.1 (one request at a time) or a handle
@@ -450,15 +598,13 @@ async fn connections(
     out
 }
 
-/// What one measured phase saw.
+/// What one measured phase saw, in the load generator.
 #[derive(Default)]
 struct Sample {
     completed: u64,
     errors: u64,
     first_error: Option<String>,
     latencies_ns: Vec<u64>,
-    window: Duration,
-    server_cpu: Duration,
 }
 
 impl Sample {
@@ -471,66 +617,43 @@ impl Sample {
         self.latencies_ns.extend(other.latencies_ns);
     }
 
-    fn throughput(&self) -> f64 {
-        self.completed as f64 / self.window.as_secs_f64()
-    }
-
-    fn cpu_us_per_review(&self) -> f64 {
-        self.server_cpu.as_secs_f64() * 1e6 / self.completed.max(1) as f64
-    }
-
-    fn percentile_ms(&mut self, p: f64) -> f64 {
+    fn percentile_ms(&self, p: f64) -> Option<f64> {
         if self.latencies_ns.is_empty() {
-            return f64::NAN;
+            return None;
         }
-        self.latencies_ns.sort_unstable();
         let rank = ((p / 100.0) * self.latencies_ns.len() as f64).ceil() as usize;
         let i = rank.clamp(1, self.latencies_ns.len()) - 1;
-        self.latencies_ns[i] as f64 / 1e6
+        Some(self.latencies_ns[i] as f64 / 1e6)
     }
-}
 
-/// CPU time consumed so far by the servers' runtime threads (both servers
-/// share one runtime; only one is under load at a time).
-fn server_cpu() -> Duration {
-    let mut ns = 0u64;
-    let Ok(tasks) = std::fs::read_dir("/proc/self/task") else {
-        return Duration::ZERO;
-    };
-    for t in tasks.filter_map(|t| t.ok()) {
-        let comm = std::fs::read_to_string(t.path().join("comm")).unwrap_or_default();
-        if !comm.starts_with(SERVER_THREADS) {
-            continue;
+    fn report(mut self, window: Duration, client_cpu: Duration) -> PhaseReport {
+        self.latencies_ns.sort_unstable();
+        PhaseReport {
+            completed: self.completed,
+            errors: self.errors,
+            window_s: window.as_secs_f64(),
+            client_cpu_s: client_cpu.as_secs_f64(),
+            p50_ms: self.percentile_ms(50.0),
+            p99_ms: self.percentile_ms(99.0),
+            p999_ms: self.percentile_ms(99.9),
+            max_ms: self.percentile_ms(100.0),
+            first_error: self.first_error,
+            tally: BTreeMap::new(),
         }
-        // schedstat: nanoseconds on CPU, then waiting, then timeslices.
-        let stat = std::fs::read_to_string(t.path().join("schedstat")).unwrap_or_default();
-        ns += stat
-            .split_whitespace()
-            .next()
-            .and_then(|v| v.parse::<u64>().ok())
-            .unwrap_or(0);
     }
-    Duration::from_nanos(ns)
 }
 
 async fn closed_loop(
-    target: Target,
+    addr: SocketAddr,
     tls: &TlsConnector,
     knobs: &Knobs,
     reviews: &Arc<Vec<Review>>,
-) -> Sample {
-    let conns = connections(target.addr, tls, knobs.protocol, knobs.closed_conns).await;
+) -> PhaseReport {
+    let conns = connections(addr, tls, knobs.protocol, knobs.closed_conns).await;
     let start = Instant::now();
     let measure_from = start + WARMUP;
     let end = measure_from + knobs.closed;
-    let (cpu_tx, cpu_rx) = oneshot::channel();
-    // Read the servers' CPU at the window's edges.
-    tokio::spawn(async move {
-        tokio::time::sleep_until(measure_from.into()).await;
-        let a = server_cpu();
-        tokio::time::sleep_until(end.into()).await;
-        let _ = cpu_tx.send(server_cpu().saturating_sub(a));
-    });
+    let window = mark_window(measure_from, end);
     let mut workers = Vec::new();
     for (i, mut conn) in conns.into_iter().enumerate() {
         let reviews = Arc::clone(reviews);
@@ -562,7 +685,7 @@ async fn closed_loop(
                         }
                         s.first_error.get_or_insert(e);
                         if protocol == Protocol::H1 {
-                            match connect(target.addr, &tls, protocol).await {
+                            match connect(addr, &tls, protocol).await {
                                 Ok(c) => conn = c,
                                 Err(_) => tokio::time::sleep(Duration::from_millis(10)).await,
                             }
@@ -577,18 +700,17 @@ async fn closed_loop(
     for w in workers {
         total.merge(w.await.expect("worker"));
     }
-    total.window = knobs.closed;
-    total.server_cpu = cpu_rx.await.unwrap_or_default();
-    total
+    let client_cpu = window.join().expect("window marker");
+    total.report(knobs.closed, client_cpu)
 }
 
 async fn open_loop(
-    target: Target,
+    addr: SocketAddr,
     tls: &TlsConnector,
     knobs: &Knobs,
     reviews: &Arc<Vec<Review>>,
-) -> Sample {
-    let conns = connections(target.addr, tls, knobs.protocol, knobs.open_conns).await;
+) -> PhaseReport {
+    let conns = connections(addr, tls, knobs.protocol, knobs.open_conns).await;
     let interval = Duration::from_secs_f64(1.0 / f64::from(knobs.rate));
     let total_jobs = ((WARMUP + knobs.open).as_secs_f64() * f64::from(knobs.rate)) as u64;
     let warmup_jobs = (WARMUP.as_secs_f64() * f64::from(knobs.rate)) as u64;
@@ -605,24 +727,13 @@ async fn open_loop(
         }
         for i in 0..total_jobs {
             let intended = start + interval.mul_f64(i as f64);
-            let now = Instant::now();
-            if intended > now {
-                std::thread::sleep(intended - now);
-            }
+            sleep_until(intended);
             if tx.send((intended, i)).is_err() {
                 return;
             }
         }
     });
-    let measure_from_cpu = start + WARMUP;
-    let end = start + WARMUP + knobs.open;
-    let (cpu_tx, cpu_rx) = oneshot::channel();
-    tokio::spawn(async move {
-        tokio::time::sleep_until(measure_from_cpu.into()).await;
-        let a = server_cpu();
-        tokio::time::sleep_until(end.into()).await;
-        let _ = cpu_tx.send(server_cpu().saturating_sub(a));
-    });
+    let window = mark_window(start + WARMUP, start + WARMUP + knobs.open);
     let mut workers = Vec::new();
     for mut conn in conns {
         let reviews = Arc::clone(reviews);
@@ -650,7 +761,7 @@ async fn open_loop(
                         }
                         s.first_error.get_or_insert(e);
                         if protocol == Protocol::H1
-                            && let Ok(c) = connect(target.addr, &tls, protocol).await
+                            && let Ok(c) = connect(addr, &tls, protocol).await
                         {
                             conn = c;
                         }
@@ -665,25 +776,23 @@ async fn open_loop(
         total.merge(w.await.expect("worker"));
     }
     pacer.join().expect("pacer");
-    total.window = knobs.open;
-    total.server_cpu = cpu_rx.await.unwrap_or_default();
-    total
+    let client_cpu = window.join().expect("window marker");
+    total.report(knobs.open, client_cpu)
 }
 
-/// Sends every review of the mix once to palisade and checks each answer
-/// is a well-formed review with the request's uid; returns a tally of
-/// what was decided, to print the mix.
+/// Sends every review of the mix once and checks each answer is a
+/// well-formed review with the request's uid; tallies what was decided.
 async fn preflight(
-    target: Target,
+    addr: SocketAddr,
     tls: &TlsConnector,
     protocol: Protocol,
     reviews: &[Review],
     values: &[serde_json::Value],
-) -> BTreeMap<String, usize> {
-    let mut conn = connect(target.addr, tls, protocol)
+) -> PhaseReport {
+    let mut conn = connect(addr, tls, protocol)
         .await
         .expect("connect for preflight");
-    let mut tally = BTreeMap::new();
+    let mut report = PhaseReport::default();
     for (r, v) in reviews.iter().zip(values) {
         let body = conn.review(r).await.expect("preflight review");
         let out: serde_json::Value = serde_json::from_slice(&body).expect("response JSON");
@@ -707,9 +816,344 @@ async fn preflight(
             v["request"]["kind"]["kind"].as_str().unwrap_or(""),
             v["request"]["operation"].as_str().unwrap_or(""),
         );
-        *tally.entry(key).or_insert(0) += 1;
+        *report.tally.entry(key).or_insert(0) += 1;
+        report.completed += 1;
     }
-    tally
+    report
+}
+
+/// The load generator: runs one job against one server and prints its
+/// report on stdout for the server process.
+fn client_main(spec: &str) {
+    let job: ClientJob = serde_json::from_str(spec).expect("the load generator's job");
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let knobs = Knobs::from_env();
+    let ca = std::fs::read(&job.ca).expect("the CA file");
+    let mut roots = rustls::RootCertStore::empty();
+    roots
+        .add(CertificateDer::from_pem_slice(&ca).expect("CA"))
+        .expect("CA");
+    let mut client_tls = rustls::ClientConfig::builder()
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    client_tls.alpn_protocols = match knobs.protocol {
+        Protocol::H1 => vec![b"http/1.1".to_vec()],
+        Protocol::H2 => vec![b"h2".to_vec()],
+    };
+    let tls = TlsConnector::from(Arc::new(client_tls));
+    let (reviews, values) = load_mix();
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .thread_name("bench-client")
+        .enable_all()
+        .build()
+        .expect("client runtime");
+    let report = match job.phase {
+        Phase::Preflight => {
+            rt.block_on(preflight(job.addr, &tls, knobs.protocol, &reviews, &values))
+        }
+        Phase::Closed => rt.block_on(closed_loop(job.addr, &tls, &knobs, &Arc::new(reviews))),
+        Phase::Open => rt.block_on(open_loop(job.addr, &tls, &knobs, &Arc::new(reviews))),
+    };
+    println!(
+        "{REPORT}{}",
+        serde_json::to_string(&report).expect("report JSON")
+    );
+}
+
+/// The servers, in the order of the summary's columns.
+const SERVERS: [&str; 3] = ["palisade", "floor", "baseline"];
+const PALISADE: usize = 0;
+const FLOOR: usize = 1;
+const BASELINE: usize = 2;
+
+/// Runs one load generator process for `job` and reads this process's CPU
+/// clock at the edges of the window it measures: the servers' CPU there.
+fn run_client(job: &ClientJob) -> Measured {
+    let exe = std::env::current_exe().expect("own path");
+    let mut child = Command::new(exe)
+        .env(CLIENT_ENV, serde_json::to_string(job).expect("job JSON"))
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .expect("start the load generator");
+    let out = child.stdout.take().expect("piped stdout");
+    let (mut from, mut server_cpu, mut report) = (None, None, None);
+    for line in BufReader::new(out).lines() {
+        let line = line.expect("read the load generator");
+        if line == WINDOW_START {
+            from = Some(process_cpu());
+        } else if line == WINDOW_END {
+            server_cpu = from.map(|a| process_cpu().saturating_sub(a));
+        } else if let Some(json) = line.strip_prefix(REPORT) {
+            report = Some(serde_json::from_str::<PhaseReport>(json).expect("report"));
+        } else {
+            println!("  load generator: {line}");
+        }
+    }
+    let status = child.wait().expect("wait for the load generator");
+    assert!(status.success(), "load generator for {job:?}: {status}");
+    let server_cpu = match job.phase {
+        Phase::Preflight => Duration::ZERO,
+        Phase::Closed | Phase::Open => server_cpu.expect("the load generator's window"),
+    };
+    Measured {
+        report: report.expect("the load generator's report"),
+        server_cpu,
+    }
+}
+
+/// One phase against one server, as both processes saw it.
+struct Measured {
+    report: PhaseReport,
+    server_cpu: Duration,
+}
+
+impl Measured {
+    fn throughput(&self) -> f64 {
+        self.report.completed as f64 / self.report.window_s
+    }
+
+    fn server_us(&self) -> f64 {
+        self.server_cpu.as_secs_f64() * 1e6 / self.report.completed.max(1) as f64
+    }
+
+    fn client_us(&self) -> f64 {
+        self.report.client_cpu_s * 1e6 / self.report.completed.max(1) as f64
+    }
+
+    fn errors(&self) -> String {
+        format!(
+            "errors {}{}",
+            self.report.errors,
+            self.report
+                .first_error
+                .as_deref()
+                .map(|e| format!(" (first: {e})"))
+                .unwrap_or_default()
+        )
+    }
+}
+
+/// One server's figures in one round (`None` for a phase not run).
+#[derive(Default, Clone, Copy)]
+struct Figures {
+    max_rps: Option<f64>,
+    server_us_max: Option<f64>,
+    client_us_max: Option<f64>,
+    p50_ms: Option<f64>,
+    p99_ms: Option<f64>,
+    p999_ms: Option<f64>,
+    server_us_rate: Option<f64>,
+    client_us_rate: Option<f64>,
+}
+
+/// A figure over the rounds: its median and its range.
+#[derive(Debug, Clone, Copy, PartialEq)]
+struct Spread {
+    median: f64,
+    min: f64,
+    max: f64,
+}
+
+impl Spread {
+    /// `None` for no values; the median of an even count is the mean of
+    /// the middle two.
+    fn of(values: &[f64]) -> Option<Spread> {
+        let mut v: Vec<f64> = values.iter().copied().filter(|x| x.is_finite()).collect();
+        if v.is_empty() {
+            return None;
+        }
+        v.sort_by(f64::total_cmp);
+        let n = v.len();
+        let median = if n % 2 == 1 {
+            v[n / 2]
+        } else {
+            (v[n / 2 - 1] + v[n / 2]) / 2.0
+        };
+        Some(Spread {
+            median,
+            min: v[0],
+            max: v[n - 1],
+        })
+    }
+}
+
+/// `median [min-max]`, at the formatter's precision (2 by default); the
+/// median alone for one value.
+impl fmt::Display for Spread {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let p = f.precision().unwrap_or(2);
+        if self.min == self.max {
+            write!(f, "{:.p$}", self.median)
+        } else {
+            write!(f, "{:.p$} [{:.p$}-{:.p$}]", self.median, self.min, self.max)
+        }
+    }
+}
+
+/// Where a figure is read from one server's round.
+type Getter = fn(&Figures) -> Option<f64>;
+
+/// The figures of the per-server table: label, precision, where read.
+fn server_rows(rate: u32) -> [(String, usize, Getter); 8] {
+    let at = |what: &str| format!("at {rate}/s: {what}");
+    [
+        ("max reviews/s".to_owned(), 0, |f| f.max_rps),
+        ("at max: server CPU µs/review".to_owned(), 1, |f| {
+            f.server_us_max
+        }),
+        ("at max: load generator CPU µs/review".to_owned(), 1, |f| {
+            f.client_us_max
+        }),
+        (at("p50 ms"), 3, |f| f.p50_ms),
+        (at("p99 ms"), 3, |f| f.p99_ms),
+        (at("p99.9 ms"), 3, |f| f.p999_ms),
+        (at("server CPU µs/review"), 1, |f| f.server_us_rate),
+        (at("load generator CPU µs/review"), 1, |f| f.client_us_rate),
+    ]
+}
+
+/// `a`'s figure over `b`'s, round by round, where both were measured.
+fn ratios(results: &[[Figures; 3]], a: usize, b: usize, get: Getter) -> Option<Spread> {
+    let per_round: Vec<f64> = results
+        .iter()
+        .filter_map(|r| Some(get(&r[a])? / get(&r[b])?))
+        .collect();
+    Spread::of(&per_round)
+}
+
+fn cell(s: Option<Spread>, precision: usize) -> String {
+    s.map_or_else(|| "-".to_owned(), |s| format!("{s:.precision$}"))
+}
+
+/// Prints a table, leaving out the rows with nothing measured.
+fn table(columns: &[&str], rows: Vec<(String, Vec<String>)>) {
+    const LABEL: usize = 38;
+    const CELL: usize = 23;
+    print!("  {:LABEL$}", "");
+    for c in columns {
+        print!(" {c:>CELL$}");
+    }
+    println!();
+    for (label, cells) in rows {
+        if cells.iter().all(|c| c == "-") {
+            continue;
+        }
+        print!("  {label:<LABEL$}");
+        for c in cells {
+            print!(" {c:>CELL$}");
+        }
+        println!();
+    }
+}
+
+/// The summary: every figure per server, the ratios, the verdicts.
+fn summarize(knobs: &Knobs, results: &[[Figures; 3]], errors: &[u64; 3], floor_says: &str) {
+    let rate = knobs.rate;
+    let servers: Vec<usize> = (0..SERVERS.len())
+        .filter(|&s| knobs.only.as_deref().is_none_or(|o| o == SERVERS[s]))
+        .collect();
+    println!();
+    println!(
+        "summary: median over {} round{} [min-max across rounds]; load average {} at end",
+        results.len(),
+        if results.len() == 1 { "" } else { "s" },
+        load_average()
+    );
+    let columns: Vec<&str> = servers.iter().map(|&s| SERVERS[s]).collect();
+    let mut rows: Vec<(String, Vec<String>)> = server_rows(rate)
+        .into_iter()
+        .map(|(label, p, get)| {
+            let cells = servers
+                .iter()
+                .map(|&s| {
+                    let v: Vec<f64> = results.iter().filter_map(|r| get(&r[s])).collect();
+                    cell(Spread::of(&v), p)
+                })
+                .collect();
+            (label, cells)
+        })
+        .collect();
+    rows.push((
+        "errors".to_owned(),
+        servers.iter().map(|&s| errors[s].to_string()).collect(),
+    ));
+    table(&columns, rows);
+    if servers.len() < SERVERS.len() {
+        println!("one server only (PALISADE_BENCH_ONLY): no ratios");
+        return;
+    }
+
+    let pairs = [
+        (PALISADE, FLOOR, "palisade/floor"),
+        (PALISADE, BASELINE, "palisade/baseline"),
+        (FLOOR, BASELINE, "floor/baseline"),
+    ];
+    let ratio_rows: [(String, Getter); 5] = [
+        ("max throughput".into(), |f| f.max_rps),
+        (format!("p99 at {rate}/s"), |f| f.p99_ms),
+        (format!("server CPU per review at {rate}/s"), |f| {
+            f.server_us_rate
+        }),
+        (format!("p50 at {rate}/s"), |f| f.p50_ms),
+        (format!("p99.9 at {rate}/s"), |f| f.p999_ms),
+    ];
+    println!("ratios: median of the per-round ratios [min-max]");
+    table(
+        &pairs.map(|(_, _, name)| name),
+        ratio_rows
+            .into_iter()
+            .map(|(label, get)| {
+                let cells = pairs
+                    .iter()
+                    .map(|&(a, b, _)| cell(ratios(results, a, b, get), 2))
+                    .collect();
+                (label, cells)
+            })
+            .collect(),
+    );
+
+    // The headline: palisade against the webhook that only parses.
+    let status = |ok: bool| {
+        if knobs.floor_work_us > 0.0 {
+            "not the target's floor"
+        } else if ok {
+            "met"
+        } else {
+            "MISSED"
+        }
+    };
+    let mut headline = Vec::new();
+    if let Some(t) = ratios(results, PALISADE, FLOOR, |f| f.max_rps) {
+        headline.push(format!(
+            "max throughput {t:.2} (target >= 0.80: {})",
+            status(t.median >= 0.8)
+        ));
+    }
+    if let Some(p) = ratios(results, PALISADE, FLOOR, |f| f.p99_ms) {
+        headline.push(format!(
+            "p99 at {rate}/s {p:.2} (target <= 1.25: {})",
+            status(p.median <= 1.25)
+        ));
+    }
+    if let Some(c) = ratios(results, PALISADE, FLOOR, |f| f.server_us_rate) {
+        headline.push(format!("server CPU per review at {rate}/s {c:.2}"));
+    }
+    println!(
+        "headline, palisade/floor (floor: {floor_says}): {}",
+        headline.join(", ")
+    );
+    let own: Vec<f64> = results
+        .iter()
+        .filter_map(|r| Some(r[PALISADE].server_us_rate? - r[FLOOR].server_us_rate?))
+        .collect();
+    if let Some(own) = Spread::of(&own) {
+        println!(
+            "palisade's own work under load (server CPU per review at {rate}/s, palisade minus floor): {own:.1} µs"
+        );
+    }
 }
 
 /// palisade's own work per review, stage by stage, on one thread with no
@@ -759,29 +1203,21 @@ fn stage_costs(reviews: &[Review], cluster: &StaticCluster) {
     );
 }
 
-fn median(mut v: Vec<f64>) -> f64 {
-    v.sort_by(|a, b| a.total_cmp(b));
-    v[v.len() / 2]
-}
-
 fn load_average() -> String {
     std::fs::read_to_string("/proc/loadavg")
         .map(|s| s.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
         .unwrap_or_else(|_| "?".into())
 }
 
-#[derive(Default)]
-struct Results {
-    throughput: Vec<f64>,
-    cpu_closed: Vec<f64>,
-    cpu_open: Vec<f64>,
-    p50: Vec<f64>,
-    p99: Vec<f64>,
-    p999: Vec<f64>,
-    errors: u64,
+fn ms(v: Option<f64>) -> String {
+    v.map_or_else(|| "-".to_owned(), |v| format!("{v:.3} ms"))
 }
 
 fn main() {
+    if let Ok(job) = std::env::var(CLIENT_ENV) {
+        client_main(&job);
+        return;
+    }
     let _ = rustls::crypto::ring::default_provider().install_default();
     let knobs = Knobs::from_env();
     // Decisions are formatted and queued as the binary does it (JSON, info,
@@ -794,7 +1230,7 @@ fn main() {
 
     let cores = std::thread::available_parallelism().map_or(0, |n| n.get());
     println!(
-        "palisade load bench: {cores} cores, load average {} at start; protocol {}; {} rounds; closed loop {} connections x {:?}; open loop {}/s x {:?} over {} connections",
+        "palisade load bench: {cores} cores, load average {} at start; protocol {}; {} rounds; closed loop {} connections x {:?}; {}",
         load_average(),
         match knobs.protocol {
             Protocol::H1 => "HTTP/1.1",
@@ -803,9 +1239,18 @@ fn main() {
         knobs.rounds,
         knobs.closed_conns,
         knobs.closed,
-        knobs.rate,
-        knobs.open,
-        knobs.open_conns,
+        if knobs.open.is_zero() {
+            "no open loop".to_owned()
+        } else {
+            format!(
+                "open loop {}/s x {:?} over {} connections",
+                knobs.rate, knobs.open, knobs.open_conns
+            )
+        },
+    );
+    println!(
+        "servers in this process (pid {}, threads bench-server-*); load generator: this bench in client mode, a process of its own per phase (threads bench-client-*)",
+        std::process::id()
     );
 
     let dir = tempfile::tempdir().expect("tempdir");
@@ -820,31 +1265,29 @@ fn main() {
     bundle.write_to(dir.path()).expect("write certificates");
     let cert = dir.path().join(certs::CERT_FILE);
     let key = dir.path().join(certs::KEY_FILE);
+    let ca = dir.path().join("bench-client-ca.pem");
+    std::fs::write(&ca, &bundle.ca_pem).expect("write the CA for the load generator");
 
     let server_rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
-        .thread_name(SERVER_THREADS)
+        .thread_name("bench-server")
         .enable_all()
         .build()
         .expect("server runtime");
-    let client_rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .thread_name("bench-client")
-        .enable_all()
-        .build()
-        .expect("client runtime");
 
-    let floor_work_us: f64 = env_or("PALISADE_BENCH_FLOOR_WORK_US", 0.0);
-    FLOOR_WORK.store(calibrate_work(floor_work_us), Ordering::Relaxed);
-    let floor_says = if floor_work_us > 0.0 {
-        let says = format!("reading the JSON plus {floor_work_us} µs of pure CPU work");
+    FLOOR_WORK.store(calibrate_work(knobs.floor_work_us), Ordering::Relaxed);
+    let floor_says = if knobs.floor_work_us > 0.0 {
+        let says = format!(
+            "parses the review, echoes its uid, plus {} µs of pure CPU work",
+            knobs.floor_work_us
+        );
         println!(
             "floor: {says} ({} loop iterations per review)",
             FLOOR_WORK.load(Ordering::Relaxed)
         );
         says
     } else {
-        "reading the JSON, nothing else".to_owned()
+        "parses the review, echoes its uid".to_owned()
     };
     let local: SocketAddr = "127.0.0.1:0".parse().expect("addr");
     let palisade_server = server_rt
@@ -882,55 +1325,30 @@ fn main() {
             addr
         })
     };
-    let baseline_addr = other(
-        Router::new()
-            .route("/validate", post(noop))
-            .route("/mutate", post(noop)),
-    );
     let floor_addr = other(
         Router::new()
             .route("/validate", post(floor))
             .route("/mutate", post(floor)),
     );
-    let targets = [
-        Target {
-            name: "baseline",
-            addr: baseline_addr,
-        },
-        Target {
-            name: "palisade",
-            addr: palisade_server.https_addr,
-        },
-        Target {
-            name: "floor",
-            addr: floor_addr,
-        },
-    ];
-
-    let mut roots = rustls::RootCertStore::empty();
-    roots
-        .add(CertificateDer::from_pem_slice(bundle.ca_pem.as_bytes()).expect("CA"))
-        .expect("CA");
-    let mut client_tls = rustls::ClientConfig::builder()
-        .with_root_certificates(roots)
-        .with_no_client_auth();
-    client_tls.alpn_protocols = match knobs.protocol {
-        Protocol::H1 => vec![b"http/1.1".to_vec()],
-        Protocol::H2 => vec![b"h2".to_vec()],
+    let baseline_addr = other(
+        Router::new()
+            .route("/validate", post(noop))
+            .route("/mutate", post(noop)),
+    );
+    // Indexed as SERVERS.
+    let addrs = [palisade_server.https_addr, floor_addr, baseline_addr];
+    let job = |phase: Phase, server: usize| ClientJob {
+        phase,
+        addr: addrs[server],
+        ca: ca.clone(),
     };
-    let tls = TlsConnector::from(Arc::new(client_tls));
 
     let (reviews, values) = load_mix();
-    let tally = client_rt.block_on(preflight(
-        targets[1],
-        &tls,
-        knobs.protocol,
-        &reviews,
-        &values,
-    ));
+    let palisade_answers = run_client(&job(Phase::Preflight, PALISADE)).report;
+    let floor_answers = run_client(&job(Phase::Preflight, FLOOR)).report;
     let bytes: usize = reviews.iter().map(|r| r.body.len()).sum();
     println!(
-        "mix: {} reviews ({} captured fixtures + pod/deployment CREATEs moved to an open namespace), mean body {} bytes; palisade answered (webhook kind operation decision: count):",
+        "mix: {} reviews ({} captured fixtures + pod/deployment CREATEs moved to an open namespace), mean body {} bytes; the floor answered {} with their uids; palisade answered (webhook kind operation decision: count):",
         reviews.len(),
         values
             .iter()
@@ -939,154 +1357,72 @@ fn main() {
                 .unwrap_or("")
                 .ends_with("-open"))
             .count(),
-        bytes / reviews.len()
+        bytes / reviews.len(),
+        floor_answers.completed,
     );
-    for (k, n) in &tally {
+    for (k, n) in &palisade_answers.tally {
         println!("  {k}: {n}");
     }
     stage_costs(&reviews, &state());
-    let reviews = Arc::new(reviews);
+    drop((reviews, values));
 
-    let mut results: [Results; 3] = Default::default();
-    // Profiling one server alone: PALISADE_BENCH_ONLY=palisade (or baseline, floor).
-    let only = std::env::var("PALISADE_BENCH_ONLY").ok();
-    let skip = |t: &Target| only.as_deref().is_some_and(|o| o != t.name);
-    for round in 1..=knobs.rounds {
-        for (t, res) in targets.iter().zip(results.iter_mut()) {
-            if skip(t) {
-                continue;
-            }
-            let s = client_rt.block_on(closed_loop(*t, &tls, &knobs, &reviews));
-            println!(
-                "round {round} closed {:<8} {:>8.0} reviews/s  server CPU {:>6.1} µs/review  errors {}{}",
-                t.name,
-                s.throughput(),
-                s.cpu_us_per_review(),
-                s.errors,
-                s.first_error
-                    .as_deref()
-                    .map(|e| format!(" (first: {e})"))
-                    .unwrap_or_default()
-            );
-            res.throughput.push(s.throughput());
-            res.cpu_closed.push(s.cpu_us_per_review());
-            res.errors += s.errors;
-        }
-        for (t, res) in targets.iter().zip(results.iter_mut()) {
-            if skip(t) || knobs.open.is_zero() {
-                continue;
-            }
-            let mut s = client_rt.block_on(open_loop(*t, &tls, &knobs, &reviews));
-            let (p50, p99, p999) = (
-                s.percentile_ms(50.0),
-                s.percentile_ms(99.0),
-                s.percentile_ms(99.9),
-            );
-            let max = s.percentile_ms(100.0);
-            println!(
-                "round {round} open   {:<8} {:>8.0} reviews/s  p50 {p50:.3} ms  p99 {p99:.3} ms  p99.9 {p999:.3} ms  max {max:.3} ms  server CPU {:>6.1} µs/review  errors {}{}",
-                t.name,
-                s.throughput(),
-                s.cpu_us_per_review(),
-                s.errors,
-                s.first_error
-                    .as_deref()
-                    .map(|e| format!(" (first: {e})"))
-                    .unwrap_or_default()
-            );
-            res.cpu_open.push(s.cpu_us_per_review());
-            res.p50.push(p50);
-            res.p99.push(p99);
-            res.p999.push(p999);
-            res.errors += s.errors;
-        }
-    }
-
-    if only.is_some() {
-        palisade_server.shutdown();
-        return;
-    }
-    if knobs.open.is_zero() {
-        // Closed loop only (PALISADE_BENCH_OPEN_SECONDS=0): the quick way
-        // to trace throughput against PALISADE_BENCH_FLOOR_WORK_US.
-        let tput: Vec<f64> = results
-            .iter()
-            .map(|r| median(r.throughput.clone()))
+    let mut results = vec![[Figures::default(); 3]; knobs.rounds];
+    let mut errors = [0u64; 3];
+    let measured = |s: usize| knobs.only.as_deref().is_none_or(|o| o == SERVERS[s]);
+    for (round, figures) in results.iter_mut().enumerate() {
+        // Each round starts with the next server, so none is always
+        // measured right after the same other.
+        let order: Vec<usize> = (0..SERVERS.len())
+            .map(|i| (i + round) % SERVERS.len())
+            .filter(|&s| measured(s))
             .collect();
-        println!(
-            "\nsummary, closed loop only (median of {} rounds): max reviews/s baseline {:.0}, palisade {:.0} ({:.2}), floor {:.0} ({:.2}; {floor_says})",
-            knobs.rounds,
-            tput[0],
-            tput[1],
-            tput[1] / tput[0],
-            tput[2],
-            tput[2] / tput[0],
-        );
-        palisade_server.shutdown();
-        return;
+        for &s in &order {
+            let m = run_client(&job(Phase::Closed, s));
+            println!(
+                "round {} closed {:<8} {:>8.0} reviews/s  server CPU {:>6.1} µs/review  load generator CPU {:>6.1} µs/review  {}",
+                round + 1,
+                SERVERS[s],
+                m.throughput(),
+                m.server_us(),
+                m.client_us(),
+                m.errors(),
+            );
+            let f = &mut figures[s];
+            f.max_rps = Some(m.throughput());
+            f.server_us_max = Some(m.server_us());
+            f.client_us_max = Some(m.client_us());
+            errors[s] += m.report.errors;
+        }
+        if knobs.open.is_zero() {
+            continue;
+        }
+        for &s in &order {
+            let m = run_client(&job(Phase::Open, s));
+            let r = &m.report;
+            println!(
+                "round {} open   {:<8} {:>8.0} reviews/s  p50 {}  p99 {}  p99.9 {}  max {}  server CPU {:>6.1} µs/review  load generator CPU {:>6.1} µs/review  {}",
+                round + 1,
+                SERVERS[s],
+                m.throughput(),
+                ms(r.p50_ms),
+                ms(r.p99_ms),
+                ms(r.p999_ms),
+                ms(r.max_ms),
+                m.server_us(),
+                m.client_us(),
+                m.errors(),
+            );
+            let f = &mut figures[s];
+            f.p50_ms = r.p50_ms;
+            f.p99_ms = r.p99_ms;
+            f.p999_ms = r.p999_ms;
+            f.server_us_rate = Some(m.server_us());
+            f.client_us_rate = Some(m.client_us());
+            errors[s] += r.errors;
+        }
     }
-    println!();
-    println!(
-        "summary (median of {} rounds; load average {} at end):",
-        knobs.rounds,
-        load_average()
-    );
-    println!(
-        "  {:<9} {:>10} {:>11} {:>11} {:>8} {:>8} {:>9} {:>7}",
-        "server",
-        "max rev/s",
-        "CPU µs max",
-        "CPU µs rate",
-        "p50 ms",
-        "p99 ms",
-        "p99.9 ms",
-        "errors"
-    );
-    let mut med = Vec::new();
-    for (t, r) in targets.iter().zip(&results) {
-        let m = (
-            median(r.throughput.clone()),
-            median(r.cpu_closed.clone()),
-            median(r.p50.clone()),
-            median(r.p99.clone()),
-            median(r.p999.clone()),
-            median(r.cpu_open.clone()),
-        );
-        println!(
-            "  {:<9} {:>10.0} {:>11.1} {:>11.1} {:>8.3} {:>8.3} {:>9.3} {:>7}",
-            t.name, m.0, m.1, m.5, m.2, m.3, m.4, r.errors
-        );
-        med.push(m);
-    }
-    let (b, p, f) = (med[0], med[1], med[2]);
-    let tput = p.0 / b.0;
-    let p99 = p.3 / b.3;
-    println!(
-        "  ratio palisade/baseline: max throughput {tput:.2} (target >= 0.80: {}), p99 at {}/s {p99:.2} (target <= 1.25: {}), p50 {:.2}, p99.9 {:.2}",
-        if tput >= 0.8 { "met" } else { "MISSED" },
-        knobs.rate,
-        if p99 <= 1.25 { "met" } else { "MISSED" },
-        p.2 / b.2,
-        p.4 / b.4,
-    );
-    // Per-review CPU of the same stack depends on the rate (batching), so
-    // the two servers are compared where they serve the same rate.
-    println!(
-        "  server CPU per review at {}/s: palisade {:.1} µs, baseline {:.1} µs: palisade's own work costs {:.1} µs per review under load",
-        knobs.rate,
-        p.5,
-        b.5,
-        p.5 - b.5
-    );
-
-    println!(
-        "  ratio floor/baseline ({floor_says}): max throughput {:.2}, p99 at {}/s {:.2}, server CPU per review at {}/s {:.1} µs more than the baseline",
-        f.0 / b.0,
-        knobs.rate,
-        f.3 / b.3,
-        knobs.rate,
-        f.5 - b.5
-    );
+    summarize(&knobs, &results, &errors, &floor_says);
+    println!("rerun: {}", knobs.rerun());
 
     palisade_server.shutdown();
     let _ = stop_others.send(());

@@ -37,10 +37,16 @@
 //! PALISADE_SCALE_EXPORT=0 cargo bench --bench scale                # the YAML layouts only
 //! ```
 
+#[path = "support/cluster.rs"]
+mod cluster;
+#[path = "../tests/common/fake_api.rs"]
+#[allow(dead_code)]
+mod fake_api;
 #[path = "../tests/common/shared.rs"]
 mod shared;
+#[path = "support/watch.rs"]
+mod watch;
 
-use std::fmt::Write as _;
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -66,67 +72,14 @@ fn env_or<T: std::str::FromStr>(name: &str, default: T) -> T {
         .unwrap_or(default)
 }
 
-/// Namespace `i` of the generated cluster.
-fn namespace_name(i: usize) -> String {
-    const TEAMS: [&str; 8] = [
-        "payments", "checkout", "search", "ledger", "identity", "media", "ads", "ml",
-    ];
-    format!("{}-svc-{i:05}", TEAMS[i % TEAMS.len()])
-}
-
-/// One namespace's manifests: the Namespace and `policies` NetworkPolicies
-/// in the proportions of a real fleet. Every namespace but one in twenty
-/// has a default-deny; one in twenty is a dev namespace with an allow-all;
-/// the rest are app-to-app rules, namespaceSelector rules, DNS egress,
-/// ipBlock egress and monitoring scrapes.
+/// One namespace's manifests as a YAML stream: the Namespace and its
+/// `policies` NetworkPolicies (benches/support/cluster.rs).
 fn namespace_yaml(i: usize, policies: usize) -> String {
-    let ns = namespace_name(i);
-    let dev = i % 20 == 7;
-    let env = if dev {
-        "dev"
-    } else if i.is_multiple_of(3) {
-        "staging"
-    } else {
-        "prod"
-    };
-    let team = ns.split('-').next().unwrap_or("x");
-    let mut y = String::with_capacity(policies * 420 + 300);
-    let _ = write!(
-        y,
-        "apiVersion: v1\nkind: Namespace\nmetadata:\n  name: {ns}\n  labels:\n    environment: {env}\n    team: {team}\n{}",
-        if i.is_multiple_of(4) {
-            "    palisade.io/proxy: enabled\n"
-        } else {
-            ""
-        }
-    );
-    let apps = ["web", "api", "worker", "db", "cache", "auth"];
-    for p in 0..policies {
-        let head = format!(
-            "---\napiVersion: networking.k8s.io/v1\nkind: NetworkPolicy\nmetadata:\n  namespace: {ns}\n"
-        );
-        y.push_str(&head);
-        let body = match p {
-            0 if i % 20 != 3 => "  name: default-deny\nspec:\n  podSelector: {}\n  policyTypes: [Ingress, Egress]\n".to_owned(),
-            1 => "  name: allow-dns\nspec:\n  podSelector: {}\n  policyTypes: [Egress]\n  egress:\n  - to:\n    - namespaceSelector:\n        matchLabels: {kubernetes.io/metadata.name: kube-system}\n      podSelector:\n        matchLabels: {k8s-app: kube-dns}\n    ports: [{port: 53, protocol: UDP}, {port: 53, protocol: TCP}]\n".to_owned(),
-            2 if dev => "  name: allow-all-ingress\nspec:\n  podSelector: {}\n  ingress: [{}]\n".to_owned(),
-            3 => format!(
-                "  name: from-team-{team}\nspec:\n  podSelector:\n    matchLabels: {{app: api}}\n  ingress:\n  - from:\n    - namespaceSelector:\n        matchLabels: {{team: {team}}}\n    ports: [{{port: 8443}}]\n"
-            ),
-            4 => "  name: egress-internal\nspec:\n  podSelector:\n    matchLabels: {app: worker}\n  policyTypes: [Egress]\n  egress:\n  - to:\n    - ipBlock: {cidr: 10.0.0.0/8, except: [10.96.0.0/12]}\n    ports: [{port: 443}]\n".to_owned(),
-            5 => "  name: monitoring\nspec:\n  podSelector: {}\n  ingress:\n  - from:\n    - namespaceSelector:\n        matchLabels: {kubernetes.io/metadata.name: monitoring}\n      podSelector:\n        matchLabels: {app.kubernetes.io/name: prometheus}\n    ports: [{port: metrics}]\n".to_owned(),
-            _ => {
-                let to = apps[p % apps.len()];
-                let from = apps[(p + 1) % apps.len()];
-                format!(
-                    "  name: {from}-to-{to}-{p}\nspec:\n  podSelector:\n    matchLabels: {{app: {to}}}\n  policyTypes: [Ingress]\n  ingress:\n  - from:\n    - podSelector:\n        matchLabels: {{app: {from}}}\n    ports: [{{port: {}, protocol: TCP}}]\n",
-                    8000 + p
-                )
-            }
-        };
-        y.push_str(&body);
-    }
-    y
+    std::iter::once(cluster::namespace(i))
+        .chain((0..policies).map(|p| cluster::policy(i, p)))
+        .map(|v| serde_saphyr::to_string(&v).expect("YAML"))
+        .collect::<Vec<_>>()
+        .join("---\n")
 }
 
 fn generate(dir: &Path, namespaces: usize, policies: usize) -> u64 {
@@ -134,7 +87,11 @@ fn generate(dir: &Path, namespaces: usize, policies: usize) -> u64 {
     for i in 0..namespaces {
         let text = namespace_yaml(i, policies);
         bytes += text.len() as u64;
-        std::fs::write(dir.join(format!("{}.yaml", namespace_name(i))), text).expect("write");
+        std::fs::write(
+            dir.join(format!("{}.yaml", cluster::namespace_name(i))),
+            text,
+        )
+        .expect("write");
     }
     bytes
 }
@@ -189,7 +146,7 @@ fn child(dir: &Path, namespaces: usize) {
     // 512 namespaces spread over the whole state, visited in turn, so the
     // lookups do not all hit one warm cache line.
     let bodies: Vec<Vec<u8>> = (0..512)
-        .map(|k| pod_review(&namespace_name((k * 7919) % namespaces), k))
+        .map(|k| pod_review(&cluster::namespace_name((k * 7919) % namespaces), k))
         .collect();
     let rt = tokio::runtime::Builder::new_current_thread()
         .build()
@@ -236,117 +193,37 @@ fn child(dir: &Path, namespaces: usize) {
 
 /// One item of a `kubectl get -o json` List, indented as kubectl writes
 /// items (eight spaces), with the metadata an API server adds.
-fn export_meta(name: &str, ns: Option<&str>, uid: usize, labels: &str, extra: &str) -> String {
-    let ns = ns
-        .map(|n| format!("\n                \"namespace\": \"{n}\","))
-        .unwrap_or_default();
-    format!(
-        r#"
-                "creationTimestamp": "2026-11-02T10:{m:02}:{s:02}Z",
-                "generation": 1,
-                "labels": {{{labels}}},
-                "managedFields": [
-                    {{
-                        "apiVersion": "v1",
-                        "fieldsType": "FieldsV1",
-                        "fieldsV1": {{"f:metadata": {{"f:labels": {{".": {{}}, "f:app": {{}}}}}}, "f:spec": {{".": {{}}}}}},
-                        "manager": "kubectl-client-side-apply",
-                        "operation": "Update",
-                        "time": "2026-11-02T10:{m:02}:{s:02}Z"
-                    }}
-                ],
-                "name": "{name}",{ns}{extra}
-                "resourceVersion": "{rv}",
-                "uid": "{uid:08x}-5f1c-4b7e-9a1d-{uid:012x}""#,
-        m = uid % 60,
-        s = (uid / 60) % 60,
-        rv = 100_000 + uid,
-    )
-}
-
-/// Writes the export to `path` item by item (never held whole); returns
-/// its size in bytes.
+/// Writes the export to `path` item by item (never held whole), as
+/// `kubectl get ns,netpol,pods -A -o json` prints it: namespaces, then
+/// policies, then pods (`PODS_PER_WORKLOAD` per namespace from the first
+/// on); returns its size in bytes.
 fn write_export(path: &Path, namespaces: usize, policies: usize, pods: usize) -> u64 {
     use std::io::Write;
     let file = std::fs::File::create(path).expect("create");
     let mut w = std::io::BufWriter::with_capacity(1 << 20, file);
-    let mut uid = 0usize;
-    let mut next_uid = || {
-        uid += 1;
-        uid
-    };
     let mut first = true;
-    let mut item = |w: &mut std::io::BufWriter<std::fs::File>, body: String| {
-        let sep = if first { "" } else { "," };
+    let mut item = |w: &mut std::io::BufWriter<std::fs::File>, v: serde_json::Value| {
+        w.write_all(if first { b"\n" } else { b",\n" })
+            .expect("write");
         first = false;
-        write!(w, "{sep}\n        {{{body}\n        }}").expect("write");
+        serde_json::to_writer_pretty(&mut *w, &cluster::exported(v)).expect("write");
     };
     write!(w, "{{\n    \"apiVersion\": \"v1\",\n    \"items\": [").expect("write");
     for i in 0..namespaces {
-        let ns = namespace_name(i);
-        let env = if i % 20 == 7 { "dev" } else { "prod" };
-        let meta = export_meta(
-            &ns,
-            None,
-            next_uid(),
-            &format!("\"environment\": \"{env}\", \"kubernetes.io/metadata.name\": \"{ns}\""),
-            "",
-        );
-        item(
-            &mut w,
-            format!(
-                "\n            \"apiVersion\": \"v1\",\n            \"kind\": \"Namespace\",\n            \"metadata\": {{{meta}\n            }},\n            \"spec\": {{\"finalizers\": [\"kubernetes\"]}},\n            \"status\": {{\"phase\": \"Active\"}}"
-            ),
-        );
+        item(&mut w, cluster::namespace(i));
     }
     let per_ns = policies / namespaces.max(1);
     for i in 0..namespaces {
-        let ns = namespace_name(i);
         for p in 0..per_ns {
-            let (name, spec) = if p == 0 && i % 20 != 3 {
-                (
-                    "default-deny".to_owned(),
-                    r#"{"podSelector": {}, "policyTypes": ["Ingress", "Egress"]}"#.to_owned(),
-                )
-            } else {
-                (
-                    format!("allow-{p}"),
-                    format!(
-                        r#"{{"ingress": [{{"from": [{{"podSelector": {{"matchLabels": {{"app": "api-{p}"}}}}}}], "ports": [{{"port": {}, "protocol": "TCP"}}]}}], "podSelector": {{"matchLabels": {{"app": "web"}}}}, "policyTypes": ["Ingress"]}}"#,
-                        8000 + p
-                    ),
-                )
-            };
-            let meta = export_meta(&name, Some(&ns), next_uid(), "", "");
-            item(
-                &mut w,
-                format!(
-                    "\n            \"apiVersion\": \"networking.k8s.io/v1\",\n            \"kind\": \"NetworkPolicy\",\n            \"metadata\": {{{meta}\n            }},\n            \"spec\": {spec}"
-                ),
-            );
+            item(&mut w, cluster::policy(i, p));
         }
     }
-    let pod_namespaces = (namespaces / 2).max(1);
     for k in 0..pods {
-        let ns = namespace_name(k % pod_namespaces);
-        let app = format!("app-{}", (k / pod_namespaces) % 10);
-        let name = format!("{app}-7d9f8b6c5-{k:05}");
-        let owner = format!(
-            r#"
-                "generateName": "{app}-7d9f8b6c5-",
-                "ownerReferences": [{{"apiVersion": "apps/v1", "blockOwnerDeletion": true, "controller": true, "kind": "ReplicaSet", "name": "{app}-7d9f8b6c5", "uid": "0000-{k}"}}],"#
-        );
-        let meta = export_meta(
-            &name,
-            Some(&ns),
-            next_uid(),
-            &format!("\"app\": \"{app}\", \"pod-template-hash\": \"7d9f8b6c5\""),
-            &owner,
-        );
         item(
             &mut w,
-            format!(
-                "\n            \"apiVersion\": \"v1\",\n            \"kind\": \"Pod\",\n            \"metadata\": {{{meta}\n            }},{POD_BODY}"
+            cluster::pod(
+                k / cluster::PODS_PER_WORKLOAD,
+                k % cluster::PODS_PER_WORKLOAD,
             ),
         );
     }
@@ -354,61 +231,6 @@ fn write_export(path: &Path, namespaces: usize, policies: usize, pods: usize) ->
     w.flush().expect("flush");
     std::fs::metadata(path).map(|m| m.len()).unwrap_or(0)
 }
-
-/// A pod's spec and status as the API server returns them (defaults
-/// filled in, one container with env, probes, mounts; conditions and
-/// container statuses).
-const POD_BODY: &str = r#"
-            "spec": {
-                "containers": [
-                    {
-                        "env": [{"name": "LOG_LEVEL", "value": "info"}, {"name": "POD_NAME", "valueFrom": {"fieldRef": {"apiVersion": "v1", "fieldPath": "metadata.name"}}}, {"name": "POD_IP", "valueFrom": {"fieldRef": {"apiVersion": "v1", "fieldPath": "status.podIP"}}}],
-                        "image": "registry.example.com/shop/app:v1.42.7",
-                        "imagePullPolicy": "IfNotPresent",
-                        "livenessProbe": {"failureThreshold": 3, "httpGet": {"path": "/healthz", "port": 8080, "scheme": "HTTP"}, "periodSeconds": 10, "successThreshold": 1, "timeoutSeconds": 1},
-                        "name": "app",
-                        "ports": [{"containerPort": 8080, "name": "http", "protocol": "TCP"}, {"containerPort": 9090, "name": "metrics", "protocol": "TCP"}],
-                        "readinessProbe": {"failureThreshold": 3, "httpGet": {"path": "/ready", "port": 8080, "scheme": "HTTP"}, "periodSeconds": 5, "successThreshold": 1, "timeoutSeconds": 1},
-                        "resources": {"limits": {"cpu": "1", "memory": "512Mi"}, "requests": {"cpu": "100m", "memory": "128Mi"}},
-                        "securityContext": {"allowPrivilegeEscalation": false, "capabilities": {"drop": ["ALL"]}, "readOnlyRootFilesystem": true, "runAsNonRoot": true},
-                        "terminationMessagePath": "/dev/termination-log",
-                        "terminationMessagePolicy": "File",
-                        "volumeMounts": [{"mountPath": "/var/run/secrets/kubernetes.io/serviceaccount", "name": "kube-api-access-x7k2p", "readOnly": true}, {"mountPath": "/etc/app", "name": "config", "readOnly": true}]
-                    }
-                ],
-                "dnsPolicy": "ClusterFirst",
-                "enableServiceLinks": true,
-                "nodeName": "node-17.example.internal",
-                "preemptionPolicy": "PreemptLowerPriority",
-                "priority": 0,
-                "restartPolicy": "Always",
-                "schedulerName": "default-scheduler",
-                "securityContext": {"fsGroup": 2000, "runAsUser": 1000},
-                "serviceAccount": "default",
-                "serviceAccountName": "default",
-                "terminationGracePeriodSeconds": 30,
-                "tolerations": [{"effect": "NoExecute", "key": "node.kubernetes.io/not-ready", "operator": "Exists", "tolerationSeconds": 300}, {"effect": "NoExecute", "key": "node.kubernetes.io/unreachable", "operator": "Exists", "tolerationSeconds": 300}],
-                "volumes": [{"configMap": {"defaultMode": 420, "name": "app-config"}, "name": "config"}, {"name": "kube-api-access-x7k2p", "projected": {"defaultMode": 420, "sources": [{"serviceAccountToken": {"expirationSeconds": 3607, "path": "token"}}, {"configMap": {"items": [{"key": "ca.crt", "path": "ca.crt"}], "name": "kube-root-ca.crt"}}, {"downwardAPI": {"items": [{"fieldRef": {"apiVersion": "v1", "fieldPath": "metadata.namespace"}, "path": "namespace"}]}}]}}]
-            },
-            "status": {
-                "conditions": [
-                    {"lastProbeTime": null, "lastTransitionTime": "2026-11-02T10:00:01Z", "status": "True", "type": "PodReadyToStartContainers"},
-                    {"lastProbeTime": null, "lastTransitionTime": "2026-11-02T10:00:00Z", "status": "True", "type": "Initialized"},
-                    {"lastProbeTime": null, "lastTransitionTime": "2026-11-02T10:00:09Z", "status": "True", "type": "Ready"},
-                    {"lastProbeTime": null, "lastTransitionTime": "2026-11-02T10:00:09Z", "status": "True", "type": "ContainersReady"},
-                    {"lastProbeTime": null, "lastTransitionTime": "2026-11-02T10:00:00Z", "status": "True", "type": "PodScheduled"}
-                ],
-                "containerStatuses": [
-                    {"containerID": "containerd://4f1d2c3b4a5968778695a4b3c2d1e0f9e8d7c6b5a4938271605f4e3d2c1b0a99", "image": "registry.example.com/shop/app:v1.42.7", "imageID": "registry.example.com/shop/app@sha256:9b2a1c0d8e7f6a5b4c3d2e1f0a9b8c7d6e5f4a3b2c1d0e9f8a7b6c5d4e3f2a1b", "lastState": {}, "name": "app", "ready": true, "restartCount": 0, "started": true, "state": {"running": {"startedAt": "2026-11-02T10:00:02Z"}}, "volumeMounts": [{"mountPath": "/var/run/secrets/kubernetes.io/serviceaccount", "name": "kube-api-access-x7k2p", "readOnly": true, "recursiveReadOnly": "Disabled"}]}
-                ],
-                "hostIP": "10.0.17.4",
-                "hostIPs": [{"ip": "10.0.17.4"}],
-                "phase": "Running",
-                "podIP": "10.244.17.93",
-                "podIPs": [{"ip": "10.244.17.93"}],
-                "qosClass": "Burstable",
-                "startTime": "2026-11-02T10:00:00Z"
-            }"#;
 
 /// The real binary on the state: its VmRSS once it serves.
 fn serve_rss(state: &Path) {
@@ -486,6 +308,10 @@ fn main() {
         child(Path::new(dir), n.parse().expect("namespace count"));
         return;
     }
+    if std::env::var(watch::CHILD_ENV).is_ok() {
+        watch::model_child(&watch::Sizes::from_env());
+        return;
+    }
     let sizes: Vec<usize> = std::env::var("PALISADE_SCALE_SIZES")
         .unwrap_or_else(|_| "100,1000,10000".into())
         .split(',')
@@ -525,6 +351,9 @@ fn main() {
         serve_rss(&PathBuf::from(dir.path()));
     }
     export_bench();
+    if env_or("PALISADE_SCALE_WATCH", 1u8) != 0 {
+        watch::run();
+    }
 }
 
 /// `palisade_cache_objects` from the metrics port: what the server holds.

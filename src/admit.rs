@@ -1,8 +1,9 @@
 //! The one decision path every command takes: find the namespace a request
-//! is about, read it from the cluster view, decide, and re-read before a
-//! denial that rests on what a watch cache said. Where palisade generates
-//! default-denies, a denial only for the lack of one that generation is
-//! about to create first waits, a bounded time, for the watch to show it.
+//! is about (or, for a cluster-wide policy, the whole cluster), read it
+//! from the cluster view, decide, and re-read before a denial that rests on
+//! what a watch cache said. Where palisade generates default-denies, a
+//! denial only for the lack of one that generation is about to create
+//! first waits, a bounded time, for the watch to show it.
 
 use std::time::Duration;
 
@@ -78,43 +79,54 @@ pub async fn admit_generating(
     generating: Option<&Scope>,
 ) -> (Verdict, Confirmation) {
     let ns = decide::request_namespace(req);
-    let view = match ns.as_deref() {
-        Some(n) => cluster.namespace(n),
-        None => NamespaceView::default(),
-    };
-    let verdict = decide_with(cfg, webhook, req, &view);
-    let (mut verdict, how) = match ns.as_deref().filter(|_| verdict.needs_confirmation()) {
-        None => (verdict, Confirmation::NotNeeded),
-        Some(ns) => match generating.filter(|s| worth_waiting(cfg, &view, s, &verdict)) {
-            None => confirm(cfg, cluster, webhook, req, ns, verdict).await,
-            Some(scope) => match await_generation(cfg, cluster, webhook, req, ns, scope).await {
-                Awaited::Fenced(v) => (v, Confirmation::Generated),
-                Awaited::NotComing => confirm(cfg, cluster, webhook, req, ns, verdict).await,
-                Awaited::Late => {
-                    tracing::warn!(namespace = %clip(ns), waited_ms = GENERATION_WAIT.as_millis() as u64,
-                        "the generated default-deny did not appear in time; confirming the denial with a fresh read");
-                    let (mut v, how) = confirm(cfg, cluster, webhook, req, ns, verdict).await;
-                    if !v.allowed() {
-                        v.notes.push(format!(
-                            "palisade creates the default-deny of new namespaces, and none appeared in namespace {ns} within {:.1}s: \
-                             palisade's logs and palisade_generated_policies_total say why",
-                            GENERATION_WAIT.as_secs_f64()
-                        ));
+    let (mut verdict, how) = if webhook == Webhook::Validate && decide::is_cluster_policy(req) {
+        // A cluster-wide policy: decided against every namespace,
+        // confirmed with the cluster-wide policies read fresh.
+        let verdict = decide::validate_cluster_policy(cfg, req, &cluster.cluster_scope());
+        if verdict.needs_confirmation() {
+            let fresh = cluster.confirm_cluster().await;
+            reconsider(verdict, "the cluster-wide policies", fresh, |scope| {
+                decide::validate_cluster_policy(cfg, req, &scope)
+            })
+        } else {
+            (verdict, Confirmation::NotNeeded)
+        }
+    } else {
+        let view = match ns.as_deref() {
+            Some(n) => cluster.namespace(n),
+            None => NamespaceView::default(),
+        };
+        let verdict = decide_with(cfg, webhook, req, &view);
+        match ns.as_deref().filter(|_| verdict.needs_confirmation()) {
+            None => (verdict, Confirmation::NotNeeded),
+            Some(n) => match generating.filter(|s| worth_waiting(cfg, &view, s, &verdict)) {
+                None => confirm(cfg, cluster, webhook, req, n, verdict).await,
+                Some(scope) => match await_generation(cfg, cluster, webhook, req, n, scope).await {
+                    Awaited::Fenced(v) => (v, Confirmation::Generated),
+                    Awaited::NotComing => confirm(cfg, cluster, webhook, req, n, verdict).await,
+                    Awaited::Late => {
+                        tracing::warn!(namespace = %clip(n), waited_ms = GENERATION_WAIT.as_millis() as u64,
+                            "the generated default-deny did not appear in time; confirming the denial with a fresh read");
+                        let (mut v, how) = confirm(cfg, cluster, webhook, req, n, verdict).await;
+                        if !v.allowed() {
+                            v.notes.push(format!(
+                                "palisade creates the default-deny of new namespaces, and none appeared in namespace {n} within {:.1}s: \
+                                 palisade's logs and palisade_generated_policies_total say why",
+                                GENERATION_WAIT.as_secs_f64()
+                            ));
+                        }
+                        (v, how)
                     }
-                    (v, how)
-                }
+                },
             },
-        },
+        }
     };
-    if webhook == Webhook::Validate
-        && preview::wants_preview(req, &verdict)
-        && let Some(ns) = ns.as_deref()
-    {
+    if webhook == Webhook::Validate && preview::wants_preview(req, &verdict) {
         match cluster.preview_model() {
             PreviewModel::Absent => {}
             PreviewModel::Off(why) => verdict.notes.push(format!("palisade preview off: {why}")),
             PreviewModel::Ready(model) => {
-                if let Some(notes) = preview::preview_warnings(req, ns, &model) {
+                if let Some(notes) = preview::preview_warnings(req, ns.as_deref(), &model) {
                     verdict.notes.extend(notes);
                     verdict.previewed = true;
                 }
@@ -124,17 +136,17 @@ pub async fn admit_generating(
     (verdict, how)
 }
 
-async fn confirm(
-    cfg: &Config,
-    cluster: &dyn ClusterView,
-    webhook: Webhook,
-    req: &Request,
-    ns: &str,
+/// A denial decided again on a fresh read of `what`, or kept on the
+/// cache's word when the read failed.
+fn reconsider<T>(
     verdict: Verdict,
+    what: &str,
+    fresh: Result<T, crate::cluster::ClusterError>,
+    decide_again: impl FnOnce(T) -> Verdict,
 ) -> (Verdict, Confirmation) {
-    match cluster.confirm(ns).await {
+    match fresh {
         Ok(fresh) => {
-            let again = decide_with(cfg, webhook, req, &fresh);
+            let again = decide_again(fresh);
             let how = if again.allowed() {
                 Confirmation::Overturned
             } else {
@@ -146,10 +158,25 @@ async fn confirm(
             // Deny on the cache's word: failing closed is what
             // failurePolicy: Fail asks of a webhook that cannot see.
             let error = e.to_string();
-            tracing::warn!(namespace = %clip(ns), error = %clip(&error), "could not confirm a denial with a fresh read; the cached view stands");
+            tracing::warn!(read = %clip(what), error = %clip(&error), "could not confirm a denial with a fresh read; the cached view stands");
             (verdict, Confirmation::Failed)
         }
     }
+}
+
+/// A denial about namespace `ns` decided again on a fresh read of it.
+async fn confirm(
+    cfg: &Config,
+    cluster: &dyn ClusterView,
+    webhook: Webhook,
+    req: &Request,
+    ns: &str,
+    verdict: Verdict,
+) -> (Verdict, Confirmation) {
+    let fresh = cluster.confirm(ns).await;
+    reconsider(verdict, &format!("namespace {ns}"), fresh, |view| {
+        decide_with(cfg, webhook, req, &view)
+    })
 }
 
 /// Is `verdict` a denial that generation will lift? Only `require-default-deny`
@@ -212,6 +239,25 @@ async fn await_generation(
             }
         }
     }
+}
+
+/// The pure decision for one webhook against a cluster view, as
+/// [`admit`] takes it without the fresh reads: the namespace's view, or
+/// the whole cluster's for a cluster-wide policy.
+pub fn decide_in(
+    cfg: &Config,
+    webhook: Webhook,
+    req: &Request,
+    cluster: &dyn ClusterView,
+) -> Verdict {
+    if webhook == Webhook::Validate && decide::is_cluster_policy(req) {
+        return decide::validate_cluster_policy(cfg, req, &cluster.cluster_scope());
+    }
+    let view = match decide::request_namespace(req) {
+        Some(n) => cluster.namespace(&n),
+        None => NamespaceView::default(),
+    };
+    decide_with(cfg, webhook, req, &view)
 }
 
 /// The pure decision for one webhook.
@@ -294,6 +340,7 @@ mod tests {
                 default_deny: Directions::BOTH,
                 allow_all: Directions::NONE,
             }],
+            ..Default::default()
         }
     }
 
@@ -391,6 +438,7 @@ mod tests {
                 created: Some(2_000_000),
             }),
             policies: Vec::new(),
+            ..Default::default()
         }
     }
 

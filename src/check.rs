@@ -341,6 +341,9 @@ fn is_cluster_scoped(gvk: &Gvk) -> bool {
     matches!(
         gvk.kind.as_str(),
         "Namespace"
+            | "AdminNetworkPolicy"
+            | "BaselineAdminNetworkPolicy"
+            | "ClusterNetworkPolicy"
             | "Node"
             | "PersistentVolume"
             | "StorageClass"
@@ -431,12 +434,16 @@ pub fn decide_request(
         }
         _ => None,
     };
-    let validated = admit::decide_with(
-        cfg,
-        Webhook::Validate,
-        mutated.as_ref().unwrap_or(req),
-        &view,
-    );
+    let validated = if crate::decide::is_cluster_policy(req) {
+        admit::decide_in(cfg, Webhook::Validate, req, cluster)
+    } else {
+        admit::decide_with(
+            cfg,
+            Webhook::Validate,
+            mutated.as_ref().unwrap_or(req),
+            &view,
+        )
+    };
     ObjectResult {
         origin,
         namespace: ns,

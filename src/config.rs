@@ -100,6 +100,8 @@ pub struct Config {
     pub proxy: ProxyConfig,
     /// Reachability preview at admission.
     pub simulate: SimulateConfig,
+    /// How cluster-wide policies (AdminNetworkPolicy, ...) count.
+    pub cluster_policies: ClusterPoliciesConfig,
     /// Self-managed certificates.
     pub certificates: CertificatesConfig,
     /// Generated default-deny policies in new namespaces.
@@ -249,6 +251,18 @@ impl SimulateConfig {
         self.preview
             .then(|| self.preview_memory_mib as usize * 1024 * 1024)
     }
+}
+
+/// `clusterPolicies`.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct ClusterPoliciesConfig {
+    /// Count a cluster-wide ingress deny of every pod as default-deny for
+    /// Ingress. Off by default: those policies cannot deny traffic from
+    /// outside the cluster, so set it only where something else (a cloud
+    /// firewall, the ingress path) blocks outside traffic to pods.
+    #[serde(default)]
+    pub count_ingress_deny: bool,
 }
 
 /// `certificates`.
@@ -511,6 +525,8 @@ struct RawConfig {
     #[serde(default)]
     simulate: SimulateConfig,
     #[serde(default)]
+    cluster_policies: ClusterPoliciesConfig,
+    #[serde(default)]
     certificates: CertificatesConfig,
     #[serde(default)]
     generate: RawGenerate,
@@ -715,6 +731,7 @@ impl Config {
             )
             .map_err(|e| invalid("proxy.template".into(), e.to_string()))?,
             simulate: raw.simulate,
+            cluster_policies: raw.cluster_policies,
             certificates: raw.certificates,
             generate,
         })
@@ -819,6 +836,7 @@ mod tests {
         assert!(!c.is_trusted(&["dev-team".into()]));
         assert!(!c.roles.rules.is_empty());
         assert!(!c.simulate.preview);
+        assert!(!c.cluster_policies.count_ingress_deny);
     }
 
     #[test]

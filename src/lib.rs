@@ -10,6 +10,7 @@ pub mod certs;
 pub mod check;
 pub mod check_output;
 pub mod cluster;
+pub mod cluster_policy;
 pub mod config;
 pub mod decide;
 pub mod generate;

@@ -150,6 +150,18 @@ const VALIDATING_RULES: &[(&str, &str, &[&str], &[&str])] = &[
         &["CREATE", "UPDATE", "DELETE"],
     ),
     ("", "v1", &["namespaces"], &["CREATE", "UPDATE"]),
+    (
+        "policy.networking.k8s.io",
+        "v1alpha1",
+        &["adminnetworkpolicies", "baselineadminnetworkpolicies"],
+        &["CREATE", "UPDATE", "DELETE"],
+    ),
+    (
+        "policy.networking.k8s.io",
+        "v1alpha2",
+        &["clusternetworkpolicies"],
+        &["CREATE", "UPDATE", "DELETE"],
+    ),
 ];
 const MUTATING_RULES: &[(&str, &str, &[&str], &[&str])] = &[("", "v1", &["pods"], &["CREATE"])];
 
@@ -159,6 +171,15 @@ const RBAC: &[(&str, &[&str], &[&str])] = &[
     (
         "networking.k8s.io",
         &["networkpolicies"],
+        &["get", "list", "watch"],
+    ),
+    (
+        "policy.networking.k8s.io",
+        &[
+            "adminnetworkpolicies",
+            "baselineadminnetworkpolicies",
+            "clusternetworkpolicies",
+        ],
         &["get", "list", "watch"],
     ),
 ];
@@ -1347,7 +1368,7 @@ fn check_rbac(objects: &Objects, pod: &PodSpec, errs: &mut Errors) {
         .collect();
     errs.check(have == want, || {
         format!(
-            "ClusterRole must grant exactly get/list/watch on namespaces and networkpolicies.\n  missing: {:?}\n  extra: {:?}",
+            "ClusterRole must grant exactly get/list/watch on namespaces, networkpolicies and the cluster-wide policies.\n  missing: {:?}\n  extra: {:?}",
             want.difference(&have).collect::<Vec<_>>(),
             have.difference(&want).collect::<Vec<_>>()
         )
@@ -2381,7 +2402,10 @@ fn the_reader_role_renders_to_read_only_access() {
             "/pods",
             "apps/replicasets",
             "batch/jobs",
-            "networking.k8s.io/networkpolicies"
+            "networking.k8s.io/networkpolicies",
+            "policy.networking.k8s.io/adminnetworkpolicies",
+            "policy.networking.k8s.io/baselineadminnetworkpolicies",
+            "policy.networking.k8s.io/clusternetworkpolicies"
         ]
     );
 }

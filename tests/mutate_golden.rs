@@ -47,6 +47,7 @@ fn golden(native: bool, ns_labels: Value, pod: Value) -> (Value, Value) {
             created: None,
         }),
         policies: Vec::new(),
+        ..Default::default()
     };
     let req = Request {
         uid: "golden".into(),

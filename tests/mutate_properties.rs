@@ -290,6 +290,7 @@ fn view(c: &Case) -> NamespaceView {
             created: None,
         }),
         policies: Vec::new(),
+        ..Default::default()
     }
 }
 

@@ -1,5 +1,7 @@
-//! The live cluster: cluster-wide watches on Namespaces (metadata only) and
-//! NetworkPolicies, folded into the per-namespace [`Index`]; never Pods.
+//! The live cluster: cluster-wide watches on Namespaces (metadata only),
+//! NetworkPolicies and, where the cluster serves them, the cluster-wide
+//! policies ([`super::cluster_policies`]), folded into the per-namespace
+//! [`Index`]; never Pods.
 //!
 //! Whole objects are dropped as soon as their facts are taken, so memory
 //! follows the number of policies times a few dozen bytes. A denial that
@@ -20,9 +22,11 @@ use kube::runtime::watcher::{self, Event};
 use tokio::sync::broadcast;
 use tokio::task::JoinHandle;
 
+use super::cluster_policies::{self, ClusterPolicyWatch};
 use super::index::Index;
 use super::reach_watch::ReachWatch;
-use super::{ClusterError, ClusterView, NamespaceView, Touched, ViewStats};
+use super::{ClusterError, ClusterScope, ClusterView, NamespaceView, Touched, ViewStats};
+use crate::cluster_policy::{ClusterKind, ClusterPolicy};
 use crate::netpol::{Policy, PolicyFacts};
 use crate::posture::NamespaceInfo;
 use crate::watch_health::WatchHealth;
@@ -41,6 +45,7 @@ pub struct KubeCluster {
     index: Arc<RwLock<Index>>,
     namespaces_synced: Arc<AtomicBool>,
     policies_synced: Arc<AtomicBool>,
+    cluster_policies: Arc<ClusterPolicyWatch>,
     preview: Option<Arc<ReachWatch>>,
     namespaces_health: Arc<WatchHealth>,
     policies_health: Arc<WatchHealth>,
@@ -70,21 +75,38 @@ impl Sink {
 impl KubeCluster {
     /// Starts the watches on `client`; the view is ready once both have
     /// listed everything once. With `preview` (the model's memory budget
-    /// in bytes), the opt-in watches behind admission previews start too
-    /// (they never gate readiness).
+    /// in bytes), the opt-in watches behind admission previews start once
+    /// these have synced (they never gate readiness).
     pub fn start(client: kube::Client, preview: Option<usize>) -> (Arc<Self>, Vec<JoinHandle<()>>) {
-        let (preview, mut tasks) = match preview {
-            Some(budget) => {
-                let (w, t) = ReachWatch::start(client.clone(), budget);
-                (Some(w), t)
-            }
-            None => (None, Vec::new()),
-        };
+        let namespaces_synced = Arc::new(AtomicBool::new(false));
+        let policies_synced = Arc::new(AtomicBool::new(false));
+        let mut tasks = Vec::new();
+        let preview = preview.map(|budget| {
+            let synced = [Arc::clone(&namespaces_synced), Arc::clone(&policies_synced)];
+            let after = async move {
+                while !synced.iter().all(|s| s.load(Ordering::Relaxed)) {
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+            };
+            let (w, task) = ReachWatch::start(client.clone(), budget, after);
+            tasks.push(task);
+            w
+        });
+        let index = Arc::new(RwLock::new(Index::new()));
+        // The preview's model keeps the cluster-wide policies too.
+        let sink: Option<cluster_policies::Sink> = preview.as_ref().map(|w| {
+            let w = Arc::clone(w);
+            Arc::new(move |set| w.set_cluster_policies(set)) as cluster_policies::Sink
+        });
+        let (cluster_policies, discovery) =
+            ClusterPolicyWatch::start(client.clone(), Arc::clone(&index), sink);
+        tasks.push(discovery);
         let me = Arc::new(KubeCluster {
             client,
-            index: Arc::new(RwLock::new(Index::new())),
-            namespaces_synced: Arc::new(AtomicBool::new(false)),
-            policies_synced: Arc::new(AtomicBool::new(false)),
+            index,
+            namespaces_synced,
+            policies_synced,
+            cluster_policies,
             preview,
             namespaces_health: Arc::new(WatchHealth::new()),
             policies_health: Arc::new(WatchHealth::new()),
@@ -115,6 +137,35 @@ impl KubeCluster {
             index: Arc::clone(&self.index),
             changes: self.changes.clone(),
         }
+    }
+
+    /// The cluster-wide policies of the served kinds, read fresh.
+    async fn fresh_cluster_policies(
+        &self,
+    ) -> Result<Option<Vec<(ClusterKind, Vec<ClusterPolicy>)>>, ClusterError> {
+        let kinds = self.cluster_policies.served();
+        if kinds.is_empty() {
+            return Ok(None);
+        }
+        let objects = cluster_policies::list(&self.client, &kinds)
+            .await
+            .map_err(|e| ClusterError {
+                what: "cluster-wide network policies".into(),
+                message: e.to_string(),
+            })?;
+        Ok(Some(
+            kinds
+                .into_iter()
+                .map(|k| {
+                    let read = objects
+                        .iter()
+                        .filter(|o| o.kind == k)
+                        .filter_map(|o| o.read().ok())
+                        .collect();
+                    (k, read)
+                })
+                .collect(),
+        ))
     }
 
     fn read_index(&self) -> std::sync::RwLockReadGuard<'_, Index> {
@@ -248,17 +299,30 @@ impl ClusterView for KubeCluster {
                 message: e.to_string(),
             };
             let reads = async {
-                let ns = Api::<Namespace>::all(self.client.clone())
-                    .get_opt(name)
-                    .await
-                    .map_err(|e| err("namespace", e))?;
-                let list = Api::<NetworkPolicy>::namespaced(self.client.clone(), name)
-                    .list(&ListParams::default())
-                    .await
-                    .map_err(|e| err("NetworkPolicies of namespace", e))?;
-                Ok((ns, list))
+                let namespace = async {
+                    let ns = Api::<Namespace>::all(self.client.clone())
+                        .get_opt(name)
+                        .await
+                        .map_err(|e| err("namespace", e))?;
+                    let list = Api::<NetworkPolicy>::namespaced(self.client.clone(), name)
+                        .list(&ListParams::default())
+                        .await
+                        .map_err(|e| err("NetworkPolicies of namespace", e))?;
+                    Ok::<_, ClusterError>((ns, list))
+                };
+                // The cluster-wide policies too (a few objects, read at the
+                // same time): a baseline created a moment ago counts. If
+                // they cannot be read, the cached ones stand and the
+                // namespace's own read still confirms.
+                let (namespace, cluster) = tokio::join!(namespace, self.fresh_cluster_policies());
+                let (ns, list) = namespace?;
+                let cluster = cluster.unwrap_or_else(|e| {
+                    tracing::warn!(error = %e, "could not read the cluster-wide policies fresh; the cached ones stand");
+                    None
+                });
+                Ok::<_, ClusterError>((ns, list, cluster))
             };
-            let (ns, list) = tokio::time::timeout(CONFIRM_TIMEOUT, reads)
+            let (ns, list, cluster) = tokio::time::timeout(CONFIRM_TIMEOUT, reads)
                 .await
                 .map_err(|_| ClusterError {
                     what: format!("namespace {name}"),
@@ -281,6 +345,9 @@ impl ClusterView for KubeCluster {
                     None => index.remove_namespace(name),
                 }
                 index.replace_namespace_policies(name, &facts);
+                for (kind, policies) in cluster.into_iter().flatten() {
+                    index.replace_cluster_policies(kind, policies);
+                }
                 index.view(name)
             };
             let _ = self.changes.send(named(name));
@@ -288,9 +355,30 @@ impl ClusterView for KubeCluster {
         })
     }
 
+    fn cluster_scope(&self) -> ClusterScope {
+        self.read_index().scope()
+    }
+
+    fn confirm_cluster(&self) -> BoxFuture<'_, Result<ClusterScope, ClusterError>> {
+        Box::pin(async move {
+            let fresh = tokio::time::timeout(CONFIRM_TIMEOUT, self.fresh_cluster_policies())
+                .await
+                .map_err(|_| ClusterError {
+                    what: "cluster-wide network policies".into(),
+                    message: format!("no answer from the API server within {CONFIRM_TIMEOUT:?}"),
+                })??;
+            let mut index = write(&self.index);
+            for (kind, policies) in fresh.into_iter().flatten() {
+                index.replace_cluster_policies(kind, policies);
+            }
+            Ok(index.scope())
+        })
+    }
+
     fn is_ready(&self) -> bool {
         self.namespaces_synced.load(Ordering::Relaxed)
             && self.policies_synced.load(Ordering::Relaxed)
+            && self.cluster_policies.is_ready()
     }
 
     fn stats(&self) -> ViewStats {

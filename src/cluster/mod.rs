@@ -1,8 +1,13 @@
 //! What palisade knows of the cluster: namespaces and the facts of their
-//! NetworkPolicies, from a kube watch cache or from manifest files.
+//! NetworkPolicies, and the cluster-wide policies (AdminNetworkPolicy, ...),
+//! from a kube watch cache or from manifest files.
 //!
 //! Decisions read one namespace at a time through [`NamespaceView`], so a
-//! decision costs what that namespace holds, whatever the cluster's size.
+//! decision costs what that namespace holds, whatever the cluster's size;
+//! the cluster-wide policies come along as one shared summary (a cluster
+//! has few), against which a namespace's labels are evaluated when asked.
+//! Only a change to a cluster-wide policy reads every namespace
+//! ([`ClusterScope`]).
 
 use std::sync::Arc;
 
@@ -10,9 +15,10 @@ use futures::future::BoxFuture;
 use thiserror::Error;
 use tokio::sync::broadcast;
 
+use crate::cluster_policy::ClusterPolicies;
 use crate::config::Config;
 use crate::netpol::{Directions, PolicyFacts};
-use crate::posture::{self, NamespaceInfo};
+use crate::posture::{DefaultDeny, NamespaceInfo};
 use crate::reach::Model;
 
 /// The reachability model behind admission previews, as a view holds it.
@@ -46,6 +52,7 @@ impl std::ops::Deref for ModelRef<'_> {
 }
 use crate::selector::Labels;
 
+pub mod cluster_policies;
 pub mod index;
 pub mod kube;
 pub mod reach_watch;
@@ -71,6 +78,8 @@ pub struct NamespaceView {
     /// Facts of its NetworkPolicies that matter to the validating rules
     /// (default-deny, allow-all); plain policies are left out.
     pub policies: Vec<PolicyFacts>,
+    /// The cluster's cluster-wide policies (shared between views).
+    pub cluster_policies: Arc<ClusterPolicies>,
 }
 
 impl NamespaceView {
@@ -98,7 +107,13 @@ impl NamespaceView {
     /// what generation creates. Both ask this one function, so they
     /// cannot disagree about what fences a namespace.
     pub fn missing_default_deny(&self, cfg: &Config) -> Directions {
-        posture::missing_default_deny(cfg, &self.policies)
+        self.default_deny(cfg).missing(cfg.require_default_deny)
+    }
+
+    /// Where this namespace's default-deny comes from: its NetworkPolicies
+    /// and the cluster-wide tiers, as its labels place it under them.
+    pub fn default_deny(&self, cfg: &Config) -> DefaultDeny {
+        DefaultDeny::of(cfg, &self.policies, &self.cluster_policies, self.labels())
     }
 }
 
@@ -111,6 +126,28 @@ pub enum Touched {
     All,
 }
 
+/// One namespace as a change to a cluster-wide policy sees it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NamespaceSummary {
+    /// The namespace's name.
+    pub name: String,
+    /// Its labels and phase.
+    pub info: NamespaceInfo,
+    /// The directions its NetworkPolicies deny by default.
+    pub default_deny: Directions,
+}
+
+/// The whole cluster as a change to a cluster-wide policy sees it: every
+/// namespace with what its NetworkPolicies deny by default, and the
+/// cluster-wide policies.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ClusterScope {
+    /// Every namespace the view knows, by name.
+    pub namespaces: Vec<NamespaceSummary>,
+    /// The cluster-wide policies.
+    pub cluster_policies: Arc<ClusterPolicies>,
+}
+
 /// Sizes of what a view holds, for `/metrics`.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct ViewStats {
@@ -118,6 +155,8 @@ pub struct ViewStats {
     pub namespaces: usize,
     /// NetworkPolicies seen (all of them, not only those with facts).
     pub policies: usize,
+    /// Cluster-wide policies (AdminNetworkPolicy, ...).
+    pub cluster_policies: usize,
     /// The preview's model, when one is kept: its estimated size in bytes,
     /// and whether the preview is still on (off once it outgrew its budget).
     pub preview: Option<(usize, bool)>,
@@ -132,6 +171,19 @@ pub trait ClusterView: Send + Sync + 'static {
     /// rests on cluster state: a policy created a moment ago must not cause
     /// a false denial because a watch had not delivered it yet.
     fn confirm<'a>(&'a self, name: &'a str) -> BoxFuture<'a, Result<NamespaceView, ClusterError>>;
+
+    /// Every namespace and the cluster-wide policies, for a decision on a
+    /// cluster-wide policy (no I/O). A view that keeps none has none.
+    fn cluster_scope(&self) -> ClusterScope {
+        ClusterScope::default()
+    }
+
+    /// The cluster scope with the cluster-wide policies read fresh, to
+    /// confirm a denial that rests on them.
+    fn confirm_cluster(&self) -> BoxFuture<'_, Result<ClusterScope, ClusterError>> {
+        let scope = self.cluster_scope();
+        Box::pin(async move { Ok(scope) })
+    }
 
     /// Has the view caught up with its source (watch caches synced)?
     fn is_ready(&self) -> bool;
@@ -170,6 +222,12 @@ impl<T: ClusterView + ?Sized> ClusterView for Arc<T> {
     }
     fn confirm<'a>(&'a self, name: &'a str) -> BoxFuture<'a, Result<NamespaceView, ClusterError>> {
         (**self).confirm(name)
+    }
+    fn cluster_scope(&self) -> ClusterScope {
+        (**self).cluster_scope()
+    }
+    fn confirm_cluster(&self) -> BoxFuture<'_, Result<ClusterScope, ClusterError>> {
+        (**self).confirm_cluster()
     }
     fn is_ready(&self) -> bool {
         (**self).is_ready()

@@ -255,6 +255,7 @@ roles:
                 created: None,
             }),
             policies: Vec::new(),
+            ..Default::default()
         }
     }
 

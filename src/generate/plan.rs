@@ -295,6 +295,7 @@ mod tests {
                     allow_all: Directions::NONE,
                 })
                 .collect(),
+            ..Default::default()
         }
     }
 
@@ -484,6 +485,69 @@ mod tests {
             summary(&plan(&only_ingress, &view("shop", &[], &[]), new)),
             Err(Skip::Fenced),
             "nothing required, nothing missing"
+        );
+    }
+
+    /// A cluster-wide baseline that denies a direction to every namespace
+    /// fences it as a NetworkPolicy would: generation writes only what is
+    /// left, as `require-default-deny` asks for only that.
+    #[test]
+    fn a_cluster_wide_baseline_counts() {
+        use crate::cluster_policy::{ClusterKind, ClusterPolicies, read};
+        let banp = |rules: serde_json::Value| {
+            let mut v = serde_json::json!({
+                "apiVersion": "policy.networking.k8s.io/v1alpha1",
+                "kind": "BaselineAdminNetworkPolicy",
+                "metadata": {"name": "default"},
+                "spec": {"subject": {"namespaces": {}}}
+            });
+            for (k, r) in rules.as_object().into_iter().flatten() {
+                v["spec"][k] = r.clone();
+            }
+            let p =
+                read::from_value(ClusterKind::BaselineAdminNetworkPolicy, "v1alpha1", &v).unwrap();
+            std::sync::Arc::new(ClusterPolicies::new([p]))
+        };
+        let under = |set| NamespaceView {
+            cluster_policies: set,
+            ..view("shop", &[], &[])
+        };
+        let deny_egress = banp(serde_json::json!({"egress": [{"action": "Deny",
+            "to": [{"namespaces": {}}, {"networks": ["0.0.0.0/0", "::/0"]}]}]}));
+        let deny_ingress = banp(serde_json::json!({"ingress": [{"action": "Deny",
+            "from": [{"namespaces": {}}]}]}));
+        let mut count_ingress = on();
+        count_ingress.cluster_policies.count_ingress_deny = true;
+        let ing = Directions::only(Direction::Ingress);
+        let egr = Directions::only(Direction::Egress);
+        let dd = |p: &Plan| summary(p).map(|(n, m, _)| (n, m));
+        let only_dd = vec!["palisade-default-deny".to_owned()];
+        assert_eq!(
+            dd(&plan(&on(), &under(deny_egress.clone()), Age::New)),
+            Ok((only_dd.clone(), ing)),
+            "egress denied cluster-wide: only the ingress default-deny, and no DNS baseline (egress is not palisade's to open)"
+        );
+        assert_eq!(
+            dd(&plan(&on(), &under(deny_ingress.clone()), Age::New)),
+            Ok((
+                vec![
+                    "palisade-baseline".to_owned(),
+                    "palisade-default-deny".to_owned()
+                ],
+                Directions::BOTH
+            )),
+            "a cluster-wide ingress deny does not count by default (it cannot deny outside traffic)"
+        );
+        assert_eq!(
+            dd(&plan(&count_ingress, &under(deny_ingress), Age::New)),
+            Ok((
+                vec![
+                    "palisade-baseline".to_owned(),
+                    "palisade-default-deny".to_owned()
+                ],
+                egr
+            )),
+            "countIngressDeny: true counts it"
         );
     }
 

@@ -360,6 +360,7 @@ impl Metrics {
         for (resource, n) in [
             ("namespaces", stats.namespaces),
             ("networkpolicies", stats.policies),
+            ("clusterpolicies", stats.cluster_policies),
         ] {
             self.cache_objects
                 .get_or_create(&ResourceLabel { resource })

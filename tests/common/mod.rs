@@ -146,11 +146,32 @@ pub fn fixture_names(prefix: &str) -> Vec<String> {
 
 /// A cluster state from YAML manifests.
 pub fn state(yaml: &str) -> StaticCluster {
+    state_of(&manifests(yaml))
+}
+
+/// A cluster state from YAML manifests, keeping a reachability model of
+/// them for admission previews.
+pub fn state_with_model(yaml: &str) -> StaticCluster {
+    let m = manifests(yaml);
+    let mut c = state_of(&m);
+    let model = palisade::reach::ModelBuilder::new()
+        .documents(&m)
+        .expect("test state models")
+        .build();
+    c.set_reach_model(model);
+    c
+}
+
+fn manifests(yaml: &str) -> Manifests {
     let mut m = Manifests::default();
     manifest::read_text(Path::new("state.yaml"), yaml, &mut m);
     assert!(m.skipped.is_empty(), "bad test state: {:?}", m.skipped);
+    m
+}
+
+fn state_of(m: &Manifests) -> StaticCluster {
     let mut c = StaticCluster::new();
-    c.apply_all(&m).expect("test state applies");
+    c.apply_all(m).expect("test state applies");
     c
 }
 

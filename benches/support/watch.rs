@@ -4,7 +4,8 @@
 //! pods of 5,000 workloads in 5,000 namespaces (benches/support/cluster.rs).
 //!
 //! ```text
-//! cargo bench --bench watch
+//! cargo bench --bench scale                                         # with the rest
+//! PALISADE_SCALE_SIZES=100 PALISADE_SCALE_EXPORT=0 cargo bench --bench scale   # this part alone
 //! ```
 //!
 //! Printed, each for the preview off and on: time until `/readyz` answers
@@ -25,44 +26,32 @@
 //! 5000), `PALISADE_WATCH_PREVIEWS` (reviews timed, default 400),
 //! `PALISADE_WATCH_BUDGET_MIB` (the preview's budget, default 48).
 
-#[path = "support/cluster.rs"]
-mod cluster;
-#[path = "../tests/common/fake_api.rs"]
-#[allow(dead_code)]
-mod fake_api;
-#[path = "../tests/common/shared.rs"]
-mod shared;
-
 use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use fake_api::{Collection, FakeApi, Items};
 use palisade::netpol::Policy;
 use palisade::reach::{Model, PodSummary, PolicyChange, preview};
 use serde_json::Value;
 
-#[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+use crate::cluster;
+use crate::fake_api::{Collection, FakeApi, Items};
+use crate::{env_or, memory_kib, mib, percentile, shared};
 
-const CHILD_ENV: &str = "PALISADE_WATCH_CHILD";
+/// Set in the child that measures the model alone.
+pub const CHILD_ENV: &str = "PALISADE_WATCH_CHILD";
 const POLICIES_PER_NS: usize = 10;
 
-fn env_or<T: std::str::FromStr>(name: &str, default: T) -> T {
-    std::env::var(name)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
-
-struct Sizes {
+/// How big a cluster the stand-in serves.
+pub struct Sizes {
     namespaces: usize,
     pod_namespaces: usize,
 }
 
 impl Sizes {
-    fn from_env() -> Self {
+    /// From the environment (see the module doc).
+    pub fn from_env() -> Self {
         let namespaces = env_or("PALISADE_WATCH_NAMESPACES", 10_000usize);
         Sizes {
             namespaces,
@@ -73,39 +62,14 @@ impl Sizes {
     /// Every policy, by (namespace, place).
     fn policies(&self) -> Vec<Value> {
         (0..self.namespaces)
-            .flat_map(|i| (0..POLICIES_PER_NS).filter_map(move |p| cluster::policy(i, p)))
+            .flat_map(|i| (0..POLICIES_PER_NS).map(move |p| cluster::policy(i, p)))
             .collect()
     }
 }
 
-/// `VmRSS` and `VmHWM` of a process, in KiB.
-fn memory_kib(pid: &str) -> (u64, u64) {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
-    let field = |name: &str| {
-        status
-            .lines()
-            .find(|l| l.starts_with(name))
-            .and_then(|l| l.split_whitespace().nth(1))
-            .and_then(|v| v.parse().ok())
-            .unwrap_or(0)
-    };
-    (field("VmRSS:"), field("VmHWM:"))
-}
-
-fn mib(kib: u64) -> f64 {
-    kib as f64 / 1024.0
-}
-
-fn percentile(sorted: &[Duration], p: f64) -> Duration {
-    if sorted.is_empty() {
-        return Duration::ZERO;
-    }
-    sorted[((sorted.len() - 1) as f64 * p / 100.0).round() as usize]
-}
-
 /// The preview's model alone, built in place from the generated objects
 /// as the watch builds it; in a child process, so its memory is its own.
-fn model_child(s: &Sizes) {
+pub fn model_child(s: &Sizes) {
     let (rss0, _) = memory_kib("self");
     let t = Instant::now();
     let mut m = Model::default();
@@ -115,13 +79,14 @@ fn model_child(s: &Sizes) {
         let (name, info) = palisade::posture::NamespaceInfo::from_k8s(&ns);
         m.put_namespace(&name, info.labels);
         for p in 0..POLICIES_PER_NS {
-            if let Some(v) = cluster::policy(i, p) {
-                let np = serde_json::from_value(v).expect("policy");
-                m.put_policy(&Policy::from_k8s(&np, "default").expect("valid policy"));
-            }
+            let np = serde_json::from_value(cluster::policy(i, p)).expect("policy");
+            m.put_policy(&Policy::from_k8s(&np, "default").expect("valid policy"));
         }
     }
     for i in 0..s.pod_namespaces {
+        let rs: k8s_openapi::api::apps::v1::ReplicaSet =
+            serde_json::from_value(cluster::replicaset(i)).expect("replicaset");
+        m.put_owner(palisade::reach::Intermediate::ReplicaSet, &rs.metadata);
         for k in 0..cluster::PODS_PER_WORKLOAD {
             let pod: k8s_openapi::api::core::v1::Pod =
                 serde_json::from_value(cluster::pod(i, k)).expect("pod");
@@ -153,7 +118,11 @@ fn model_child(s: &Sizes) {
     );
     // Single-policy changes in namespaces with pods: a new app-to-app rule,
     // an update of an existing one, a deletion of the default-deny.
-    let n = env_or("PALISADE_WATCH_PREVIEWS", 400usize);
+    let n = if s.pod_namespaces == 0 {
+        0
+    } else {
+        env_or("PALISADE_WATCH_PREVIEWS", 400usize)
+    };
     let mut times = Vec::with_capacity(n);
     let mut sizes = Vec::with_capacity(n);
     for k in 0..n {
@@ -170,7 +139,7 @@ fn model_child(s: &Sizes) {
                 PolicyChange::create(Policy::from_k8s(&np, &ns).expect("policy"))
             }
             0 => {
-                let v = cluster::policy(i, 6 + k % 4).expect("app policy");
+                let v = cluster::policy(i, 6 + k % 4);
                 let mut np: k8s_openapi::api::networking::v1::NetworkPolicy =
                     serde_json::from_value(v).expect("policy");
                 np.metadata.name = Some(format!("new-{k}"));
@@ -235,6 +204,16 @@ fn collections(s: &Sizes, with_pods: bool) -> Vec<Collection> {
                 make: Arc::new(move |i| policies[i].clone()),
             },
         },
+        Collection {
+            path: "/apis/apps/v1/replicasets".into(),
+            api_version: "apps/v1".into(),
+            kind: "ReplicaSet".into(),
+            items: Items::Made {
+                len: if with_pods { s.pod_namespaces } else { 0 },
+                make: Arc::new(cluster::replicaset),
+            },
+        },
+        Collection::held("/apis/batch/v1/jobs", "batch/v1", "Job", Vec::new()),
         Collection {
             path: "/api/v1/pods".into(),
             api_version: "v1".into(),
@@ -357,7 +336,8 @@ async fn serve_run(s: &Sizes, preview_on: bool) -> Run {
     let mut preview_ready = None;
     if preview_on {
         let mut synced = 0;
-        while synced < 3 {
+        // Namespaces, policies, pods, ReplicaSets and Jobs.
+        while synced < 5 {
             let line = match tokio::time::timeout(Duration::from_secs(120), rx.recv()).await {
                 Ok(Some(l)) => l,
                 _ => panic!("the preview's watches did not sync"),
@@ -405,7 +385,7 @@ async fn serve_run(s: &Sizes, preview_on: bool) -> Run {
             body["request"]["uid"] = format!("preview-{k}").into();
             body["request"]["namespace"] = ns.clone().into();
             body["request"]["dryRun"] = true.into();
-            body["request"]["object"] = cluster::policy(i, 6 + k % 4).expect("policy");
+            body["request"]["object"] = cluster::policy(i, 6 + k % 4);
             body["request"]["object"]["metadata"]["name"] = format!("new-{k}").into();
             let t = Instant::now();
             let resp: Value = tls
@@ -444,13 +424,9 @@ async fn serve_run(s: &Sizes, preview_on: bool) -> Run {
     }
 }
 
-fn main() {
-    let _ = rustls::crypto::ring::default_provider().install_default();
+/// Measures the live path (both serve runs, then the model alone).
+pub fn run() {
     let s = Sizes::from_env();
-    if std::env::var(CHILD_ENV).is_ok() {
-        model_child(&s);
-        return;
-    }
     let load = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
     println!(
         "palisade watch bench: {} namespaces, {} NetworkPolicies; preview pods: {} in {} workloads; load average {}",
@@ -508,10 +484,15 @@ fn main() {
     if only.is_some() {
         return;
     }
+    // The model with its pods, then without any: the difference is what
+    // the pods cost, the rest what the policies and namespaces cost.
     let exe = std::env::current_exe().expect("own path");
-    let status = Command::new(exe)
-        .env(CHILD_ENV, "model")
-        .status()
-        .expect("child");
-    assert!(status.success(), "model child: {status}");
+    for pods in [s.pod_namespaces, 0] {
+        let status = Command::new(&exe)
+            .env(CHILD_ENV, "model")
+            .env("PALISADE_WATCH_POD_NAMESPACES", pods.to_string())
+            .status()
+            .expect("child");
+        assert!(status.success(), "model child: {status}");
+    }
 }
