@@ -26,6 +26,7 @@ use crate::cluster::static_dir::{DEFAULT_NAMESPACE, StaticCluster};
 use crate::cluster_policy::ClusterKind;
 use crate::config::Config;
 use crate::decide::{ClusterObject, Gvk, Object, RuleId, User};
+use crate::generate::plan::{Age, Plan, plan};
 use crate::netpol::{self, Policy};
 use crate::posture;
 use crate::reach::{Intermediate, Owners, PodSummary, WorkloadId};
@@ -534,6 +535,44 @@ pub fn render_policy_reports(r: &AuditReport, now_unix: i64) -> String {
     }
     docs.iter()
         .map(|d| serde_saphyr::to_string(d).unwrap_or_default())
+        .collect::<Vec<_>>()
+        .join("---\n")
+}
+
+/// The NetworkPolicies generation would create in the audited namespaces,
+/// were it on for existing namespaces too (`generate.enabled` and
+/// `generate.existing`), whatever their mode: what staging reviews before
+/// turning generation on. From [`plan`], as the leader
+/// plans them.
+pub fn fixes(cfg: &Config, inv: &Inventory) -> Vec<NetworkPolicy> {
+    let mut staged = cfg.clone();
+    staged.generate.enabled = true;
+    staged.generate.existing = true;
+    let (cluster, _) = inv.static_cluster();
+    let mut names: Vec<String> = inv
+        .namespaces
+        .iter()
+        .filter_map(|ns| ns.metadata.name.clone())
+        .collect();
+    names.sort();
+    names
+        .iter()
+        .filter_map(
+            |n| match plan(&staged, &cluster.namespace(n), Age::Existing) {
+                Plan::Generate(g) => Some(g.policies),
+                Plan::Skip(_) => None,
+            },
+        )
+        .flatten()
+        .collect()
+}
+
+/// `fixes` as one YAML stream, ready for `kubectl apply -f -`; empty when
+/// there is nothing to create.
+pub fn render_fixes(fixes: &[NetworkPolicy]) -> String {
+    fixes
+        .iter()
+        .map(|p| serde_saphyr::to_string(p).unwrap_or_default())
         .collect::<Vec<_>>()
         .join("---\n")
 }

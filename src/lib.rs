@@ -13,6 +13,7 @@ pub mod cluster;
 pub mod cluster_policy;
 pub mod config;
 pub mod decide;
+pub mod generate;
 pub mod git;
 pub mod glob;
 pub mod intervals;

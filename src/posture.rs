@@ -5,7 +5,7 @@ use std::fmt;
 
 use crate::cluster_policy::ClusterPolicies;
 use crate::cluster_policy::defaults::{self, ClusterDefault, RuleAt};
-use crate::config::{Config, MODE_LABEL};
+use crate::config::{Config, GENERATE_LABEL, GENERATE_OPT_OUT, MODE_LABEL};
 use crate::mode::Mode;
 use crate::netpol::{Direction, Directions, PolicyFacts};
 use crate::selector::Labels;
@@ -17,6 +17,9 @@ pub struct NamespaceInfo {
     pub labels: Labels,
     /// Being deleted (`deletionTimestamp` set or phase `Terminating`).
     pub terminating: bool,
+    /// `creationTimestamp` in Unix seconds; `None` for a manifest that has
+    /// not been created yet.
+    pub created: Option<i64>,
 }
 
 impl NamespaceInfo {
@@ -41,11 +44,13 @@ impl NamespaceInfo {
             .entry(crate::selector::NAMESPACE_NAME_LABEL.to_owned())
             .or_insert_with(|| name.clone());
         let terminating = meta.deletion_timestamp.is_some() || phase == Some("Terminating");
+        let created = meta.creation_timestamp.as_ref().map(|t| t.0.as_second());
         (
             name,
             NamespaceInfo {
                 labels,
                 terminating,
+                created,
             },
         )
     }
@@ -111,6 +116,11 @@ pub fn default_deny(policies: &[PolicyFacts]) -> Directions {
 /// The required default-deny directions that none of `policies` provides.
 pub fn missing_default_deny(cfg: &Config, policies: &[PolicyFacts]) -> Directions {
     cfg.require_default_deny.minus(default_deny(policies))
+}
+
+/// Has the namespace opted out of generation (`palisade.io/generate=disabled`)?
+pub fn opted_out_of_generation(labels: &Labels) -> bool {
+    labels.get(GENERATE_LABEL).map(String::as_str) == Some(GENERATE_OPT_OUT)
 }
 
 /// Where a namespace's default-deny comes from: its NetworkPolicies, and
@@ -246,6 +256,9 @@ pub enum Weakening {
         /// The new value.
         to: String,
     },
+    /// `palisade.io/generate=disabled`: palisade will not create the
+    /// namespace's default-deny.
+    GenerateOptOut,
 }
 
 impl fmt::Display for Weakening {
@@ -253,6 +266,7 @@ impl fmt::Display for Weakening {
         match self {
             Weakening::Mode { to } => write!(f, "{MODE_LABEL}={to}"),
             Weakening::Dev { label, to } => write!(f, "{label}={to}"),
+            Weakening::GenerateOptOut => write!(f, "{GENERATE_LABEL}={GENERATE_OPT_OUT}"),
         }
     }
 }
@@ -280,6 +294,9 @@ pub fn weakenings(cfg: &Config, old: Option<&Labels>, new: &Labels) -> Vec<Weake
             label: cfg.environment.label.clone(),
             to: new.get(&cfg.environment.label).cloned().unwrap_or_default(),
         });
+    }
+    if opted_out_of_generation(new) && !old.is_some_and(opted_out_of_generation) {
+        out.push(Weakening::GenerateOptOut);
     }
     out
 }
@@ -413,6 +430,7 @@ mod tests {
         let c = cfg();
         let m = |v: &str| labels(&[("palisade.io/mode", v)]);
         let env = |v: &str| labels(&[("environment", v)]);
+        let gen_label = |v: &str| labels(&[("palisade.io/generate", v)]);
         let cases: Vec<(Option<Labels>, Labels, Vec<&str>)> = vec![
             (None, labels(&[]), vec![]),
             (None, m("enforce"), vec![]),
@@ -434,6 +452,21 @@ mod tests {
             (Some(env("prod")), env("dev"), vec!["environment=dev"]),
             (Some(env("dev")), env("development"), vec![]),
             (Some(env("dev")), env("prod"), vec![]),
+            (
+                None,
+                gen_label("disabled"),
+                vec!["palisade.io/generate=disabled"],
+            ),
+            (
+                Some(labels(&[])),
+                gen_label("disabled"),
+                vec!["palisade.io/generate=disabled"],
+            ),
+            (Some(gen_label("disabled")), gen_label("disabled"), vec![]),
+            (Some(gen_label("disabled")), labels(&[]), vec![]),
+            // Only `disabled` opts out: anything else asks for nothing.
+            (None, gen_label("false"), vec![]),
+            (None, gen_label("enabled"), vec![]),
         ];
         for (old, new, want) in cases {
             let got: Vec<String> = weakenings(&c, old.as_ref(), &new)

@@ -44,6 +44,7 @@ fn golden(native: bool, ns_labels: Value, pod: Value) -> (Value, Value) {
         namespace: Some(NamespaceInfo {
             labels,
             terminating: false,
+            created: None,
         }),
         policies: Vec::new(),
         ..Default::default()

@@ -287,6 +287,7 @@ fn view(c: &Case) -> NamespaceView {
         namespace: Some(NamespaceInfo {
             labels,
             terminating: false,
+            created: None,
         }),
         policies: Vec::new(),
         ..Default::default()

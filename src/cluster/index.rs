@@ -1,5 +1,5 @@
-//! The per-namespace summary both cluster views keep: namespace labels and
-//! phase, and for each NetworkPolicy only its name and two facts. A
+//! The per-namespace summary both cluster views keep: namespace labels,
+//! phase and creation time, and for each NetworkPolicy only its name and two facts. A
 //! decision reads one namespace's entry, so its cost does not grow with the
 //! cluster, and 100,000 policies fit in a few megabytes.
 //!
@@ -88,6 +88,7 @@ fn name_hash(name: &str) -> u64 {
 struct StoredNamespace {
     labels: Box<[(std::sync::Arc<str>, Box<str>)]>,
     terminating: bool,
+    created: Option<i64>,
 }
 
 impl StoredNamespace {
@@ -100,6 +101,7 @@ impl StoredNamespace {
                 .map(|(k, v)| (k.to_string(), v.to_string()))
                 .collect::<Labels>(),
             terminating: self.terminating,
+            created: self.created,
         }
     }
 }
@@ -141,6 +143,7 @@ impl Index {
         StoredNamespace {
             labels,
             terminating: info.terminating,
+            created: info.created,
         }
     }
 
@@ -399,6 +402,7 @@ mod tests {
                 .map(|(k, v)| (k.to_string(), v.to_string()))
                 .collect(),
             terminating,
+            created: Some(1_700_000_000),
         };
         let shop = info(&[("team", "x"), ("environment", "prod")], true);
         i.put_namespace("shop", shop.clone());

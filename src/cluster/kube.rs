@@ -19,12 +19,13 @@ use kube::api::{Api, ListParams};
 use kube::core::PartialObjectMeta;
 use kube::runtime::WatchStreamExt;
 use kube::runtime::watcher::{self, Event};
+use tokio::sync::broadcast;
 use tokio::task::JoinHandle;
 
 use super::cluster_policies::{self, ClusterPolicyWatch};
 use super::index::Index;
 use super::reach_watch::ReachWatch;
-use super::{ClusterError, ClusterScope, ClusterView, NamespaceView, ViewStats};
+use super::{ClusterError, ClusterScope, ClusterView, NamespaceView, Touched, ViewStats};
 use crate::cluster_policy::{ClusterKind, ClusterPolicy};
 use crate::netpol::{Policy, PolicyFacts};
 use crate::posture::NamespaceInfo;
@@ -48,6 +49,27 @@ pub struct KubeCluster {
     preview: Option<Arc<ReachWatch>>,
     namespaces_health: Arc<WatchHealth>,
     policies_health: Arc<WatchHealth>,
+    changes: broadcast::Sender<Touched>,
+}
+
+/// Changes held for a receiver that has not read them yet; one further
+/// behind is told it lagged, and looks at everything again.
+const CHANGES_HELD: usize = 4096;
+
+/// Where the watches write: the index, and the announcement of what changed.
+#[derive(Clone)]
+struct Sink {
+    index: Arc<RwLock<Index>>,
+    changes: broadcast::Sender<Touched>,
+}
+
+impl Sink {
+    /// Applies `f` to the index, then announces `touched` (no receiver
+    /// listening is fine: nobody waits).
+    fn apply(&self, touched: Touched, f: impl FnOnce(&mut Index)) {
+        f(&mut write(&self.index));
+        let _ = self.changes.send(touched);
+    }
 }
 
 impl KubeCluster {
@@ -88,25 +110,33 @@ impl KubeCluster {
             preview,
             namespaces_health: Arc::new(WatchHealth::new()),
             policies_health: Arc::new(WatchHealth::new()),
+            changes: broadcast::channel(CHANGES_HELD).0,
         });
         tasks.extend([
             tokio::spawn(watch_namespaces(
-                // Labels and deletionTimestamp are all that is needed: on
-                // `PartialObjectMeta`, kube 5 lists and watches metadata
-                // only, a fraction of the bytes.
+                // Labels, creationTimestamp and deletionTimestamp are all
+                // that is needed: on `PartialObjectMeta`, kube 5 lists and
+                // watches metadata only, a fraction of the bytes.
                 Api::all(me.client.clone()),
-                Arc::clone(&me.index),
+                me.sink(),
                 Arc::clone(&me.namespaces_synced),
                 Arc::clone(&me.namespaces_health),
             )),
             tokio::spawn(watch_policies(
                 Api::all(me.client.clone()),
-                Arc::clone(&me.index),
+                me.sink(),
                 Arc::clone(&me.policies_synced),
                 Arc::clone(&me.policies_health),
             )),
         ]);
         (me, tasks)
+    }
+
+    fn sink(&self) -> Sink {
+        Sink {
+            index: Arc::clone(&self.index),
+            changes: self.changes.clone(),
+        }
     }
 
     /// The cluster-wide policies of the served kinds, read fresh.
@@ -171,9 +201,13 @@ fn policy_facts(np: &NetworkPolicy) -> Option<(String, PolicyFacts)> {
     }
 }
 
+fn named(ns: &str) -> Touched {
+    Touched::Namespace(ns.into())
+}
+
 async fn watch_namespaces(
     api: Api<PartialObjectMeta<Namespace>>,
-    index: Arc<RwLock<Index>>,
+    sink: Sink,
     synced: Arc<AtomicBool>,
     health: Arc<WatchHealth>,
 ) {
@@ -194,18 +228,18 @@ async fn watch_namespaces(
                 }
                 Event::InitDone => {
                     health.synced(Instant::now());
-                    write(&index).replace_namespaces(buffer.drain());
+                    sink.apply(Touched::All, |i| i.replace_namespaces(buffer.drain()));
                     if !synced.swap(true, Ordering::Relaxed) {
                         tracing::info!("namespace watch synced");
                     }
                 }
                 Event::Apply(o) => {
                     let (n, i) = NamespaceInfo::from_meta(&o.metadata, None);
-                    write(&index).put_namespace(&n, i);
+                    sink.apply(named(&n), |x| x.put_namespace(&n, i));
                 }
                 Event::Delete(o) => {
                     let (n, _) = NamespaceInfo::from_meta(&o.metadata, None);
-                    write(&index).remove_namespace(&n);
+                    sink.apply(named(&n), |x| x.remove_namespace(&n));
                 }
             },
         }
@@ -214,7 +248,7 @@ async fn watch_namespaces(
 
 async fn watch_policies(
     api: Api<NetworkPolicy>,
-    index: Arc<RwLock<Index>>,
+    sink: Sink,
     synced: Arc<AtomicBool>,
     health: Arc<WatchHealth>,
 ) {
@@ -232,7 +266,7 @@ async fn watch_policies(
                 Event::InitApply(np) => buffer.extend(policy_facts(&np)),
                 Event::InitDone => {
                     health.synced(Instant::now());
-                    write(&index).replace_policies(buffer.drain(..));
+                    sink.apply(Touched::All, |i| i.replace_policies(buffer.drain(..)));
                     buffer.shrink_to_fit();
                     if !synced.swap(true, Ordering::Relaxed) {
                         tracing::info!("NetworkPolicy watch synced");
@@ -240,12 +274,12 @@ async fn watch_policies(
                 }
                 Event::Apply(np) => {
                     if let Some((ns, f)) = policy_facts(&np) {
-                        write(&index).put_policy(&ns, &f);
+                        sink.apply(named(&ns), |i| i.put_policy(&ns, &f));
                     }
                 }
                 Event::Delete(np) => {
                     if let (Some(ns), Some(name)) = (&np.metadata.namespace, &np.metadata.name) {
-                        write(&index).remove_policy(ns, name);
+                        sink.apply(named(ns), |i| i.remove_policy(ns, name));
                     }
                 }
             },
@@ -301,19 +335,23 @@ impl ClusterView for KubeCluster {
                 .map(|(_, f)| f)
                 .collect();
             // What was read fresh is better than what the cache has: keep it.
-            let mut index = write(&self.index);
-            match &ns {
-                Some(n) => {
-                    let (n, info) = NamespaceInfo::from_k8s(n);
-                    index.put_namespace(&n, info);
+            let view = {
+                let mut index = write(&self.index);
+                match &ns {
+                    Some(n) => {
+                        let (n, info) = NamespaceInfo::from_k8s(n);
+                        index.put_namespace(&n, info);
+                    }
+                    None => index.remove_namespace(name),
                 }
-                None => index.remove_namespace(name),
-            }
-            index.replace_namespace_policies(name, &facts);
-            for (kind, policies) in cluster.into_iter().flatten() {
-                index.replace_cluster_policies(kind, policies);
-            }
-            Ok(index.view(name))
+                index.replace_namespace_policies(name, &facts);
+                for (kind, policies) in cluster.into_iter().flatten() {
+                    index.replace_cluster_policies(kind, policies);
+                }
+                index.view(name)
+            };
+            let _ = self.changes.send(named(name));
+            Ok(view)
         })
     }
 
@@ -355,6 +393,14 @@ impl ClusterView for KubeCluster {
             Some(p) => p.preview_model(),
             None => super::PreviewModel::Absent,
         }
+    }
+
+    fn changes(&self) -> Option<broadcast::Receiver<Touched>> {
+        Some(self.changes.subscribe())
+    }
+
+    fn namespace_names(&self) -> Vec<String> {
+        self.read_index().namespace_names()
     }
 
     fn watch_sync_ages(&self) -> Vec<(&'static str, f64)> {

@@ -13,10 +13,12 @@ use std::sync::Arc;
 
 use futures::future::BoxFuture;
 use thiserror::Error;
+use tokio::sync::broadcast;
 
 use crate::cluster_policy::ClusterPolicies;
+use crate::config::Config;
 use crate::netpol::{Directions, PolicyFacts};
-use crate::posture::NamespaceInfo;
+use crate::posture::{DefaultDeny, NamespaceInfo};
 use crate::reach::Model;
 
 /// The reachability model behind admission previews, as a view holds it.
@@ -99,6 +101,29 @@ impl NamespaceView {
     pub fn terminating(&self) -> bool {
         self.namespace.as_ref().is_some_and(|n| n.terminating)
     }
+
+    /// The directions of `requireDefaultDeny` nothing here denies by
+    /// default: what `require-default-deny` denies a workload for, and
+    /// what generation creates. Both ask this one function, so they
+    /// cannot disagree about what fences a namespace.
+    pub fn missing_default_deny(&self, cfg: &Config) -> Directions {
+        self.default_deny(cfg).missing(cfg.require_default_deny)
+    }
+
+    /// Where this namespace's default-deny comes from: its NetworkPolicies
+    /// and the cluster-wide tiers, as its labels place it under them.
+    pub fn default_deny(&self, cfg: &Config) -> DefaultDeny {
+        DefaultDeny::of(cfg, &self.policies, &self.cluster_policies, self.labels())
+    }
+}
+
+/// A change a view has taken in, announced to whoever waits on the view.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Touched {
+    /// One namespace's object or NetworkPolicies changed.
+    Namespace(Arc<str>),
+    /// Anything may have changed (a watch listed everything again).
+    All,
 }
 
 /// One namespace as a change to a cluster-wide policy sees it.
@@ -177,6 +202,18 @@ pub trait ClusterView: Send + Sync + 'static {
     fn watch_sync_ages(&self) -> Vec<(&'static str, f64)> {
         Vec::new()
     }
+
+    /// The changes the view takes in from now on, as they are applied;
+    /// `None` for a view that never changes. A receiver that falls behind
+    /// is told so (`Lagged`) and must then look at everything again.
+    fn changes(&self) -> Option<broadcast::Receiver<Touched>> {
+        None
+    }
+
+    /// Every namespace the view knows, sorted.
+    fn namespace_names(&self) -> Vec<String> {
+        Vec::new()
+    }
 }
 
 impl<T: ClusterView + ?Sized> ClusterView for Arc<T> {
@@ -203,5 +240,11 @@ impl<T: ClusterView + ?Sized> ClusterView for Arc<T> {
     }
     fn watch_sync_ages(&self) -> Vec<(&'static str, f64)> {
         (**self).watch_sync_ages()
+    }
+    fn changes(&self) -> Option<broadcast::Receiver<Touched>> {
+        (**self).changes()
+    }
+    fn namespace_names(&self) -> Vec<String> {
+        (**self).namespace_names()
     }
 }

@@ -143,11 +143,6 @@ impl StaticCluster {
     pub fn set_reach_model(&mut self, model: crate::reach::Model) {
         self.model = Some(model);
     }
-
-    /// Every known namespace name, sorted.
-    pub fn namespace_names(&self) -> Vec<String> {
-        self.index.namespace_names()
-    }
 }
 
 impl ClusterView for StaticCluster {
@@ -177,6 +172,10 @@ impl ClusterView for StaticCluster {
             Some(m) => super::PreviewModel::Ready(super::ModelRef::Shared(m)),
             None => super::PreviewModel::Absent,
         }
+    }
+
+    fn namespace_names(&self) -> Vec<String> {
+        self.index.namespace_names()
     }
 }
 

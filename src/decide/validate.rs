@@ -9,7 +9,8 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use super::request::{Object, Operation, Request};
 use super::verdict::{RuleId, Skip, Verdict};
 use crate::cluster::NamespaceView;
-use crate::config::{Config, MODE_LABEL};
+use crate::config::{Config, GENERATE_LABEL, GENERATE_OPT_OUT, MODE_LABEL};
+use crate::generate::plan::{Age, Plan, plan};
 use crate::mode::Mode;
 use crate::netpol::{self, Direction, Directions, Peers, Policy, PolicyFacts};
 use crate::posture::{self, DefaultDeny, Posture};
@@ -145,7 +146,7 @@ fn require_default_deny(
     view: &NamespaceView,
     v: &mut Verdict,
 ) {
-    let dd = DefaultDeny::of(cfg, &view.policies, &view.cluster_policies, view.labels());
+    let dd = view.default_deny(cfg);
     let missing = dd.missing(cfg.require_default_deny);
     if missing.is_empty() {
         return;
@@ -414,6 +415,9 @@ fn namespace_labels(
                 posture::Weakening::Dev { label, to } => {
                     format!("{label}={to} makes the namespace dev, where allow-all NetworkPolicies are permitted")
                 }
+                posture::Weakening::GenerateOptOut => format!(
+                    "{GENERATE_LABEL}={GENERATE_OPT_OUT} keeps palisade from creating the namespace's default-deny"
+                ),
             })
             .collect();
         v.violate(
@@ -435,6 +439,18 @@ fn namespace_labels(
             ),
             false,
         );
+    }
+    if let Some(val) = new.get(GENERATE_LABEL)
+        && val != GENERATE_OPT_OUT
+        && old.and_then(|o| o.get(GENERATE_LABEL)) != Some(val)
+    {
+        v.warnings.push(format!(
+            "{}: {GENERATE_LABEL}={val} has no effect: only {GENERATE_LABEL}={GENERATE_OPT_OUT} opts a namespace out of generation",
+            req.subject()
+        ));
+    }
+    if req.operation == Operation::Create {
+        generation_warning(cfg, req, ns, new, &view.cluster_policies, v);
     }
     if req.operation == Operation::Update
         && let Some(old) = old
@@ -473,6 +489,36 @@ fn namespace_labels(
                 true,
             );
         }
+    }
+}
+
+/// A namespace created in `warn` mode where generation runs: palisade
+/// says what it would create, as it says what it would deny.
+fn generation_warning(
+    cfg: &Config,
+    req: &Request,
+    ns: &str,
+    labels: &Labels,
+    cluster_policies: &std::sync::Arc<crate::cluster_policy::ClusterPolicies>,
+    v: &mut Verdict,
+) {
+    let created = NamespaceView {
+        name: ns.to_owned(),
+        namespace: Some(posture::NamespaceInfo {
+            labels: labels.clone(),
+            terminating: false,
+            created: None,
+        }),
+        policies: Vec::new(),
+        cluster_policies: std::sync::Arc::clone(cluster_policies),
+    };
+    if let Plan::Generate(g) = plan(cfg, &created, Age::New)
+        && g.mode == Mode::Warn
+    {
+        v.warnings.push(format!(
+            "{}: palisade would create {g} in enforce mode; in warn mode it creates nothing",
+            req.subject()
+        ));
     }
 }
 

@@ -19,6 +19,7 @@ use palisade::certs::{self, CertBundle, CertSpec};
 use palisade::cluster::ClusterView;
 use palisade::cluster::static_dir::StaticCluster;
 use palisade::config::Config;
+use palisade::generate::Generating;
 use palisade::manifest::{self, Manifests};
 use palisade::serve::{self, Server, Settings};
 use palisade::server::listen::ListenLimits;
@@ -204,6 +205,26 @@ impl TestServer {
         limits: ListenLimits,
         body: BodyLimits,
     ) -> Self {
+        Self::start_full(config, cluster, limits, body, None).await
+    }
+
+    /// Starts a server on any cluster view where generation runs.
+    pub async fn start_generating(
+        config: Config,
+        cluster: Arc<dyn ClusterView>,
+        generating: Generating,
+    ) -> Self {
+        let (limits, body) = (ListenLimits::default(), BodyLimits::default());
+        Self::start_full(config, cluster, limits, body, Some(generating)).await
+    }
+
+    async fn start_full(
+        config: Config,
+        cluster: Arc<dyn ClusterView>,
+        limits: ListenLimits,
+        body: BodyLimits,
+        generating: Option<Generating>,
+    ) -> Self {
         init();
         let dir = tempfile::tempdir().expect("tempdir");
         let bundle = bundle();
@@ -220,6 +241,7 @@ impl TestServer {
             },
             limits,
             body,
+            generating,
         })
         .await
         .expect("server starts");
