@@ -443,6 +443,10 @@ pub fn run() {
             .collect::<Vec<_>>()
             .join(" ")
     );
+    println!(
+        "rerun: PALISADE_SCALE_SIZES=100 PALISADE_SCALE_EXPORT=0 PALISADE_WATCH_NAMESPACES={} PALISADE_WATCH_POD_NAMESPACES={} cargo bench --bench scale",
+        s.namespaces, s.pod_namespaces
+    );
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(1)
         .enable_all()
