@@ -1302,6 +1302,7 @@ fn main() {
             },
             limits: ListenLimits::default(),
             body: BodyLimits::default(),
+            generating: None,
         }))
         .expect("palisade starts");
     let (stop_others, stopped) = tokio::sync::watch::channel(());

@@ -23,8 +23,10 @@ use crate::admit::{self, Webhook};
 use crate::check;
 use crate::cluster::ClusterView;
 use crate::cluster::static_dir::{DEFAULT_NAMESPACE, StaticCluster};
+use crate::cluster_policy::ClusterKind;
 use crate::config::Config;
-use crate::decide::{Gvk, Object, RuleId, User};
+use crate::decide::{ClusterObject, Gvk, Object, RuleId, User};
+use crate::generate::plan::{Age, Plan, plan};
 use crate::netpol::{self, Policy};
 use crate::posture;
 use crate::reach::{Intermediate, Owners, PodSummary, WorkloadId};
@@ -48,18 +50,24 @@ pub struct Inventory {
     /// What could not be read and what that changes (e.g. ReplicaSets
     /// forbidden: pods are named by their ReplicaSet).
     pub notes: Vec<String>,
+    /// Every cluster-wide policy (AdminNetworkPolicy, ...) of the kinds
+    /// the cluster serves.
+    pub cluster_policies: Vec<ClusterObject>,
 }
 
 impl Inventory {
     /// The reachability model's builder over the same objects, for
     /// `simulate --cluster`.
-    pub fn model_builder(&self) -> Result<crate::reach::ModelBuilder, netpol::PolicyError> {
+    pub fn model_builder(&self) -> Result<crate::reach::ModelBuilder, crate::reach::ObjectError> {
         let mut b = crate::reach::ModelBuilder::new();
         for ns in &self.namespaces {
             b.namespace(ns);
         }
         for np in &self.policies {
             b.network_policy(np)?;
+        }
+        for c in &self.cluster_policies {
+            b.cluster_policy(c.read()?);
         }
         for pod in &self.pods {
             b.pod(pod);
@@ -87,14 +95,23 @@ impl Inventory {
         rs.chain(self.jobs.iter().map(|m| (Intermediate::Job, m)))
     }
 
-    /// The namespaces and NetworkPolicies as a cluster view (what `check
-    /// --cluster` decides against), and each policy read. A policy that
-    /// cannot be read is logged and left out: the API server validated
-    /// it, so that is a palisade bug, not the user's.
+    /// The namespaces, NetworkPolicies and cluster-wide policies as a
+    /// cluster view (what `check --cluster` decides against), and each
+    /// NetworkPolicy read. A policy that cannot be read is logged and left
+    /// out: the API server validated it, so that is a palisade bug, not
+    /// the user's.
     pub fn static_cluster(&self) -> (StaticCluster, Vec<(&NetworkPolicy, Policy)>) {
         let mut cluster = StaticCluster::new();
         for ns in &self.namespaces {
             cluster.insert_namespace(ns);
+        }
+        for obj in &self.cluster_policies {
+            match obj.read() {
+                Ok(p) => cluster.insert_cluster_policy(p),
+                Err(e) => {
+                    tracing::warn!(error = %e, "cannot read a cluster-wide policy; it is left out")
+                }
+            }
         }
         let mut policies = Vec::new();
         for np in &self.policies {
@@ -123,7 +140,8 @@ impl Inventory {
 pub enum FindingKind {
     /// A namespace without default-deny for a required direction.
     MissingDefaultDeny,
-    /// An allow-all NetworkPolicy outside a dev namespace.
+    /// An allow-all NetworkPolicy outside a dev namespace, or an admin-tier
+    /// cluster-wide policy that allows everything for non-dev namespaces.
     AllowAllOutsideDev,
     /// A pod without the role label a rule gives it.
     MissingRoleLabel,
@@ -213,8 +231,15 @@ pub fn audit(cfg: &Config, inv: &Inventory) -> AuditReport {
             continue;
         }
         let view = cluster.namespace(&name);
-        let missing = posture::missing_default_deny(cfg, &view.policies);
+        let dd =
+            posture::DefaultDeny::of(cfg, &view.policies, &view.cluster_policies, view.labels());
+        let missing = dd.missing(cfg.require_default_deny);
         if !missing.is_empty() {
+            let notes: String = dd
+                .notes(cfg.require_default_deny, &view.cluster_policies)
+                .iter()
+                .map(|n| format!("{n}\n"))
+                .collect();
             findings.push(Finding {
                 kind: FindingKind::MissingDefaultDeny,
                 namespace: name.clone(),
@@ -222,7 +247,7 @@ pub fn audit(cfg: &Config, inv: &Inventory) -> AuditReport {
                 object_kind: "Namespace".into(),
                 name: name.clone(),
                 message: format!(
-                    "namespace {name} has no default-deny NetworkPolicy for {missing}; new workloads there are denied.\nFix: apply\n\n{}",
+                    "namespace {name} has no default-deny NetworkPolicy for {missing}; new workloads there are denied.\n{notes}Fix: apply\n\n{}",
                     netpol::default_deny_manifest(&name, missing)
                 ),
                 workload: None,
@@ -258,6 +283,33 @@ pub fn audit(cfg: &Config, inv: &Inventory) -> AuditReport {
                 api_version: "networking.k8s.io/v1".into(),
                 object_kind: "NetworkPolicy".into(),
                 name: p.name.clone(),
+                message: violation.message.clone(),
+                workload: None,
+            });
+        }
+    }
+    for obj in &inv.cluster_policies {
+        let name = obj.metadata.name.clone().unwrap_or_default();
+        let req = check::create_request(
+            &Gvk::new(
+                crate::cluster_policy::GROUP,
+                &obj.version,
+                obj.kind.as_str(),
+            ),
+            None,
+            &name,
+            &auditor,
+            Object::ClusterPolicy(Box::new(obj.clone())),
+            format!("audit-{}-{name}", obj.kind),
+        );
+        let v = admit::decide_in(cfg, Webhook::Validate, &req, &cluster);
+        for violation in v.violations.iter().filter(|x| x.rule == RuleId::NoAllowAll) {
+            findings.push(Finding {
+                kind: FindingKind::AllowAllOutsideDev,
+                namespace: String::new(),
+                api_version: format!("{}/{}", crate::cluster_policy::GROUP, obj.version),
+                object_kind: obj.kind.as_str().into(),
+                name: name.clone(),
                 message: violation.message.clone(),
                 workload: None,
             });
@@ -413,7 +465,11 @@ pub fn render_text(r: &AuditReport) -> String {
         by_ns.entry(&f.namespace).or_default().push(f);
     }
     for (ns, fs) in by_ns {
-        let _ = writeln!(out, "\nnamespace {ns}");
+        if ns.is_empty() {
+            let _ = writeln!(out, "\n(cluster-scoped)");
+        } else {
+            let _ = writeln!(out, "\nnamespace {ns}");
+        }
         for f in fs {
             let _ = writeln!(
                 out,
@@ -438,7 +494,8 @@ fn serde_kind(k: FindingKind) -> String {
 }
 
 /// The report as `wgpolicyk8s.io/v1alpha2` PolicyReports, one per
-/// namespace with findings, as multi-document YAML.
+/// namespace with findings, and a ClusterPolicyReport for findings on
+/// cluster-scoped objects (cluster-wide policies), as multi-document YAML.
 pub fn render_policy_reports(r: &AuditReport, now_unix: i64) -> String {
     let mut by_ns: BTreeMap<&str, Vec<&Finding>> = BTreeMap::new();
     for f in &r.findings {
@@ -463,10 +520,15 @@ pub fn render_policy_reports(r: &AuditReport, now_unix: i64) -> String {
                 })
             })
             .collect();
+        let metadata = if ns.is_empty() {
+            serde_json::json!({"name": "palisade", "labels": {"app.kubernetes.io/managed-by": "palisade"}})
+        } else {
+            serde_json::json!({"name": "palisade", "namespace": ns, "labels": {"app.kubernetes.io/managed-by": "palisade"}})
+        };
         docs.push(serde_json::json!({
             "apiVersion": "wgpolicyk8s.io/v1alpha2",
-            "kind": "PolicyReport",
-            "metadata": {"name": "palisade", "namespace": ns, "labels": {"app.kubernetes.io/managed-by": "palisade"}},
+            "kind": if ns.is_empty() { "ClusterPolicyReport" } else { "PolicyReport" },
+            "metadata": metadata,
             "summary": {"pass": 0, "fail": results.len(), "warn": 0, "error": 0, "skip": 0},
             "results": results,
         }));
@@ -477,8 +539,47 @@ pub fn render_policy_reports(r: &AuditReport, now_unix: i64) -> String {
         .join("---\n")
 }
 
-/// Lists namespaces, NetworkPolicies and pods from the live cluster, and
-/// ReplicaSets and Jobs as metadata only (read-only: five `list` calls).
+/// The NetworkPolicies generation would create in the audited namespaces,
+/// were it on for existing namespaces too (`generate.enabled` and
+/// `generate.existing`), whatever their mode: what staging reviews before
+/// turning generation on. From [`plan`], as the leader
+/// plans them.
+pub fn fixes(cfg: &Config, inv: &Inventory) -> Vec<NetworkPolicy> {
+    let mut staged = cfg.clone();
+    staged.generate.enabled = true;
+    staged.generate.existing = true;
+    let (cluster, _) = inv.static_cluster();
+    let mut names: Vec<String> = inv
+        .namespaces
+        .iter()
+        .filter_map(|ns| ns.metadata.name.clone())
+        .collect();
+    names.sort();
+    names
+        .iter()
+        .filter_map(
+            |n| match plan(&staged, &cluster.namespace(n), Age::Existing) {
+                Plan::Generate(g) => Some(g.policies),
+                Plan::Skip(_) => None,
+            },
+        )
+        .flatten()
+        .collect()
+}
+
+/// `fixes` as one YAML stream, ready for `kubectl apply -f -`; empty when
+/// there is nothing to create.
+pub fn render_fixes(fixes: &[NetworkPolicy]) -> String {
+    fixes
+        .iter()
+        .map(|p| serde_saphyr::to_string(p).unwrap_or_default())
+        .collect::<Vec<_>>()
+        .join("---\n")
+}
+
+/// Lists namespaces, NetworkPolicies, pods and the cluster-wide policies of
+/// the kinds the cluster serves from the live cluster, and ReplicaSets and
+/// Jobs as metadata only (read-only: discovery and `list` calls).
 /// ReplicaSets or Jobs that RBAC does not let it list are a note, not an
 /// error: their pods are then named by their ReplicaSet or Job.
 pub async fn inventory(client: kube::Client) -> Result<Inventory, kube::Error> {
@@ -493,14 +594,19 @@ pub async fn inventory(client: kube::Client) -> Result<Inventory, kube::Error> {
     Ok(inv)
 }
 
-/// Lists namespaces and NetworkPolicies only: the state decisions need
-/// (`check --cluster`).
+/// Lists namespaces, NetworkPolicies and the cluster-wide policies of the
+/// kinds the cluster serves: the state decisions need (`check --cluster`).
 pub async fn policy_state(client: kube::Client) -> Result<Inventory, kube::Error> {
     use kube::api::{Api, ListParams};
     let lp = ListParams::default();
+    let served = crate::cluster::cluster_policies::served(&client).await?;
     Ok(Inventory {
         namespaces: Api::<Namespace>::all(client.clone()).list(&lp).await?.items,
-        policies: Api::<NetworkPolicy>::all(client).list(&lp).await?.items,
+        policies: Api::<NetworkPolicy>::all(client.clone())
+            .list(&lp)
+            .await?
+            .items,
+        cluster_policies: crate::cluster::cluster_policies::list(&client, &served).await?,
         ..Inventory::default()
     })
 }
@@ -548,8 +654,9 @@ pub fn inventory_from_manifests(m: &crate::manifest::Manifests) -> Result<Invent
 }
 
 impl Inventory {
-    /// The kinds an audit reads: Namespaces, NetworkPolicies and Pods,
-    /// and ReplicaSets and Jobs for the owners of pods.
+    /// The kinds an audit reads: Namespaces, NetworkPolicies, the
+    /// cluster-wide policies and Pods, and ReplicaSets and Jobs for the
+    /// owners of pods.
     pub fn keeps(gvk: &Gvk) -> bool {
         matches!(
             (gvk.group.as_str(), gvk.kind.as_str()),
@@ -557,7 +664,7 @@ impl Inventory {
                 | ("networking.k8s.io", "NetworkPolicy")
                 | ("apps", "ReplicaSet")
                 | ("batch", "Job")
-        )
+        ) || ClusterKind::from_group_kind(&gvk.group, &gvk.kind).is_some()
     }
 
     /// Adds one manifest; kinds an audit does not read are ignored.
@@ -579,7 +686,17 @@ impl Inventory {
             ("batch", "Job") => self
                 .jobs
                 .push(serde_json::from_value(d.value["metadata"].clone()).map_err(parse_err)?),
-            _ => {}
+            (g, k) => {
+                if let Some(kind) = ClusterKind::from_group_kind(g, k) {
+                    self.cluster_policies.push(ClusterObject {
+                        kind,
+                        version: d.gvk.version.clone(),
+                        metadata: serde_json::from_value(d.value["metadata"].clone())
+                            .map_err(parse_err)?,
+                        value: d.value.clone(),
+                    });
+                }
+            }
         }
         Ok(())
     }

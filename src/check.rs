@@ -3,10 +3,11 @@
 //! Every object is decided as an admission CREATE by the same functions
 //! `serve` calls ([`admit::decide_with`]), against a cluster made of
 //! `--state` plus the Namespaces and NetworkPolicies of the files
-//! themselves, as they would be after `kubectl apply`. Workloads also show
-//! what their pods would get from the mutating webhook.
+//! themselves, as they would be after `kubectl apply` (and, with generation
+//! on, with what palisade would generate in the namespaces they create).
+//! Workloads also show what their pods would get from the mutating webhook.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Write as _;
 use std::path::PathBuf;
 
@@ -19,9 +20,11 @@ use crate::cluster::ClusterView;
 use crate::cluster::static_dir::{StateError, StaticCluster};
 use crate::config::Config;
 use crate::decide::{Decision, Gvk, Object, Operation, Request, RuleId, User, Verdict};
+use crate::generate::plan::{Age, Plan, plan};
 use crate::manifest::skipped::{self, NotManifests};
 use crate::manifest::{self, Document, Entry, FieldLines, Skipped};
 use crate::mode::Mode;
+use crate::netpol::Policy;
 
 /// Why `check` could not run (exit code 2).
 #[derive(Debug, Error)]
@@ -279,14 +282,44 @@ pub fn check_documents(
         .into_iter()
         .map(|d| with_namespace(d, namespace))
         .collect();
+    let existed: BTreeSet<String> = cluster.namespace_names().into_iter().collect();
     for d in &docs {
         cluster.apply(d)?;
     }
+    generate_into(cfg, &mut cluster, &existed);
     let results = docs
         .iter()
         .map(|d| decide_document(cfg, &cluster, d, user))
         .collect::<Result<Vec<_>, _>>()?;
     Ok(report(results))
+}
+
+/// What generation would create once the files are applied, applied too:
+/// a namespace the files create is new, one of the state before them
+/// existing. Only what would be written (`enforce` mode) goes in.
+fn generate_into(cfg: &Config, cluster: &mut StaticCluster, existed: &BTreeSet<String>) {
+    if !cfg.generate.enabled {
+        return;
+    }
+    for ns in cluster.namespace_names() {
+        let age = if existed.contains(&ns) {
+            Age::Existing
+        } else {
+            Age::New
+        };
+        let Plan::Generate(g) = plan(cfg, &cluster.namespace(&ns), age) else {
+            continue;
+        };
+        if !g.writes() {
+            continue;
+        }
+        for p in &g.policies {
+            // Built by palisade from a config it validated: readable.
+            if let Ok(p) = Policy::from_k8s(p, &ns) {
+                cluster.insert_policy(&p);
+            }
+        }
+    }
 }
 
 /// Puts namespaced objects without a namespace into `ns`, as
@@ -308,6 +341,9 @@ fn is_cluster_scoped(gvk: &Gvk) -> bool {
     matches!(
         gvk.kind.as_str(),
         "Namespace"
+            | "AdminNetworkPolicy"
+            | "BaselineAdminNetworkPolicy"
+            | "ClusterNetworkPolicy"
             | "Node"
             | "PersistentVolume"
             | "StorageClass"
@@ -398,12 +434,16 @@ pub fn decide_request(
         }
         _ => None,
     };
-    let validated = admit::decide_with(
-        cfg,
-        Webhook::Validate,
-        mutated.as_ref().unwrap_or(req),
-        &view,
-    );
+    let validated = if crate::decide::is_cluster_policy(req) {
+        admit::decide_in(cfg, Webhook::Validate, req, cluster)
+    } else {
+        admit::decide_with(
+            cfg,
+            Webhook::Validate,
+            mutated.as_ref().unwrap_or(req),
+            &view,
+        )
+    };
     ObjectResult {
         origin,
         namespace: ns,

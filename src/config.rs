@@ -14,7 +14,11 @@ use thiserror::Error;
 
 use crate::glob::Glob;
 use crate::mode::Mode;
-use crate::netpol::{Direction, Directions};
+use k8s_openapi::api::networking::v1::{
+    NetworkPolicy, NetworkPolicyEgressRule, NetworkPolicyIngressRule, NetworkPolicySpec,
+};
+
+use crate::netpol::{Direction, Directions, Policy};
 use crate::patch::RenderError;
 use crate::sidecar::{Injection, SidecarTemplate, TemplateError};
 
@@ -26,6 +30,11 @@ pub const KIND: &str = "PalisadeConfig";
 pub const MODE_LABEL: &str = "palisade.io/mode";
 /// The pod annotation that marks a pod palisade injected.
 pub const PROXY_STATUS_ANNOTATION: &str = "palisade.io/proxy-status";
+/// The namespace label that opts a namespace out of generation, with the
+/// value [`GENERATE_OPT_OUT`]; only `trustedGroups` may set it.
+pub const GENERATE_LABEL: &str = "palisade.io/generate";
+/// The value of [`GENERATE_LABEL`] that opts a namespace out.
+pub const GENERATE_OPT_OUT: &str = "disabled";
 
 /// The policy file shipped in the repository, compiled in for `--demo`.
 pub const EMBEDDED_CONFIG: &str = include_str!("../policies/palisade.yaml");
@@ -91,8 +100,12 @@ pub struct Config {
     pub proxy: ProxyConfig,
     /// Reachability preview at admission.
     pub simulate: SimulateConfig,
+    /// How cluster-wide policies (AdminNetworkPolicy, ...) count.
+    pub cluster_policies: ClusterPoliciesConfig,
     /// Self-managed certificates.
     pub certificates: CertificatesConfig,
+    /// Generated default-deny policies in new namespaces.
+    pub generate: GenerateConfig,
 }
 
 /// `environment`.
@@ -240,6 +253,18 @@ impl SimulateConfig {
     }
 }
 
+/// `clusterPolicies`.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct ClusterPoliciesConfig {
+    /// Count a cluster-wide ingress deny of every pod as default-deny for
+    /// Ingress. Off by default: those policies cannot deny traffic from
+    /// outside the cluster, so set it only where something else (a cloud
+    /// firewall, the ingress path) blocks outside traffic to pods.
+    #[serde(default)]
+    pub count_ingress_deny: bool,
+}
+
 /// `certificates`.
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
@@ -249,6 +274,233 @@ pub struct CertificatesConfig {
     /// configurations' caBundle in step (also `serve --manage-certs`).
     #[serde(default)]
     pub manage: bool,
+}
+
+/// The name of an object palisade creates: a lowercase RFC 1123 subdomain
+/// (what the API server accepts as a NetworkPolicy's name), so a create is
+/// never refused for its name.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct ObjectName(String);
+
+impl ObjectName {
+    /// `name`, when the API server would accept it.
+    pub fn new(name: &str) -> Result<Self, String> {
+        // apimachinery's IsDNS1123Subdomain: the regex bounds the whole
+        // name, not each dot-separated part (unlike a DNS label).
+        let part_ok = |p: &str| {
+            !p.is_empty()
+                && p.chars()
+                    .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
+                && !p.starts_with('-')
+                && !p.ends_with('-')
+        };
+        let ok = !name.is_empty() && name.len() <= 253 && name.split('.').all(part_ok);
+        if ok {
+            Ok(ObjectName(name.to_owned()))
+        } else {
+            Err(format!(
+                "{name:?} is not a valid object name (a lowercase RFC 1123 subdomain: at most 253 characters, \
+                 lowercase letters, digits, '-' and '.', starting and ending with a letter or digit)"
+            ))
+        }
+    }
+
+    /// The name.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Display for ObjectName {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// `generate`: palisade creates the default-deny NetworkPolicy of a
+/// namespace that lacks one (README, "New namespaces").
+#[derive(Debug, Clone, PartialEq)]
+pub struct GenerateConfig {
+    /// Generation runs (also `serve --generate`); off by default.
+    pub enabled: bool,
+    /// The generated default-deny's name.
+    pub name: ObjectName,
+    /// Namespaces that existed before palisade started get theirs too,
+    /// not only new ones.
+    pub existing: bool,
+    /// Allowances written into a second generated policy, so the
+    /// default-deny itself stays a plain default-deny.
+    pub baseline: Option<Baseline>,
+}
+
+impl Default for GenerateConfig {
+    fn default() -> Self {
+        GenerateConfig {
+            enabled: false,
+            name: ObjectName(DEFAULT_GENERATED_NAME.to_owned()),
+            existing: false,
+            baseline: None,
+        }
+    }
+}
+
+/// The default name of the generated default-deny.
+pub const DEFAULT_GENERATED_NAME: &str = "palisade-default-deny";
+
+/// `generate.baseline`: what every generated namespace allows, for the
+/// directions palisade fences there (e.g. DNS to the cluster DNS pods).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Baseline {
+    /// The policy's name.
+    pub name: ObjectName,
+    /// Ingress rules, as in a NetworkPolicy's `spec.ingress`.
+    pub ingress: Vec<NetworkPolicyIngressRule>,
+    /// Egress rules, as in a NetworkPolicy's `spec.egress`.
+    pub egress: Vec<NetworkPolicyEgressRule>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+struct RawGenerate {
+    #[serde(default)]
+    enabled: bool,
+    #[serde(default = "default_generated_name")]
+    name: String,
+    #[serde(default)]
+    existing: bool,
+    #[serde(default)]
+    baseline: Option<RawBaseline>,
+}
+
+impl Default for RawGenerate {
+    fn default() -> Self {
+        RawGenerate {
+            enabled: false,
+            name: default_generated_name(),
+            existing: false,
+            baseline: None,
+        }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+struct RawBaseline {
+    name: String,
+    // Read untyped first: the Kubernetes types skip unknown keys, and a
+    // typo in an allowance must be an error, not a silently wider rule.
+    #[serde(default)]
+    ingress: Vec<serde_json::Value>,
+    #[serde(default)]
+    egress: Vec<serde_json::Value>,
+}
+
+/// Reads `rules` as `T`, refusing any key the type does not keep.
+fn typed_rules<T: serde::de::DeserializeOwned + serde::Serialize>(
+    key: &str,
+    rules: Vec<serde_json::Value>,
+) -> Result<Vec<T>, (String, String)> {
+    rules
+        .into_iter()
+        .enumerate()
+        .map(|(i, raw)| {
+            let at = format!("{key}[{i}]");
+            let rule: T =
+                serde_json::from_value(raw.clone()).map_err(|e| (at.clone(), e.to_string()))?;
+            let back = serde_json::to_value(&rule).map_err(|e| (at.clone(), e.to_string()))?;
+            match unknown_key(&raw, &back, &at) {
+                Some(k) => Err((k, "unknown field".to_owned())),
+                None => Ok(rule),
+            }
+        })
+        .collect()
+}
+
+/// The first key of `raw` that `back` (the same value, typed and written
+/// out again) lost, as a key path.
+fn unknown_key(raw: &serde_json::Value, back: &serde_json::Value, at: &str) -> Option<String> {
+    use serde_json::Value;
+    match (raw, back) {
+        (Value::Object(r), Value::Object(b)) => r.iter().find_map(|(k, v)| match b.get(k) {
+            None if !v.is_null() => Some(format!("{at}.{k}")),
+            None => None,
+            Some(bv) => unknown_key(v, bv, &format!("{at}.{k}")),
+        }),
+        (Value::Array(r), Value::Array(b)) => r
+            .iter()
+            .zip(b)
+            .enumerate()
+            .find_map(|(i, (rv, bv))| unknown_key(rv, bv, &format!("{at}[{i}]"))),
+        _ => None,
+    }
+}
+
+impl RawGenerate {
+    fn build(self) -> Result<GenerateConfig, (String, String)> {
+        let name = ObjectName::new(&self.name).map_err(|m| ("generate.name".to_owned(), m))?;
+        let baseline = match self.baseline {
+            None => None,
+            Some(b) => {
+                let bname = ObjectName::new(&b.name)
+                    .map_err(|m| ("generate.baseline.name".to_owned(), m))?;
+                if bname == name {
+                    return Err((
+                        "generate.baseline.name".into(),
+                        format!(
+                            "{bname} is also generate.name: the two generated policies need two names"
+                        ),
+                    ));
+                }
+                let baseline = Baseline {
+                    name: bname,
+                    ingress: typed_rules("generate.baseline.ingress", b.ingress)?,
+                    egress: typed_rules("generate.baseline.egress", b.egress)?,
+                };
+                check_baseline(&baseline)?;
+                Some(baseline)
+            }
+        };
+        Ok(GenerateConfig {
+            enabled: self.enabled,
+            name,
+            existing: self.existing,
+            baseline,
+        })
+    }
+}
+
+/// A baseline must allow something, and never everything: palisade's own
+/// `no-allow-all` rule would refuse it outside dev namespaces.
+fn check_baseline(b: &Baseline) -> Result<(), (String, String)> {
+    if b.ingress.is_empty() && b.egress.is_empty() {
+        return Err((
+            "generate.baseline".into(),
+            "has no ingress or egress rules; remove it to generate the default-deny alone".into(),
+        ));
+    }
+    let np = NetworkPolicy {
+        metadata: k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta {
+            name: Some(b.name.to_string()),
+            ..Default::default()
+        },
+        spec: Some(NetworkPolicySpec {
+            pod_selector: Some(Default::default()),
+            policy_types: Some(vec!["Ingress".into(), "Egress".into()]),
+            ingress: Some(b.ingress.clone()),
+            egress: Some(b.egress.clone()),
+        }),
+    };
+    let policy = Policy::from_k8s(&np, "baseline")
+        .map_err(|e| ("generate.baseline".to_owned(), e.to_string()))?;
+    for d in Direction::ALL {
+        if let Some(i) = policy.allow_all(d) {
+            return Err((
+                format!("generate.baseline.{}[{i}]", d.field()),
+                "admits every peer on every port: an allowance must name its peers or ports".into(),
+            ));
+        }
+    }
+    Ok(())
 }
 
 #[derive(Debug, Deserialize)]
@@ -273,7 +525,11 @@ struct RawConfig {
     #[serde(default)]
     simulate: SimulateConfig,
     #[serde(default)]
+    cluster_policies: ClusterPoliciesConfig,
+    #[serde(default)]
     certificates: CertificatesConfig,
+    #[serde(default)]
+    generate: RawGenerate,
 }
 
 #[derive(Debug, Deserialize)]
@@ -327,6 +583,9 @@ fn default_exempt() -> Vec<String> {
 }
 fn default_trusted() -> Vec<String> {
     vec!["system:masters".into()]
+}
+fn default_generated_name() -> String {
+    DEFAULT_GENERATED_NAME.into()
 }
 
 impl Config {
@@ -456,6 +715,7 @@ impl Config {
             }
         }
         check_label_key(&raw.proxy.label).map_err(|m| invalid("proxy.label".into(), m))?;
+        let generate = raw.generate.build().map_err(|(k, m)| invalid(k, m))?;
         Ok(Config {
             mode: raw.mode,
             require_default_deny: required,
@@ -471,7 +731,9 @@ impl Config {
             )
             .map_err(|e| invalid("proxy.template".into(), e.to_string()))?,
             simulate: raw.simulate,
+            cluster_policies: raw.cluster_policies,
             certificates: raw.certificates,
+            generate,
         })
     }
 
@@ -574,6 +836,7 @@ mod tests {
         assert!(!c.is_trusted(&["dev-team".into()]));
         assert!(!c.roles.rules.is_empty());
         assert!(!c.simulate.preview);
+        assert!(!c.cluster_policies.count_ingress_deny);
     }
 
     #[test]
@@ -666,6 +929,84 @@ mod tests {
             e.contains("proxy.template") && e.contains("missing.yaml"),
             "{e}"
         );
+    }
+
+    #[test]
+    fn generation_is_off_by_default_and_the_shipped_baseline_allows_dns() {
+        let c = cfg("").unwrap();
+        assert_eq!(c.generate, GenerateConfig::default());
+        assert_eq!(c.generate.name.as_str(), "palisade-default-deny");
+        let shipped = Config::embedded().unwrap().generate;
+        assert!(!shipped.enabled && !shipped.existing);
+        let b = shipped.baseline.expect("the shipped file allows DNS");
+        assert_eq!(b.name.as_str(), "palisade-baseline");
+        assert!(b.ingress.is_empty());
+        let rule = serde_json::to_value(&b.egress).unwrap();
+        assert_eq!(
+            rule,
+            serde_json::json!([{
+                "to": [{"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "kube-system"}},
+                        "podSelector": {"matchLabels": {"k8s-app": "kube-dns"}}}],
+                "ports": [{"protocol": "UDP", "port": 53}, {"protocol": "TCP", "port": 53}]
+            }])
+        );
+    }
+
+    #[test]
+    fn bad_generation_settings_name_the_key() {
+        let cases = [
+            ("generate: {name: Default_Deny}\n", "generate.name"),
+            ("generate: {name: ''}\n", "generate.name"),
+            ("generate: {enable: true}\n", "enable"),
+            (
+                "generate: {baseline: {name: palisade-default-deny, egress: [{ports: [{port: 53}]}]}}\n",
+                "generate.baseline.name",
+            ),
+            (
+                "generate: {baseline: {name: b}}\n",
+                "generate.baseline: has no ingress or egress rules",
+            ),
+            (
+                "generate: {baseline: {name: b, egress: [{to: [{podSelecter: {}}]}]}}\n",
+                "generate.baseline.egress[0].to[0].podSelecter: unknown field",
+            ),
+            (
+                "generate: {baseline: {name: b, egress: [{portz: [{port: 53}]}]}}\n",
+                "generate.baseline.egress[0].portz: unknown field",
+            ),
+            (
+                "generate: {baseline: {name: b, ingress: [{}]}}\n",
+                "generate.baseline.ingress[0]: admits every peer on every port",
+            ),
+            (
+                "generate: {baseline: {name: b, egress: [{to: [{ipBlock: {cidr: 0.0.0.0/0}}]}]}}\n",
+                "generate.baseline.egress[0]: admits every peer",
+            ),
+            (
+                "generate: {baseline: {name: b, egress: [{to: [{ipBlock: {cidr: nope}}]}]}}\n",
+                "generate.baseline: ",
+            ),
+        ];
+        for (yaml, needle) in cases {
+            let e = cfg(yaml).map(|_| ()).unwrap_err().to_string();
+            assert!(e.contains(needle), "{yaml:?}: {e}");
+        }
+        let ok = cfg("generate: {enabled: true, existing: true, name: fence.v1, baseline: {name: b, ingress: [{from: [{podSelector: {matchLabels: {app: probe}}}]}]}}\n")
+            .unwrap()
+            .generate;
+        assert!(ok.enabled && ok.existing);
+        assert_eq!(ok.name.as_str(), "fence.v1");
+        assert_eq!(ok.baseline.unwrap().ingress.len(), 1);
+    }
+
+    #[test]
+    fn object_names_are_what_the_api_server_accepts() {
+        for good in ["a", "palisade-default-deny", "a.b-c.d", &"a".repeat(253)] {
+            assert!(ObjectName::new(good).is_ok(), "{good}");
+        }
+        for bad in ["", "A", "a_b", "-a", "a-", "a..b", ".a", &"a".repeat(254)] {
+            assert!(ObjectName::new(bad).is_err(), "{bad}");
+        }
     }
 
     #[test]

@@ -14,6 +14,10 @@ use palisade::cluster::ClusterView;
 use palisade::cluster::kube::KubeCluster;
 use palisade::cluster::static_dir::StaticCluster;
 use palisade::config::Config;
+use palisade::generate::Generating;
+use palisade::generate::plan::Scope;
+use palisade::generate::writer::Writer;
+use palisade::leader::lease::Election;
 use palisade::mode::Mode;
 use palisade::serve::{self, Settings, TlsSource};
 use palisade::server::listen::ListenLimits;
@@ -58,6 +62,9 @@ enum AuditOutput {
     Json,
     /// wgpolicyk8s.io/v1alpha2 PolicyReport YAML on stdout.
     Policyreport,
+    /// The NetworkPolicies generation would create (with `generate.existing:
+    /// true`), one YAML stream for `kubectl apply -f -`.
+    Fixes,
 }
 
 #[derive(Args)]
@@ -101,6 +108,11 @@ struct CheckArgs {
     /// Override the config's default mode.
     #[arg(long, env = "PALISADE_MODE", value_parser = parse_mode)]
     mode: Option<Mode>,
+    /// Generation on (generate.enabled) whatever the config says: a
+    /// namespace the files create counts with the policies palisade would
+    /// create in it.
+    #[arg(long, env = "PALISADE_GENERATE")]
+    generate: bool,
     /// The cluster before the files are applied: manifests under DIR.
     #[arg(long, value_name = "DIR")]
     state: Option<PathBuf>,
@@ -139,6 +151,10 @@ struct ServeArgs {
     /// Turn on the reachability preview (simulate.preview) whatever the config says.
     #[arg(long, env = "PALISADE_PREVIEW")]
     preview: bool,
+    /// Turn on generation (generate.enabled) whatever the config says: the
+    /// leader replica creates the default-deny of new namespaces.
+    #[arg(long, env = "PALISADE_GENERATE")]
+    generate: bool,
     /// HTTPS address for /validate and /mutate [default: 0.0.0.0:8443; with --demo: 127.0.0.1:8443].
     #[arg(long)]
     listen: Option<SocketAddr>,
@@ -361,7 +377,10 @@ fn check_config(path: Option<&Path>, mode: Option<Mode>) -> Result<Config, Strin
 
 fn check_command(a: CheckArgs) -> ExitCode {
     let config = match check_config(a.config.as_deref(), a.mode) {
-        Ok(c) => c,
+        Ok(mut c) => {
+            c.generate.enabled |= a.generate;
+            c
+        }
         Err(e) => return fail(e),
     };
     let seed = if a.cluster {
@@ -438,6 +457,13 @@ async fn audit_command(a: AuditArgs) -> ExitCode {
                 .unwrap_or(0);
             print!("{}", palisade::audit::render_policy_reports(&report, now));
         }
+        AuditOutput::Fixes => {
+            let fixes = palisade::audit::fixes(&config, &inventory);
+            if fixes.is_empty() {
+                eprintln!("palisade audit: generation would create nothing");
+            }
+            print!("{}", palisade::audit::render_fixes(&fixes));
+        }
     }
     ExitCode::from(report.exit_code())
 }
@@ -503,6 +529,9 @@ async fn serve_command(a: ServeArgs) -> ExitCode {
     if let (Ok(c), true) = (&mut config, a.preview) {
         c.simulate.preview = true;
     }
+    if let (Ok(c), true) = (&mut config, a.generate) {
+        c.generate.enabled = true;
+    }
     let config = match config {
         Ok(c) => Arc::new(c),
         Err(e) => return fail(e),
@@ -536,6 +565,7 @@ async fn serve_command(a: ServeArgs) -> ExitCode {
         (a.tls_cert.clone(), a.tls_key.clone())
     };
 
+    let mut live: Option<kube::Client> = None;
     let cluster: Arc<dyn ClusterView> = if a.demo && a.state.is_none() {
         let mut m = palisade::manifest::Manifests::default();
         palisade::manifest::read_text(Path::new("<demo-cluster.yaml>"), DEMO_CLUSTER, &mut m);
@@ -553,21 +583,49 @@ async fn serve_command(a: ServeArgs) -> ExitCode {
             Ok(c) => c,
             Err(e) => return fail(e),
         };
-        let (view, _tasks) = KubeCluster::start(client, config.simulate.preview_budget());
+        let (view, _tasks) = KubeCluster::start(client.clone(), config.simulate.preview_budget());
+        live = Some(client);
         view
     };
 
-    let managed = if (a.manage_certs || config.certificates.manage) && !a.demo {
-        match kube_client().await {
-            Ok(client) => Some(Managed::start(
-                client,
-                Names::new(&a.namespace),
-                Policy::default(),
-            )),
-            Err(e) => return fail(e),
+    // Generation writes into the live cluster; a directory of manifests
+    // has nobody to write to.
+    let generate = config.generate.enabled && live.is_some();
+    if config.generate.enabled && !generate {
+        tracing::warn!("generation needs the live cluster: with --state or --demo it does not run");
+    }
+    let manage = (a.manage_certs || config.certificates.manage) && !a.demo;
+    let client = if manage || generate {
+        match live.clone() {
+            Some(c) => Some(c),
+            None => match kube_client().await {
+                Ok(c) => Some(c),
+                Err(e) => return fail(e),
+            },
         }
     } else {
         None
+    };
+    // One election for every writer: certificates and generation write
+    // from the same replica.
+    let election = client
+        .as_ref()
+        .map(|c| Election::start(c.clone(), &a.namespace));
+    let managed = match (&client, &election) {
+        (Some(c), Some(e)) if manage => Some(Managed::start_with(
+            c.clone(),
+            Names::new(&a.namespace),
+            Policy::default(),
+            e.leadership.clone(),
+        )),
+        _ => None,
+    };
+    let generating = match &election {
+        Some(e) if generate => Some(Generating {
+            scope: Scope::started_at(palisade::certmgr::unix_now()),
+            leadership: e.leadership.clone(),
+        }),
+        _ => None,
     };
     let tls = match &managed {
         Some(m) => TlsSource::Managed(Arc::clone(&m.replica)),
@@ -579,7 +637,7 @@ async fn serve_command(a: ServeArgs) -> ExitCode {
 
     let settings = Settings {
         config: Arc::clone(&config),
-        cluster,
+        cluster: Arc::clone(&cluster),
         listen,
         metrics_listen,
         tls,
@@ -591,10 +649,30 @@ async fn serve_command(a: ServeArgs) -> ExitCode {
             max_bytes: a.max_body_bytes,
             ..BodyLimits::default()
         },
+        generating: generating.clone(),
     };
     let server = match serve::start(settings).await {
         Ok(s) => s,
         Err(e) => return fail(e),
+    };
+    let generator = match (&client, generating) {
+        (Some(client), Some(g)) => {
+            tracing::info!(
+                "generation is on: the leader creates the default-deny of new namespaces"
+            );
+            Some(
+                Writer {
+                    client: client.clone(),
+                    cluster,
+                    config: Arc::clone(&config),
+                    scope: g.scope,
+                    leadership: g.leadership,
+                    metrics: Arc::clone(&server.metrics),
+                }
+                .spawn(),
+            )
+        }
+        _ => None,
     };
     tracing::info!(mode = %config.mode, "decisions default to this mode");
     if let Some(dir) = demo_dir {
@@ -604,10 +682,16 @@ async fn serve_command(a: ServeArgs) -> ExitCode {
     tracing::info!("shutting down: finishing in-flight reviews");
     server.shutdown();
     // Give the Lease up while the reviews in flight drain, so another
-    // replica takes over the certificates at once.
+    // replica takes over the certificates and generation at once.
+    if let Some(g) = generator {
+        g.abort();
+    }
     let release = async {
         if let Some(m) = managed {
             m.stop(std::time::Duration::from_secs(3)).await;
+        }
+        if let Some(e) = election {
+            e.stop(std::time::Duration::from_secs(3)).await;
         }
     };
     let (done, ()) = tokio::join!(server.wait(), release);

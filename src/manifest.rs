@@ -30,6 +30,7 @@ use thiserror::Error;
 
 use yaml::Top;
 
+use crate::cluster_policy::ClusterPolicyError;
 use crate::decide::Gvk;
 use crate::netpol::PolicyError;
 
@@ -95,6 +96,15 @@ impl Document {
             source: Box::new(e),
         }
     }
+
+    /// This document is a cluster-wide policy (AdminNetworkPolicy, ...)
+    /// Kubernetes would reject.
+    pub fn bad_cluster_policy(&self, e: ClusterPolicyError) -> DocumentError {
+        DocumentError::BadClusterPolicy {
+            origin: self.origin(),
+            source: Box::new(e),
+        }
+    }
 }
 
 /// The 1-based lines of the fields findings point at (`metadata.labels`,
@@ -150,6 +160,14 @@ pub enum DocumentError {
         origin: String,
         /// What is wrong.
         source: Box<PolicyError>,
+    },
+    /// A cluster-wide policy Kubernetes would reject.
+    #[error("{origin}: {source}")]
+    BadClusterPolicy {
+        /// `file#document`.
+        origin: String,
+        /// What is wrong.
+        source: Box<ClusterPolicyError>,
     },
 }
 

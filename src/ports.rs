@@ -253,12 +253,15 @@ pub struct ContainerPort {
     pub port: u16,
 }
 
-/// The `ports` of one NetworkPolicy rule, as written: numbers and ranges
-/// are known now, names only against a destination's containers.
+/// The `ports` of one rule, as written: numbers and ranges are known now,
+/// names only against a destination's containers. A NetworkPolicy names a
+/// port with its protocol; the cluster-wide policy API names it alone
+/// (`namedPort`, `destinationNamedPort`), and the container port of that
+/// name decides the protocol.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Hash)]
 pub struct RulePorts {
     numeric: PortSet,
-    named: Vec<(Protocol, String)>,
+    named: Vec<(Option<Protocol>, String)>,
 }
 
 impl RulePorts {
@@ -319,12 +322,22 @@ impl RulePorts {
                             let p = port_number(n)?;
                             out.numeric.insert(protocol, p, p);
                         }
-                        Err(_) => out.named.push((protocol, name.clone())),
+                        Err(_) => out.named.push((Some(protocol), name.clone())),
                     }
                 }
             }
         }
         Ok(out)
+    }
+
+    /// Ports given as numbers and ranges (`numeric`) and as container port
+    /// names of any protocol (`names`): how the cluster-wide policy API
+    /// writes them.
+    pub fn from_parts(numeric: PortSet, names: impl IntoIterator<Item = String>) -> Self {
+        RulePorts {
+            numeric,
+            named: names.into_iter().map(|n| (None, n)).collect(),
+        }
     }
 
     /// True when the rule admits every port of TCP, UDP and SCTP whatever
@@ -339,20 +352,24 @@ impl RulePorts {
         &self.numeric
     }
 
-    /// The named ports, with their protocol.
-    pub fn named(&self) -> &[(Protocol, String)] {
+    /// The named ports, with their protocol (`None`: whichever protocol
+    /// the container port of that name has).
+    pub fn named(&self) -> &[(Option<Protocol>, String)] {
         &self.named
     }
 
     /// The ports admitted on a destination with these container ports: a
-    /// named port resolves to the containerPort of that name and protocol,
-    /// and to nothing when the destination has no such port.
+    /// named port resolves to the containerPort of that name (and protocol,
+    /// when the rule gives one), and to nothing when the destination has no
+    /// such port.
     pub fn resolve(&self, destination: &[ContainerPort]) -> PortSet {
         let mut out = self.numeric.clone();
         for (protocol, name) in &self.named {
             for cp in destination {
-                if cp.protocol == *protocol && cp.name.as_deref() == Some(name.as_str()) {
-                    out.insert(*protocol, cp.port, cp.port);
+                if protocol.is_none_or(|p| p == cp.protocol)
+                    && cp.name.as_deref() == Some(name.as_str())
+                {
+                    out.insert(cp.protocol, cp.port, cp.port);
                 }
             }
         }
@@ -368,7 +385,14 @@ impl fmt::Display for RulePorts {
         if !self.numeric.is_empty() {
             write!(f, "{}; ", self.numeric)?;
         }
-        let names: Vec<String> = self.named.iter().map(|(p, n)| format!("{p} {n}")).collect();
+        let names: Vec<String> = self
+            .named
+            .iter()
+            .map(|(p, n)| match p {
+                Some(p) => format!("{p} {n}"),
+                None => n.clone(),
+            })
+            .collect();
         write!(f, "named {}", names.join(", "))
     }
 }

@@ -3,9 +3,11 @@
 
 use std::fmt;
 
-use crate::config::{Config, MODE_LABEL};
+use crate::cluster_policy::ClusterPolicies;
+use crate::cluster_policy::defaults::{self, ClusterDefault, RuleAt};
+use crate::config::{Config, GENERATE_LABEL, GENERATE_OPT_OUT, MODE_LABEL};
 use crate::mode::Mode;
-use crate::netpol::{Directions, PolicyFacts};
+use crate::netpol::{Direction, Directions, PolicyFacts};
 use crate::selector::Labels;
 
 /// What palisade knows of a namespace object.
@@ -15,6 +17,9 @@ pub struct NamespaceInfo {
     pub labels: Labels,
     /// Being deleted (`deletionTimestamp` set or phase `Terminating`).
     pub terminating: bool,
+    /// `creationTimestamp` in Unix seconds; `None` for a manifest that has
+    /// not been created yet.
+    pub created: Option<i64>,
 }
 
 impl NamespaceInfo {
@@ -39,11 +44,13 @@ impl NamespaceInfo {
             .entry(crate::selector::NAMESPACE_NAME_LABEL.to_owned())
             .or_insert_with(|| name.clone());
         let terminating = meta.deletion_timestamp.is_some() || phase == Some("Terminating");
+        let created = meta.creation_timestamp.as_ref().map(|t| t.0.as_second());
         (
             name,
             NamespaceInfo {
                 labels,
                 terminating,
+                created,
             },
         )
     }
@@ -111,6 +118,129 @@ pub fn missing_default_deny(cfg: &Config, policies: &[PolicyFacts]) -> Direction
     cfg.require_default_deny.minus(default_deny(policies))
 }
 
+/// Has the namespace opted out of generation (`palisade.io/generate=disabled`)?
+pub fn opted_out_of_generation(labels: &Labels) -> bool {
+    labels.get(GENERATE_LABEL).map(String::as_str) == Some(GENERATE_OPT_OUT)
+}
+
+/// Where a namespace's default-deny comes from: its NetworkPolicies, and
+/// what the cluster-wide tiers give it per direction.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DefaultDeny {
+    /// Directions its NetworkPolicies deny by default.
+    pub netpol: Directions,
+    /// Per direction (`Direction::index`), what the cluster-wide policies
+    /// give it.
+    pub cluster: [ClusterDefault; 2],
+    /// Does a cluster-wide ingress deny count (`clusterPolicies.countIngressDeny`)?
+    pub count_ingress: bool,
+}
+
+impl DefaultDeny {
+    /// The standing of a namespace with `labels`, whose NetworkPolicies
+    /// have `policies`, under the cluster-wide policies `cluster`.
+    pub fn of(
+        cfg: &Config,
+        policies: &[PolicyFacts],
+        cluster: &ClusterPolicies,
+        labels: &Labels,
+    ) -> Self {
+        let netpol = default_deny(policies);
+        // The tiers are walked only for what NetworkPolicies leave open:
+        // with no cluster-wide policy, or a namespace fenced on its own,
+        // this costs nothing.
+        let cluster = Direction::ALL.map(|d| {
+            if netpol.contains(d) || cluster.is_empty() {
+                ClusterDefault::Nothing
+            } else {
+                defaults::default_deny(cluster, labels, d)
+            }
+        });
+        DefaultDeny {
+            netpol,
+            cluster,
+            count_ingress: cfg.cluster_policies.count_ingress_deny,
+        }
+    }
+
+    /// Does the cluster-wide default-deny of `d` count? Egress always;
+    /// Ingress only when configured, since these policies cannot deny
+    /// traffic from outside the cluster.
+    pub fn counts_cluster(&self, d: Direction) -> bool {
+        self.cluster[d.index()].is_denied() && (d == Direction::Egress || self.count_ingress)
+    }
+
+    /// Every direction denied by default, by either.
+    pub fn directions(&self) -> Directions {
+        Direction::ALL
+            .into_iter()
+            .filter(|d| self.netpol.contains(*d) || self.counts_cluster(*d))
+            .collect()
+    }
+
+    /// The directions of `required` not denied by default.
+    pub fn missing(&self, required: Directions) -> Directions {
+        required.minus(self.directions())
+    }
+
+    /// What the cluster-wide policies `set` (those this standing was
+    /// computed with) do for the `required` directions NetworkPolicies
+    /// leave open, one line each: which policy provides default-deny and
+    /// what it lets through, or which one was considered and why it does
+    /// not count.
+    pub fn notes(&self, required: Directions, set: &ClusterPolicies) -> Vec<String> {
+        let named = |by: &[RuleAt], d: Direction| -> String {
+            by.iter()
+                .filter_map(|r| r.named(set, d))
+                .map(|r| r.to_string())
+                .collect::<Vec<_>>()
+                .join(" and ")
+        };
+        let mut out = Vec::new();
+        for d in required.iter().filter(|d| !self.netpol.contains(*d)) {
+            let dir = d.as_str().to_lowercase();
+            let line = match &self.cluster[d.index()] {
+                ClusterDefault::Nothing => continue,
+                ClusterDefault::Denied { by, allowances } if self.counts_cluster(d) => {
+                    let through: String = allowances
+                        .iter()
+                        .map(|a| format!("\n  - {}", a.describe(set, d)))
+                        .collect();
+                    let through = if through.is_empty() {
+                        ".".to_owned()
+                    } else {
+                        format!(", which lets through:{through}")
+                    };
+                    format!(
+                        "{d} is denied by default cluster-wide by {}{through}",
+                        named(by, d)
+                    )
+                }
+                ClusterDefault::Denied { by, .. } => format!(
+                    "{d}: {} denies {dir} from every pod, but cluster-wide policies cannot deny traffic from \
+                     outside the cluster (their {dir} peers are pods and namespaces only), so it does not count as \
+                     default-deny for {d}. Where something else blocks outside traffic to pods, set \
+                     clusterPolicies.countIngressDeny: true in palisade's config; otherwise apply the NetworkPolicy below.",
+                    named(by, d)
+                ),
+                ClusterDefault::Cut { deny, by } => format!(
+                    "{d}: {} would deny all {dir}, but an earlier rule lets broad traffic through first: {}.",
+                    named(std::slice::from_ref(deny), d),
+                    by.describe(set, d)
+                ),
+                ClusterDefault::Partial { by, missing } => format!(
+                    "{d}: {} {} {dir} traffic but not {} {missing}; a default-deny must cover every peer.",
+                    named(by, d),
+                    if by.len() == 1 { "denies" } else { "deny" },
+                    if d == Direction::Egress { "to" } else { "from" },
+                ),
+            };
+            out.push(line);
+        }
+        out
+    }
+}
+
 /// A namespace label change that lowers protection.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Weakening {
@@ -126,6 +256,9 @@ pub enum Weakening {
         /// The new value.
         to: String,
     },
+    /// `palisade.io/generate=disabled`: palisade will not create the
+    /// namespace's default-deny.
+    GenerateOptOut,
 }
 
 impl fmt::Display for Weakening {
@@ -133,6 +266,7 @@ impl fmt::Display for Weakening {
         match self {
             Weakening::Mode { to } => write!(f, "{MODE_LABEL}={to}"),
             Weakening::Dev { label, to } => write!(f, "{label}={to}"),
+            Weakening::GenerateOptOut => write!(f, "{GENERATE_LABEL}={GENERATE_OPT_OUT}"),
         }
     }
 }
@@ -160,6 +294,9 @@ pub fn weakenings(cfg: &Config, old: Option<&Labels>, new: &Labels) -> Vec<Weake
             label: cfg.environment.label.clone(),
             to: new.get(&cfg.environment.label).cloned().unwrap_or_default(),
         });
+    }
+    if opted_out_of_generation(new) && !old.is_some_and(opted_out_of_generation) {
+        out.push(Weakening::GenerateOptOut);
     }
     out
 }
@@ -293,6 +430,7 @@ mod tests {
         let c = cfg();
         let m = |v: &str| labels(&[("palisade.io/mode", v)]);
         let env = |v: &str| labels(&[("environment", v)]);
+        let gen_label = |v: &str| labels(&[("palisade.io/generate", v)]);
         let cases: Vec<(Option<Labels>, Labels, Vec<&str>)> = vec![
             (None, labels(&[]), vec![]),
             (None, m("enforce"), vec![]),
@@ -314,6 +452,21 @@ mod tests {
             (Some(env("prod")), env("dev"), vec!["environment=dev"]),
             (Some(env("dev")), env("development"), vec![]),
             (Some(env("dev")), env("prod"), vec![]),
+            (
+                None,
+                gen_label("disabled"),
+                vec!["palisade.io/generate=disabled"],
+            ),
+            (
+                Some(labels(&[])),
+                gen_label("disabled"),
+                vec!["palisade.io/generate=disabled"],
+            ),
+            (Some(gen_label("disabled")), gen_label("disabled"), vec![]),
+            (Some(gen_label("disabled")), labels(&[]), vec![]),
+            // Only `disabled` opts out: anything else asks for nothing.
+            (None, gen_label("false"), vec![]),
+            (None, gen_label("enabled"), vec![]),
         ];
         for (old, new, want) in cases {
             let got: Vec<String> = weakenings(&c, old.as_ref(), &new)

@@ -18,6 +18,7 @@ use tokio::task::JoinHandle;
 use crate::certmgr::replica::Replica;
 use crate::cluster::ClusterView;
 use crate::config::Config;
+use crate::generate::Generating;
 use crate::server::listen::{self, ListenLimits};
 use crate::server::metrics::Metrics;
 use crate::server::routes::{self, AppState, BodyLimits, CertificateStatus};
@@ -87,6 +88,9 @@ pub struct Settings {
     pub limits: ListenLimits,
     /// Body limits.
     pub body: BodyLimits,
+    /// Generation, when it runs here (reviews in new namespaces wait for
+    /// it); its writer counts into [`Server::metrics`].
+    pub generating: Option<Generating>,
 }
 
 /// A running server.
@@ -95,6 +99,8 @@ pub struct Server {
     pub https_addr: SocketAddr,
     /// Where `/metrics` answers.
     pub metrics_addr: SocketAddr,
+    /// What `/metrics` exports, for whatever else counts into it.
+    pub metrics: Arc<Metrics>,
     stop: watch::Sender<bool>,
     task: JoinHandle<Result<(), ServeError>>,
 }
@@ -149,13 +155,15 @@ pub async fn start(s: Settings) -> Result<Server, ServeError> {
     })?;
 
     let shutting_down = Arc::new(AtomicBool::new(false));
+    let metrics = Arc::new(Metrics::new());
     let state = Arc::new(AppState {
         config: s.config,
         cluster: s.cluster,
-        metrics: Arc::new(Metrics::new()),
+        metrics: Arc::clone(&metrics),
         shutting_down: Arc::clone(&shutting_down),
         limits: s.body,
         certificates,
+        generating: s.generating,
     });
 
     let expiry = spawn_expiry_gauge(serving, Arc::clone(&state.metrics));
@@ -201,6 +209,7 @@ pub async fn start(s: Settings) -> Result<Server, ServeError> {
     Ok(Server {
         https_addr,
         metrics_addr,
+        metrics,
         stop,
         task,
     })

@@ -381,3 +381,203 @@ spec: {containers: [{name: dns, image: coredns:1}]}
         .sum();
     assert_eq!(results, 5);
 }
+
+/// Runs the binary; exit code and stdout.
+fn palisade(args: &[&str]) -> (Option<i32>, String) {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_palisade"))
+        .args(args)
+        .env_remove("PALISADE_GENERATE")
+        .output()
+        .unwrap();
+    (
+        out.status.code(),
+        String::from_utf8(out.stdout).expect("UTF-8"),
+    )
+}
+
+/// With generation on, `check` sees the cluster as `kubectl apply` leaves
+/// it with palisade generating: a file holding a new Namespace and its
+/// Deployment passes, as its apply would. Existing namespaces (of --state)
+/// are not fenced for it (generate.existing is false), nor an opted-out
+/// one, and generation off changes nothing.
+#[test]
+fn check_counts_what_generation_creates_in_new_namespaces() {
+    let dir = tempfile::tempdir().unwrap();
+    let app = dir.path().join("app.yaml");
+    std::fs::write(
+        &app,
+        "apiVersion: v1\nkind: Namespace\nmetadata: {name: shop}\n---\n\
+         apiVersion: apps/v1\nkind: Deployment\nmetadata: {name: web, namespace: shop}\n\
+         spec: {selector: {matchLabels: {app: web}}, template: {metadata: {labels: {app: web}}, spec: {containers: [{name: web, image: nginx:1}]}}}\n---\n\
+         apiVersion: apps/v1\nkind: Deployment\nmetadata: {name: old, namespace: legacy}\n\
+         spec: {selector: {matchLabels: {app: old}}, template: {metadata: {labels: {app: old}}, spec: {containers: [{name: old, image: nginx:1}]}}}\n",
+    )
+    .unwrap();
+    let app = app.to_str().unwrap();
+    let decisions = |args: &[&str]| -> Vec<(String, String)> {
+        let (_, out) = palisade(args);
+        let v: Value = serde_json::from_str(&out).expect("JSON");
+        v["results"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|r| {
+                (
+                    format!(
+                        "{}/{}",
+                        r["kind"].as_str().unwrap(),
+                        r["name"].as_str().unwrap()
+                    ),
+                    r["decision"].as_str().unwrap().to_owned(),
+                )
+            })
+            .collect()
+    };
+    let pairs = |v: &[(&str, &str)]| -> Vec<(String, String)> {
+        v.iter()
+            .map(|(a, b)| (a.to_string(), b.to_string()))
+            .collect()
+    };
+    let base = ["check", "--output", "json", "--state", STATE];
+    assert_eq!(
+        decisions(&[&base[..], &["--generate", app]].concat()),
+        pairs(&[
+            ("Namespace/shop", "allow"),
+            ("Deployment/web", "allow"),
+            ("Deployment/old", "deny"),
+        ])
+    );
+    assert_eq!(
+        decisions(&[&base[..], &[app]].concat()),
+        pairs(&[
+            ("Namespace/shop", "allow"),
+            ("Deployment/web", "deny"),
+            ("Deployment/old", "deny"),
+        ])
+    );
+    let text = std::fs::read_to_string(app).unwrap().replace(
+        "metadata: {name: shop}",
+        "metadata: {name: shop, labels: {palisade.io/generate: disabled}}",
+    );
+    std::fs::write(app, text).unwrap();
+    assert_eq!(
+        decisions(
+            &[
+                &base[..],
+                &["--generate", "--as-group", "system:masters", app]
+            ]
+            .concat()
+        ),
+        pairs(&[
+            ("Namespace/shop", "allow"),
+            ("Deployment/web", "deny"),
+            ("Deployment/old", "deny"),
+        ]),
+        "opted out"
+    );
+    let (code, out) = palisade(&[&base[..], &["--generate", app]].concat());
+    assert_eq!(code, Some(1));
+    assert!(
+        out.contains("only members of system:masters may set palisade.io/generate=disabled"),
+        "the opt-out label is a trusted group's: {out}"
+    );
+}
+
+/// A namespace created in warn mode is told what generation would create.
+#[test]
+fn a_namespace_created_in_warn_mode_hears_what_generation_would_create() {
+    let mut cfg = common::default_config();
+    cfg.generate.enabled = true;
+    cfg.mode = palisade::mode::Mode::Warn;
+    let mut m = manifest::Manifests::default();
+    manifest::read_text(
+        Path::new("ns.yaml"),
+        "apiVersion: v1\nkind: Namespace\nmetadata: {name: shop}\n",
+        &mut m,
+    );
+    let user = User::default();
+    let report = check::check_documents(
+        &cfg,
+        StaticCluster::new(),
+        m.documents.clone(),
+        "default",
+        &user,
+    )
+    .unwrap();
+    assert_eq!(
+        report.results[0].warnings,
+        [
+            "Namespace shop: palisade would create NetworkPolicies shop/palisade-baseline, shop/palisade-default-deny \
+          (default-deny for Ingress and Egress) in enforce mode; in warn mode it creates nothing"
+        ]
+    );
+    cfg.mode = palisade::mode::Mode::Enforce;
+    let report =
+        check::check_documents(&cfg, StaticCluster::new(), m.documents, "default", &user).unwrap();
+    assert!(
+        report.results[0].warnings.is_empty(),
+        "enforce: it just does it"
+    );
+}
+
+/// `audit --output fixes`: one YAML stream of exactly what generation
+/// would create in the audited namespaces (existing ones included, any
+/// mode), which, applied, leaves no namespace unfenced.
+#[test]
+fn audit_fixes_are_what_generation_would_create() {
+    let (code, out) = palisade(&["audit", "--state", STATE, "--output", "fixes"]);
+    assert_eq!(code, Some(1), "the audit's findings set the exit code");
+    let mut m = manifest::Manifests::default();
+    manifest::read_text(Path::new("fixes.yaml"), &out, &mut m);
+    assert!(m.skipped.is_empty(), "{:?}\n{out}", m.skipped);
+    let got: Vec<String> = m
+        .documents
+        .iter()
+        .map(|d| {
+            let np: k8s_openapi::api::networking::v1::NetworkPolicy =
+                serde_json::from_value(d.value.clone()).expect("a NetworkPolicy");
+            assert_eq!(
+                np.metadata.labels.as_ref().unwrap()["app.kubernetes.io/managed-by"],
+                "palisade"
+            );
+            format!(
+                "{}/{}",
+                np.metadata.namespace.unwrap(),
+                np.metadata.name.unwrap()
+            )
+        })
+        .collect();
+    let state = manifest::read_paths(&[STATE]).unwrap();
+    let inv = audit::inventory_from_manifests(&state).unwrap();
+    let unfenced: Vec<String> = audit::audit(&common::default_config(), &inv)
+        .findings
+        .iter()
+        .filter(|f| f.kind == FindingKind::MissingDefaultDeny)
+        .map(|f| f.namespace.clone())
+        .collect();
+    assert!(!unfenced.is_empty());
+    let want: Vec<String> = unfenced
+        .iter()
+        .flat_map(|ns| {
+            [
+                format!("{ns}/palisade-baseline"),
+                format!("{ns}/palisade-default-deny"),
+            ]
+        })
+        .collect();
+    assert_eq!(got, want);
+
+    // Applied, they fence every namespace.
+    let mut after = state;
+    after.documents.extend(m.documents);
+    let inv = audit::inventory_from_manifests(&after).unwrap();
+    let report = audit::audit(&common::default_config(), &inv);
+    assert!(
+        report
+            .findings
+            .iter()
+            .all(|f| f.kind != FindingKind::MissingDefaultDeny),
+        "{:#?}",
+        report.findings
+    );
+}

@@ -112,6 +112,15 @@ const CERTS_CLUSTER_ROLE: &[(&str, &str, &[&str], Option<&str>)] = &[
     ),
 ];
 
+/// The RBAC that lets palisade generate default-denies.
+const GENERATE_RBAC: &str = "palisade-generate";
+/// Create, and nothing else, on NetworkPolicies.
+const GENERATE_CLUSTER_ROLE: &[(&str, &str, &[&str], Option<&str>)] =
+    &[("networking.k8s.io", "networkpolicies", &["create"], None)];
+/// The leader Lease: the same grant as self-managed certificates' (all of
+/// their Role but the Secret).
+const GENERATE_ROLE: &[(&str, &str, &[&str], Option<&str>)] = CERTS_ROLE.split_at(1).1;
+
 /// The files of policies/ that the ConfigMap carries: (ConfigMap key, path
 /// under the repo's policies/ and deploy/base/policies/, path in the volume).
 const POLICY_FILES: [(&str, &str, &str); 2] = [
@@ -141,6 +150,18 @@ const VALIDATING_RULES: &[(&str, &str, &[&str], &[&str])] = &[
         &["CREATE", "UPDATE", "DELETE"],
     ),
     ("", "v1", &["namespaces"], &["CREATE", "UPDATE"]),
+    (
+        "policy.networking.k8s.io",
+        "v1alpha1",
+        &["adminnetworkpolicies", "baselineadminnetworkpolicies"],
+        &["CREATE", "UPDATE", "DELETE"],
+    ),
+    (
+        "policy.networking.k8s.io",
+        "v1alpha2",
+        &["clusternetworkpolicies"],
+        &["CREATE", "UPDATE", "DELETE"],
+    ),
 ];
 const MUTATING_RULES: &[(&str, &str, &[&str], &[&str])] = &[("", "v1", &["pods"], &["CREATE"])];
 
@@ -152,6 +173,15 @@ const RBAC: &[(&str, &[&str], &[&str])] = &[
         &["networkpolicies"],
         &["get", "list", "watch"],
     ),
+    (
+        "policy.networking.k8s.io",
+        &[
+            "adminnetworkpolicies",
+            "baselineadminnetworkpolicies",
+            "clusternetworkpolicies",
+        ],
+        &["get", "list", "watch"],
+    ),
 ];
 
 /// What each overlay must say.
@@ -160,6 +190,8 @@ struct Overlay {
     mode: &'static str,
     failure_policy: &'static str,
     cert_manager: bool,
+    /// Generation on (deploy/components/generate).
+    generate: bool,
 }
 
 const STAGING: Overlay = Overlay {
@@ -167,18 +199,21 @@ const STAGING: Overlay = Overlay {
     mode: "dry-run",
     failure_policy: "Ignore",
     cert_manager: false,
+    generate: false,
 };
 const PRODUCTION: Overlay = Overlay {
     name: "production",
     mode: "enforce",
     failure_policy: "Fail",
     cert_manager: false,
+    generate: true,
 };
 const PRODUCTION_CERT_MANAGER: Overlay = Overlay {
     name: "production-cert-manager",
     mode: "enforce",
     failure_policy: "Fail",
     cert_manager: true,
+    generate: true,
 };
 
 const KUBECTL_HINT: &str = "kubectl (with kustomize) is needed to render deploy/: \
@@ -336,6 +371,7 @@ fn check_all(objects: &Objects, overlay: &Overlay, errs: &mut Errors, no_ca_bund
     check_network_policies(objects, &pod_labels, container, errs);
     check_cert_manager(objects, overlay, pod, errs);
     check_self_managed_certificates(objects, overlay, container, errs);
+    check_generation(objects, overlay, container, errs);
 }
 
 /// Self-managed certificates: the empty Secret palisade fills, RBAC limited
@@ -392,40 +428,12 @@ fn check_self_managed_certificates(
             || format!("{CERTS_SECRET} ships empty and Opaque (palisade fills it; kubernetes.io/tls may not be empty)"),
         );
     }
-    let rules =
-        |rules: Option<&Vec<PolicyRule>>| -> BTreeSet<(String, String, String, Option<String>)> {
-            let mut out = BTreeSet::new();
-            for r in rules.into_iter().flatten() {
-                for g in r.api_groups.iter().flatten() {
-                    for res in r.resources.iter().flatten() {
-                        for v in &r.verbs {
-                            let names: Vec<Option<String>> = match &r.resource_names {
-                                Some(n) => n.iter().cloned().map(Some).collect(),
-                                None => vec![None],
-                            };
-                            for n in names {
-                                out.insert((g.clone(), res.clone(), v.clone(), n));
-                            }
-                        }
-                    }
-                }
-            }
-            out
-        };
-    let expand = |table: &[(&str, &str, &[&str], Option<&str>)]| -> BTreeSet<(String, String, String, Option<String>)> {
-        table
-            .iter()
-            .flat_map(|(g, r, verbs, n)| {
-                verbs.iter().map(move |v| (g.to_string(), r.to_string(), v.to_string(), n.map(str::to_string)))
-            })
-            .collect()
-    };
     if let Some(role) = objects
         .roles
         .iter()
         .find(|r| name(&r.metadata) == CERTS_RBAC)
     {
-        let (have, want) = (rules(role.rules.as_ref()), expand(CERTS_ROLE));
+        let (have, want) = (rbac_rules(role.rules.as_ref()), rbac_table(CERTS_ROLE));
         errs.check(have == want, || {
             format!("Role {CERTS_RBAC}: rules {have:?}, want exactly {want:?}")
         });
@@ -435,43 +443,15 @@ fn check_self_managed_certificates(
         .iter()
         .find(|r| name(&r.metadata) == CERTS_RBAC)
     {
-        let (have, want) = (rules(role.rules.as_ref()), expand(CERTS_CLUSTER_ROLE));
+        let (have, want) = (
+            rbac_rules(role.rules.as_ref()),
+            rbac_table(CERTS_CLUSTER_ROLE),
+        );
         errs.check(have == want, || {
             format!("ClusterRole {CERTS_RBAC}: rules {have:?}, want exactly {want:?}")
         });
     }
-    let sa = (
-        "ServiceAccount".to_string(),
-        APP.to_string(),
-        Some(NAMESPACE.to_string()),
-    );
-    for (kind, role_ref, subjects) in objects
-        .role_bindings
-        .iter()
-        .filter(|b| name(&b.metadata) == CERTS_RBAC)
-        .map(|b| ("RoleBinding", &b.role_ref, &b.subjects))
-        .chain(
-            objects
-                .cluster_role_bindings
-                .iter()
-                .filter(|b| name(&b.metadata) == CERTS_RBAC)
-                .map(|b| ("ClusterRoleBinding", &b.role_ref, &b.subjects)),
-        )
-    {
-        let subjects: Vec<_> = subjects
-            .iter()
-            .flatten()
-            .map(|s| (s.kind.clone(), s.name.clone(), s.namespace.clone()))
-            .collect();
-        errs.check(
-            role_ref.name == CERTS_RBAC && subjects == [sa.clone()],
-            || {
-                format!(
-                    "{kind} {CERTS_RBAC} must bind {CERTS_RBAC} to the palisade ServiceAccount only"
-                )
-            },
-        );
-    }
+    check_bindings(objects, CERTS_RBAC, errs);
     let namespace_env = container
         .env
         .iter()
@@ -484,6 +464,146 @@ fn check_self_managed_certificates(
             .is_some_and(|f| f.field_path == "metadata.namespace"),
         || "PALISADE_NAMESPACE must come from the pod's metadata.namespace".into(),
     );
+}
+
+/// A Role's or ClusterRole's rules as (group, resource, verb, name).
+type RbacRules = BTreeSet<(String, String, String, Option<String>)>;
+
+fn rbac_rules(rules: Option<&Vec<PolicyRule>>) -> RbacRules {
+    let mut out = BTreeSet::new();
+    for r in rules.into_iter().flatten() {
+        for g in r.api_groups.iter().flatten() {
+            for res in r.resources.iter().flatten() {
+                for v in &r.verbs {
+                    let names: Vec<Option<String>> = match &r.resource_names {
+                        Some(n) => n.iter().cloned().map(Some).collect(),
+                        None => vec![None],
+                    };
+                    for n in names {
+                        out.insert((g.clone(), res.clone(), v.clone(), n));
+                    }
+                }
+            }
+        }
+    }
+    out
+}
+
+fn rbac_table(table: &[(&str, &str, &[&str], Option<&str>)]) -> RbacRules {
+    table
+        .iter()
+        .flat_map(|(g, r, verbs, n)| {
+            verbs.iter().map(move |v| {
+                (
+                    g.to_string(),
+                    r.to_string(),
+                    v.to_string(),
+                    n.map(str::to_string),
+                )
+            })
+        })
+        .collect()
+}
+
+/// The RoleBinding and ClusterRoleBinding named `rbac` bind the role of
+/// that name to palisade's ServiceAccount, and nobody else.
+fn check_bindings(objects: &Objects, rbac: &str, errs: &mut Errors) {
+    let sa = (
+        "ServiceAccount".to_string(),
+        APP.to_string(),
+        Some(NAMESPACE.to_string()),
+    );
+    for (kind, role_ref, subjects) in objects
+        .role_bindings
+        .iter()
+        .filter(|b| name(&b.metadata) == rbac)
+        .map(|b| ("RoleBinding", &b.role_ref, &b.subjects))
+        .chain(
+            objects
+                .cluster_role_bindings
+                .iter()
+                .filter(|b| name(&b.metadata) == rbac)
+                .map(|b| ("ClusterRoleBinding", &b.role_ref, &b.subjects)),
+        )
+    {
+        let subjects: Vec<_> = subjects
+            .iter()
+            .flatten()
+            .map(|s| (s.kind.clone(), s.name.clone(), s.namespace.clone()))
+            .collect();
+        errs.check(role_ref.name == rbac && subjects == [sa.clone()], || {
+            format!("{kind} {rbac} must bind {rbac} to the palisade ServiceAccount only")
+        });
+    }
+}
+
+/// Generation (deploy/components/generate): exactly `create` on
+/// NetworkPolicies cluster-wide, the leader Lease in palisade's namespace
+/// (which the cert-manager component otherwise takes away), both bound to
+/// palisade alone, and PALISADE_GENERATE=true; none of it without.
+fn check_generation(
+    objects: &Objects,
+    overlay: &Overlay,
+    container: &Container,
+    errs: &mut Errors,
+) {
+    let role = objects
+        .roles
+        .iter()
+        .find(|r| name(&r.metadata) == GENERATE_RBAC);
+    let cluster_role = objects
+        .cluster_roles
+        .iter()
+        .find(|r| name(&r.metadata) == GENERATE_RBAC);
+    let bindings = objects
+        .role_bindings
+        .iter()
+        .filter(|b| name(&b.metadata) == GENERATE_RBAC)
+        .count()
+        + objects
+            .cluster_role_bindings
+            .iter()
+            .filter(|b| name(&b.metadata) == GENERATE_RBAC)
+            .count();
+    let flag: Vec<Option<&str>> = container
+        .env
+        .iter()
+        .flatten()
+        .filter(|e| e.name == "PALISADE_GENERATE")
+        .map(|e| e.value.as_deref())
+        .collect();
+    if !overlay.generate {
+        errs.check(
+            role.is_none() && cluster_role.is_none() && bindings == 0 && flag.is_empty(),
+            || format!("without generation, no {GENERATE_RBAC} RBAC and no PALISADE_GENERATE"),
+        );
+        return;
+    }
+    errs.check(flag == [Some("true")], || {
+        format!("PALISADE_GENERATE must be set once, to \"true\": {flag:?}")
+    });
+    errs.check(bindings == 2, || {
+        format!("{GENERATE_RBAC}: a RoleBinding and a ClusterRoleBinding, found {bindings}")
+    });
+    check_bindings(objects, GENERATE_RBAC, errs);
+    for (kind, rules, want) in [
+        (
+            "ClusterRole",
+            cluster_role.map(|r| r.rules.as_ref()),
+            GENERATE_CLUSTER_ROLE,
+        ),
+        ("Role", role.map(|r| r.rules.as_ref()), GENERATE_ROLE),
+    ] {
+        let (have, want) = (rbac_rules(rules.flatten()), rbac_table(want));
+        errs.check(have == want, || {
+            format!("{kind} {GENERATE_RBAC}: rules {have:?}, want exactly {want:?}")
+        });
+    }
+    if let Some(r) = role {
+        errs.check(r.metadata.namespace.as_deref() == Some(NAMESPACE), || {
+            format!("Role {GENERATE_RBAC} belongs in {NAMESPACE}, where the Lease is")
+        });
+    }
 }
 
 fn check_namespaces(objects: &Objects, errs: &mut Errors) {
@@ -1248,7 +1368,7 @@ fn check_rbac(objects: &Objects, pod: &PodSpec, errs: &mut Errors) {
         .collect();
     errs.check(have == want, || {
         format!(
-            "ClusterRole must grant exactly get/list/watch on namespaces and networkpolicies.\n  missing: {:?}\n  extra: {:?}",
+            "ClusterRole must grant exactly get/list/watch on namespaces, networkpolicies and the cluster-wide policies.\n  missing: {:?}\n  extra: {:?}",
             want.difference(&have).collect::<Vec<_>>(),
             have.difference(&want).collect::<Vec<_>>()
         )
@@ -2188,8 +2308,8 @@ fn palisade_passes_its_own_rules() {
 }
 
 /// The opt-in preview component adds exactly list/watch on pods (and on
-/// ReplicaSets and Jobs, watched as metadata for their owners) and turns
-/// the preview on; nothing else changes.
+/// ReplicaSets and Jobs, watched as metadata for their owners), turns the
+/// preview on and raises the memory for its budget; nothing else changes.
 #[test]
 fn the_preview_component_grants_pods_and_sets_the_flag() {
     let dir = tempfile::Builder::new()
@@ -2246,6 +2366,13 @@ fn the_preview_component_grants_pods_and_sets_the_flag() {
                         .unwrap()
                         .remove("env");
                 }
+                // Memory for the preview's budget, nothing else of the resources.
+                let res = &mut a["spec"]["template"]["spec"]["containers"][0]["resources"];
+                assert_eq!(res["requests"]["memory"], "128Mi");
+                assert_eq!(res["limits"]["memory"], "192Mi");
+                let base = &b["spec"]["template"]["spec"]["containers"][0]["resources"];
+                res["requests"]["memory"] = base["requests"]["memory"].clone();
+                res["limits"]["memory"] = base["limits"]["memory"].clone();
                 assert_eq!(&a, b);
             }
             _ => assert_eq!(a, b),
@@ -2282,7 +2409,10 @@ fn the_reader_role_renders_to_read_only_access() {
             "/pods",
             "apps/replicasets",
             "batch/jobs",
-            "networking.k8s.io/networkpolicies"
+            "networking.k8s.io/networkpolicies",
+            "policy.networking.k8s.io/adminnetworkpolicies",
+            "policy.networking.k8s.io/baselineadminnetworkpolicies",
+            "policy.networking.k8s.io/clusternetworkpolicies"
         ]
     );
 }

@@ -297,3 +297,37 @@ fn the_chart_values_carry_the_policy_files() {
         );
     }
 }
+
+/// `preview: true` gives the Deployment what `components/preview` gives it:
+/// the flag, and the memory for the preview's budget.
+#[test]
+fn the_chart_preview_has_the_components_memory() {
+    let deployment = |values: Option<&str>| -> Value {
+        chart_objects(values)
+            .into_iter()
+            .find(|o| o["kind"] == "Deployment")
+            .expect("a Deployment")
+    };
+    let container = |d: &Value| d["spec"]["template"]["spec"]["containers"][0].clone();
+    let on = container(&deployment(Some("everything-values.yaml")));
+    let off = container(&deployment(None));
+    assert_eq!(on["resources"]["limits"]["memory"], "192Mi");
+    assert_eq!(on["resources"]["requests"]["memory"], "128Mi");
+    assert_eq!(
+        on["resources"]["limits"]["cpu"],
+        off["resources"]["limits"]["cpu"]
+    );
+    assert_eq!(off["resources"]["limits"]["memory"], "128Mi");
+    let component =
+        std::fs::read_to_string(root().join("deploy/components/preview/kustomization.yaml"))
+            .expect("components/preview");
+    for v in ["value: 128Mi", "value: 192Mi"] {
+        assert!(component.contains(v), "components/preview sets {v}");
+    }
+    assert!(
+        on["env"]
+            .as_array()
+            .expect("env")
+            .contains(&serde_json::json!({"name": "PALISADE_PREVIEW", "value": "true"}))
+    );
+}

@@ -164,6 +164,8 @@ async fn dashboard_and_alerts_name_only_metrics_palisade_exports() {
         "palisade_ready",
         "palisade_previews_total",
         "palisade_certificate_expiry_timestamp_seconds",
+        "palisade_generated_policies_total",
+        "palisade_generation_duration_seconds_bucket",
     ] {
         assert!(
             exported.contains(must),
@@ -196,6 +198,8 @@ async fn dashboard_and_alerts_name_only_metrics_palisade_exports() {
         "palisade_cache_objects",
         "palisade_certificate_expiry_timestamp_seconds",
         "palisade_previews_total",
+        "palisade_generated_policies_total",
+        "palisade_generation_duration_seconds_bucket",
     ] {
         assert!(dashboard.contains(m), "the dashboard should chart {m}");
     }

@@ -44,8 +44,10 @@ fn golden(native: bool, ns_labels: Value, pod: Value) -> (Value, Value) {
         namespace: Some(NamespaceInfo {
             labels,
             terminating: false,
+            created: None,
         }),
         policies: Vec::new(),
+        ..Default::default()
     };
     let req = Request {
         uid: "golden".into(),

@@ -287,8 +287,10 @@ fn view(c: &Case) -> NamespaceView {
         namespace: Some(NamespaceInfo {
             labels,
             terminating: false,
+            created: None,
         }),
         policies: Vec::new(),
+        ..Default::default()
     }
 }
 

@@ -4,11 +4,7 @@
 
 mod common;
 
-use std::path::Path;
-
 use common::{TestServer, fixture};
-use palisade::cluster::static_dir::StaticCluster;
-use palisade::manifest::{self, Manifests};
 use serde_json::{Value, json};
 
 const STATE: &str = r#"
@@ -60,23 +56,14 @@ async fn server(preview: bool) -> TestServer {
 
 /// [`STATE`] plus `extra` manifests.
 async fn server_with(preview: bool, extra: &str) -> TestServer {
-    let mut m = Manifests::default();
-    manifest::read_text(
-        Path::new("state.yaml"),
-        &format!("{STATE}\n---\n{extra}"),
-        &mut m,
-    );
-    let mut cluster = StaticCluster::new();
-    cluster.apply_all(&m).unwrap();
+    let yaml = format!("{STATE}\n---\n{extra}");
     let mut cfg = common::default_config();
     cfg.simulate.preview = preview;
-    if preview {
-        let model = palisade::reach::ModelBuilder::new()
-            .documents(&m)
-            .unwrap()
-            .build();
-        cluster.set_reach_model(model);
-    }
+    let cluster = if preview {
+        common::state_with_model(&yaml)
+    } else {
+        common::state(&yaml)
+    };
     TestServer::start(cfg, cluster).await
 }
 

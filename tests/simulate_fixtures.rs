@@ -1,6 +1,9 @@
 //! `simulate list` and `simulate diff` against every case of
-//! `../shared/fixtures/connectivity/`: real cases with known answers from
-//! an established analyzer's test suite (np-guard/netpol-analyzer).
+//! `../shared/fixtures/connectivity/` and of
+//! `../shared/fixtures/cluster-policies/` (AdminNetworkPolicy and
+//! BaselineAdminNetworkPolicy with NetworkPolicies): real cases with known
+//! answers from an established analyzer's test suite
+//! (np-guard/netpol-analyzer).
 //!
 //! Compared by meaning, not text:
 //! - between workloads: the same (source, destination) pairs with the
@@ -29,8 +32,14 @@ use palisade::reach::output::Format;
 use palisade::reach::{DiffFormat, SimulateCommand, run};
 use serde_json::Value;
 
-fn root() -> PathBuf {
+/// The NetworkPolicy cases.
+fn connectivity() -> PathBuf {
     shared_fixtures("connectivity")
+}
+
+/// The cases with cluster-wide policies.
+fn cluster_policies() -> PathBuf {
+    shared_fixtures("cluster-policies")
 }
 
 /// Which side of a workload the outside world is on.
@@ -400,9 +409,9 @@ fn describe<K: Ord + std::fmt::Debug, V: PartialEq + std::fmt::Debug>(
         .collect()
 }
 
-fn cases() -> Vec<PathBuf> {
-    let mut cases: Vec<PathBuf> = std::fs::read_dir(root())
-        .unwrap_or_else(|e| panic!("{}: {e}", root().display()))
+fn cases(root: &Path) -> Vec<PathBuf> {
+    let mut cases: Vec<PathBuf> = std::fs::read_dir(root)
+        .unwrap_or_else(|e| panic!("{}: {e}", root.display()))
         .map(|e| e.unwrap().path())
         .filter(|p| p.join("manifests").is_dir())
         .collect();
@@ -412,9 +421,28 @@ fn cases() -> Vec<PathBuf> {
 
 #[test]
 fn list_agrees_with_every_connections_txt() {
+    list_agrees(&connectivity());
+}
+
+#[test]
+fn list_agrees_with_every_cluster_policy_case() {
+    list_agrees(&cluster_policies());
+}
+
+#[test]
+fn diff_agrees_with_every_file_in_diffs() {
+    diff_agrees(&connectivity());
+}
+
+#[test]
+fn diff_agrees_with_every_cluster_policy_diff() {
+    diff_agrees(&cluster_policies());
+}
+
+fn list_agrees(root: &Path) {
     let mut failures = Vec::new();
     let mut checked = 0;
-    for case in cases() {
+    for case in cases(root) {
         let expected = case.join("connections.txt");
         if !expected.exists() {
             continue; // a case used only as one side of a diff
@@ -439,13 +467,13 @@ fn list_agrees_with_every_connections_txt() {
             failures.push(format!("{name}:\n  {}", problems.join("\n  ")));
         }
     }
-    assert!(checked > 0, "no case found under {}", root().display());
+    assert!(checked > 0, "no case found under {}", root.display());
     // A case without connections.txt must at least be a side of a diff.
-    let diffs: Vec<String> = std::fs::read_dir(root().join("diffs"))
+    let diffs: Vec<String> = std::fs::read_dir(root.join("diffs"))
         .unwrap()
         .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
         .collect();
-    for case in cases() {
+    for case in cases(root) {
         let name = case.file_name().unwrap().to_string_lossy().into_owned();
         assert!(
             case.join("connections.txt").exists()
@@ -458,10 +486,9 @@ fn list_agrees_with_every_connections_txt() {
     assert!(failures.is_empty(), "{}", failures.join("\n"));
 }
 
-#[test]
-fn diff_agrees_with_every_file_in_diffs() {
+fn diff_agrees(root: &Path) {
     let mut failures = Vec::new();
-    let mut files: Vec<PathBuf> = std::fs::read_dir(root().join("diffs"))
+    let mut files: Vec<PathBuf> = std::fs::read_dir(root.join("diffs"))
         .unwrap()
         .map(|e| e.unwrap().path())
         .collect();
@@ -481,8 +508,8 @@ fn diff_agrees_with_every_file_in_diffs() {
             state: None,
             prune: false,
             paths: vec![
-                root().join(old).join("manifests"),
-                root().join(new).join("manifests"),
+                root.join(old).join("manifests"),
+                root.join(new).join("manifests"),
             ],
         }));
         let want = expected_diff(&std::fs::read_to_string(&f).unwrap());

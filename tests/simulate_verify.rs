@@ -1,6 +1,6 @@
 //! `simulate verify` against the connectivity fixtures
-//! (`../shared/fixtures/connectivity/`, cases with known answers from
-//! np-guard/netpol-analyzer): flows are synthesized from each case's
+//! (`../shared/fixtures/connectivity/` and `cluster-policies/`, cases with
+//! known answers from np-guard/netpol-analyzer): flows are synthesized from each case's
 //! `connections.txt`, one per allowed connection and port range, named the
 //! way Hubble names them (the workload, or an outside address), and held
 //! against the model of the case's manifests.
@@ -32,9 +32,14 @@ use palisade::reach::narrow::proposal_yaml;
 use palisade::reach::verify::{Peer, Report, RuleUse, Verifier};
 use palisade::reach::{Model, ModelBuilder, Query, WorkloadId, explain};
 
+/// Every case with its expected connections: NetworkPolicies alone
+/// (`connectivity`), and with the cluster-wide tiers
+/// (`cluster-policies`: AdminNetworkPolicy, BaselineAdminNetworkPolicy),
+/// which verify reads through the same `eval`.
 fn cases() -> Vec<PathBuf> {
-    let mut out: Vec<PathBuf> = std::fs::read_dir(shared_fixtures("connectivity"))
-        .unwrap()
+    let mut out: Vec<PathBuf> = ["connectivity", "cluster-policies"]
+        .into_iter()
+        .flat_map(|set| std::fs::read_dir(shared_fixtures(set)).unwrap())
         .map(|e| e.unwrap().path())
         .filter(|p| p.join("connections.txt").exists())
         .collect();
@@ -157,6 +162,10 @@ fn admitted_by(model: &Model, f: &Flow, policy: &str, d: Direction, rule: Option
     let side = match d {
         Direction::Egress => &e.egress,
         Direction::Ingress => &e.ingress,
+    };
+    let side = match side {
+        Side::Tiered { netpol, .. } => &**netpol,
+        other => other,
     };
     match side {
         Side::Isolated { admitted_by, .. } => admitted_by
@@ -326,4 +335,31 @@ fn a_narrowing_admits_exactly_the_flows_kept() {
         }
     }
     assert!(checked >= 10, "only {checked} rules checked");
+}
+
+/// A connection the admin tier denies (an AdminNetworkPolicy's Deny on
+/// TCP 80, where NetworkPolicies would let it through) is a gap, and its
+/// explanation names the tier's policy and rule, as `eval` does.
+#[test]
+fn a_gap_the_admin_tier_denies_names_its_rule() {
+    let case = shared_fixtures("cluster-policies/anp_demo");
+    let m = model(&case);
+    let (mut flows, _) = flows(&case);
+    let denied = Flow {
+        time: None,
+        src: end("gryffindor/harry-potter[StatefulSet]"),
+        dst: end("slytherin/draco-malfoy[StatefulSet]"),
+        protocol: Protocol::Tcp,
+        port: 80,
+    };
+    flows.push(denied.clone());
+    let r = verify(&m, &flows);
+    assert_eq!(r.gaps.len(), 1, "{:#?}", r.gaps);
+    let text = r.gaps[0].explanation.to_string();
+    assert_eq!(text, explain(&m, &query(&denied)).unwrap().to_string());
+    assert!(
+        text.contains("admin policy gress-rules-gryffindor (priority 15)")
+            && text.contains("deny-to-slytherin-at-ports-80-53-9003"),
+        "{text}"
+    );
 }

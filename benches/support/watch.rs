@@ -161,6 +161,10 @@ pub fn model_child(s: &Sizes) {
         times.push(t.elapsed());
         sizes.push(p.opened.len() + p.closed.len());
     }
+    if times.is_empty() {
+        // No pods: nothing a preview could open or close.
+        return;
+    }
     times.sort();
     sizes.sort();
     let (_, hwm2) = memory_kib("self");
@@ -438,6 +442,10 @@ pub fn run() {
             .take(3)
             .collect::<Vec<_>>()
             .join(" ")
+    );
+    println!(
+        "rerun: PALISADE_SCALE_SIZES=100 PALISADE_SCALE_EXPORT=0 PALISADE_WATCH_NAMESPACES={} PALISADE_WATCH_POD_NAMESPACES={} cargo bench --bench scale",
+        s.namespaces, s.pod_namespaces
     );
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(1)

@@ -76,27 +76,34 @@ pub fn unix_now() -> i64 {
         .unwrap_or(0)
 }
 
-/// Self-managed certificates, running: the election, the replica's
-/// watches and the leader's writer.
+/// Self-managed certificates, running: the replica's watches and the
+/// leader's writer, and the election when it is theirs alone.
 pub struct Managed {
     /// What the server serves from and reports.
     pub replica: std::sync::Arc<replica::Replica>,
     /// This replica's role, for whoever else needs a single writer.
     pub leadership: crate::leader::Leadership,
-    stop: tokio::sync::watch::Sender<bool>,
-    elector: tokio::task::JoinHandle<()>,
+    election: Option<crate::leader::lease::Election>,
     tasks: Vec<tokio::task::JoinHandle<()>>,
 }
 
 impl Managed {
     /// Starts electing, watching and (when leading) writing in `names.namespace`.
     pub fn start(client: kube::Client, names: Names, policy: plan::Policy) -> Self {
-        let (stop, stopped) = tokio::sync::watch::channel(false);
-        let lease = crate::leader::lease::LeaseConfig::new(
-            &names.namespace,
-            crate::leader::lease::identity(),
-        );
-        let (leadership, elector) = crate::leader::lease::spawn(client.clone(), lease, stopped);
+        let election = crate::leader::lease::Election::start(client.clone(), &names.namespace);
+        let mut me = Self::start_with(client, names, policy, election.leadership.clone());
+        me.election = Some(election);
+        me
+    }
+
+    /// Starts watching and (when `leadership` says so) writing, under an
+    /// election the caller runs and shares with its other writers.
+    pub fn start_with(
+        client: kube::Client,
+        names: Names,
+        policy: plan::Policy,
+        leadership: crate::leader::Leadership,
+    ) -> Self {
         let (replica, mut tasks) =
             replica::Replica::start(client.clone(), names, Some(leadership.clone()));
         tasks.push(tokio::spawn(writer::run(
@@ -108,19 +115,20 @@ impl Managed {
         Managed {
             replica,
             leadership,
-            stop,
-            elector,
+            election: None,
             tasks,
         }
     }
 
-    /// Stops writing and gives the Lease up (waiting at most `within`), so
-    /// another replica takes over at once rather than after the Lease expires.
+    /// Stops writing and, when the election is its own, gives the Lease
+    /// up (waiting at most `within`), so another replica takes over at once
+    /// rather than after the Lease expires.
     pub async fn stop(self, within: std::time::Duration) {
         for t in &self.tasks {
             t.abort();
         }
-        let _ = self.stop.send(true);
-        let _ = tokio::time::timeout(within, self.elector).await;
+        if let Some(e) = self.election {
+            e.stop(within).await;
+        }
     }
 }

@@ -1,12 +1,19 @@
-//! The per-namespace summary both cluster views keep: namespace labels and
-//! phase, and for each NetworkPolicy only its name and two facts. A
+//! The per-namespace summary both cluster views keep: namespace labels,
+//! phase and creation time, and for each NetworkPolicy only its name and two facts. A
 //! decision reads one namespace's entry, so its cost does not grow with the
 //! cluster, and 100,000 policies fit in a few megabytes.
+//!
+//! The cluster-wide policies are kept once, read ([`ClusterPolicies`]),
+//! behind an `Arc` every view shares: there are few of them, and a
+//! namespace's default-deny from them is a walk over their rules with the
+//! namespace's labels, done when a decision asks.
 
 use std::collections::HashMap;
 use std::hash::{DefaultHasher, Hash, Hasher};
+use std::sync::Arc;
 
-use super::{NamespaceView, ViewStats};
+use super::{ClusterScope, NamespaceSummary, NamespaceView, ViewStats};
+use crate::cluster_policy::{ClusterKind, ClusterPolicies, ClusterPolicy};
 use crate::netpol::{Directions, PolicyFacts};
 use crate::posture::NamespaceInfo;
 use crate::selector::Labels;
@@ -81,6 +88,22 @@ fn name_hash(name: &str) -> u64 {
 struct StoredNamespace {
     labels: Box<[(std::sync::Arc<str>, Box<str>)]>,
     terminating: bool,
+    created: Option<i64>,
+}
+
+impl StoredNamespace {
+    /// The labels and phase as decisions read them.
+    fn info(&self) -> NamespaceInfo {
+        NamespaceInfo {
+            labels: self
+                .labels
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect::<Labels>(),
+            terminating: self.terminating,
+            created: self.created,
+        }
+    }
 }
 
 /// Namespaces and policy facts, indexed by namespace.
@@ -91,6 +114,7 @@ pub struct Index {
     keys: HashMap<Box<str>, std::sync::Arc<str>>,
     policies: HashMap<Box<str>, Policies>,
     policy_count: usize,
+    cluster: Arc<ClusterPolicies>,
 }
 
 impl Index {
@@ -119,6 +143,7 @@ impl Index {
         StoredNamespace {
             labels,
             terminating: info.terminating,
+            created: info.created,
         }
     }
 
@@ -204,6 +229,70 @@ impl Index {
         }
     }
 
+    /// Adds or replaces a cluster-wide policy.
+    pub fn put_cluster_policy(&mut self, p: ClusterPolicy) {
+        Arc::make_mut(&mut self.cluster).put(p);
+    }
+
+    /// Forgets a cluster-wide policy.
+    pub fn remove_cluster_policy(&mut self, kind: ClusterKind, name: &str) {
+        if self.cluster.get(kind, name).is_some() {
+            Arc::make_mut(&mut self.cluster).remove(kind, name);
+        }
+    }
+
+    /// Replaces every cluster-wide policy of `kind` (a watch re-listed, or
+    /// the cluster stopped serving the kind: `all` is empty).
+    pub fn replace_cluster_policies(
+        &mut self,
+        kind: ClusterKind,
+        all: impl IntoIterator<Item = ClusterPolicy>,
+    ) {
+        let mut set: ClusterPolicies = (*self.cluster).clone();
+        let stale: Vec<String> = set
+            .all()
+            .iter()
+            .filter(|p| p.kind == kind)
+            .map(|p| p.name.clone())
+            .collect();
+        for name in stale {
+            set.remove(kind, &name);
+        }
+        for p in all {
+            set.put(p);
+        }
+        self.cluster = Arc::new(set);
+    }
+
+    /// The cluster-wide policies.
+    pub fn cluster_policies(&self) -> Arc<ClusterPolicies> {
+        Arc::clone(&self.cluster)
+    }
+
+    /// Every namespace with what its NetworkPolicies deny by default, and
+    /// the cluster-wide policies.
+    pub fn scope(&self) -> ClusterScope {
+        let mut namespaces: Vec<NamespaceSummary> = self
+            .namespaces
+            .iter()
+            .map(|(name, stored)| NamespaceSummary {
+                name: name.to_string(),
+                info: stored.info(),
+                default_deny: self
+                    .policies
+                    .get(name)
+                    .into_iter()
+                    .flat_map(|ns| &ns.with_facts)
+                    .fold(Directions::NONE, |acc, (_, f)| acc.union(f.default_deny)),
+            })
+            .collect();
+        namespaces.sort_by(|a, b| a.name.cmp(&b.name));
+        ClusterScope {
+            namespaces,
+            cluster_policies: self.cluster_policies(),
+        }
+    }
+
     /// One namespace, as decisions see it.
     pub fn view(&self, name: &str) -> NamespaceView {
         let mut policies: Vec<PolicyFacts> = self
@@ -221,15 +310,9 @@ impl Index {
         policies.sort_by(|a, b| a.name.cmp(&b.name));
         NamespaceView {
             name: name.to_owned(),
-            namespace: self.namespaces.get(name).map(|n| NamespaceInfo {
-                labels: n
-                    .labels
-                    .iter()
-                    .map(|(k, v)| (k.to_string(), v.to_string()))
-                    .collect::<Labels>(),
-                terminating: n.terminating,
-            }),
+            namespace: self.namespaces.get(name).map(StoredNamespace::info),
             policies,
+            cluster_policies: self.cluster_policies(),
         }
     }
 
@@ -245,6 +328,7 @@ impl Index {
         ViewStats {
             namespaces: self.namespaces.len(),
             policies: self.policy_count,
+            cluster_policies: self.cluster.len(),
             preview: None,
         }
     }
@@ -318,6 +402,7 @@ mod tests {
                 .map(|(k, v)| (k.to_string(), v.to_string()))
                 .collect(),
             terminating,
+            created: Some(1_700_000_000),
         };
         let shop = info(&[("team", "x"), ("environment", "prod")], true);
         i.put_namespace("shop", shop.clone());

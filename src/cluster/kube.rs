@@ -1,5 +1,7 @@
-//! The live cluster: cluster-wide watches on Namespaces (metadata only) and
-//! NetworkPolicies, folded into the per-namespace [`Index`]; never Pods.
+//! The live cluster: cluster-wide watches on Namespaces (metadata only),
+//! NetworkPolicies and, where the cluster serves them, the cluster-wide
+//! policies ([`super::cluster_policies`]), folded into the per-namespace
+//! [`Index`]; never Pods.
 //!
 //! Whole objects are dropped as soon as their facts are taken, so memory
 //! follows the number of policies times a few dozen bytes. A denial that
@@ -17,11 +19,14 @@ use kube::api::{Api, ListParams};
 use kube::core::PartialObjectMeta;
 use kube::runtime::WatchStreamExt;
 use kube::runtime::watcher::{self, Event};
+use tokio::sync::broadcast;
 use tokio::task::JoinHandle;
 
+use super::cluster_policies::{self, ClusterPolicyWatch};
 use super::index::Index;
 use super::reach_watch::ReachWatch;
-use super::{ClusterError, ClusterView, NamespaceView, ViewStats};
+use super::{ClusterError, ClusterScope, ClusterView, NamespaceView, Touched, ViewStats};
+use crate::cluster_policy::{ClusterKind, ClusterPolicy};
 use crate::netpol::{Policy, PolicyFacts};
 use crate::posture::NamespaceInfo;
 use crate::watch_health::WatchHealth;
@@ -40,9 +45,31 @@ pub struct KubeCluster {
     index: Arc<RwLock<Index>>,
     namespaces_synced: Arc<AtomicBool>,
     policies_synced: Arc<AtomicBool>,
+    cluster_policies: Arc<ClusterPolicyWatch>,
     preview: Option<Arc<ReachWatch>>,
     namespaces_health: Arc<WatchHealth>,
     policies_health: Arc<WatchHealth>,
+    changes: broadcast::Sender<Touched>,
+}
+
+/// Changes held for a receiver that has not read them yet; one further
+/// behind is told it lagged, and looks at everything again.
+const CHANGES_HELD: usize = 4096;
+
+/// Where the watches write: the index, and the announcement of what changed.
+#[derive(Clone)]
+struct Sink {
+    index: Arc<RwLock<Index>>,
+    changes: broadcast::Sender<Touched>,
+}
+
+impl Sink {
+    /// Applies `f` to the index, then announces `touched` (no receiver
+    /// listening is fine: nobody waits).
+    fn apply(&self, touched: Touched, f: impl FnOnce(&mut Index)) {
+        f(&mut write(&self.index));
+        let _ = self.changes.send(touched);
+    }
 }
 
 impl KubeCluster {
@@ -65,33 +92,80 @@ impl KubeCluster {
             tasks.push(task);
             w
         });
+        let index = Arc::new(RwLock::new(Index::new()));
+        // The preview's model keeps the cluster-wide policies too.
+        let sink: Option<cluster_policies::Sink> = preview.as_ref().map(|w| {
+            let w = Arc::clone(w);
+            Arc::new(move |set| w.set_cluster_policies(set)) as cluster_policies::Sink
+        });
+        let (cluster_policies, discovery) =
+            ClusterPolicyWatch::start(client.clone(), Arc::clone(&index), sink);
+        tasks.push(discovery);
         let me = Arc::new(KubeCluster {
             client,
-            index: Arc::new(RwLock::new(Index::new())),
+            index,
             namespaces_synced,
             policies_synced,
+            cluster_policies,
             preview,
             namespaces_health: Arc::new(WatchHealth::new()),
             policies_health: Arc::new(WatchHealth::new()),
+            changes: broadcast::channel(CHANGES_HELD).0,
         });
         tasks.extend([
             tokio::spawn(watch_namespaces(
-                // Labels and deletionTimestamp are all that is needed: on
-                // `PartialObjectMeta`, kube 5 lists and watches metadata
-                // only, a fraction of the bytes.
+                // Labels, creationTimestamp and deletionTimestamp are all
+                // that is needed: on `PartialObjectMeta`, kube 5 lists and
+                // watches metadata only, a fraction of the bytes.
                 Api::all(me.client.clone()),
-                Arc::clone(&me.index),
+                me.sink(),
                 Arc::clone(&me.namespaces_synced),
                 Arc::clone(&me.namespaces_health),
             )),
             tokio::spawn(watch_policies(
                 Api::all(me.client.clone()),
-                Arc::clone(&me.index),
+                me.sink(),
                 Arc::clone(&me.policies_synced),
                 Arc::clone(&me.policies_health),
             )),
         ]);
         (me, tasks)
+    }
+
+    fn sink(&self) -> Sink {
+        Sink {
+            index: Arc::clone(&self.index),
+            changes: self.changes.clone(),
+        }
+    }
+
+    /// The cluster-wide policies of the served kinds, read fresh.
+    async fn fresh_cluster_policies(
+        &self,
+    ) -> Result<Option<Vec<(ClusterKind, Vec<ClusterPolicy>)>>, ClusterError> {
+        let kinds = self.cluster_policies.served();
+        if kinds.is_empty() {
+            return Ok(None);
+        }
+        let objects = cluster_policies::list(&self.client, &kinds)
+            .await
+            .map_err(|e| ClusterError {
+                what: "cluster-wide network policies".into(),
+                message: e.to_string(),
+            })?;
+        Ok(Some(
+            kinds
+                .into_iter()
+                .map(|k| {
+                    let read = objects
+                        .iter()
+                        .filter(|o| o.kind == k)
+                        .filter_map(|o| o.read().ok())
+                        .collect();
+                    (k, read)
+                })
+                .collect(),
+        ))
     }
 
     fn read_index(&self) -> std::sync::RwLockReadGuard<'_, Index> {
@@ -127,9 +201,13 @@ fn policy_facts(np: &NetworkPolicy) -> Option<(String, PolicyFacts)> {
     }
 }
 
+fn named(ns: &str) -> Touched {
+    Touched::Namespace(ns.into())
+}
+
 async fn watch_namespaces(
     api: Api<PartialObjectMeta<Namespace>>,
-    index: Arc<RwLock<Index>>,
+    sink: Sink,
     synced: Arc<AtomicBool>,
     health: Arc<WatchHealth>,
 ) {
@@ -150,18 +228,18 @@ async fn watch_namespaces(
                 }
                 Event::InitDone => {
                     health.synced(Instant::now());
-                    write(&index).replace_namespaces(buffer.drain());
+                    sink.apply(Touched::All, |i| i.replace_namespaces(buffer.drain()));
                     if !synced.swap(true, Ordering::Relaxed) {
                         tracing::info!("namespace watch synced");
                     }
                 }
                 Event::Apply(o) => {
                     let (n, i) = NamespaceInfo::from_meta(&o.metadata, None);
-                    write(&index).put_namespace(&n, i);
+                    sink.apply(named(&n), |x| x.put_namespace(&n, i));
                 }
                 Event::Delete(o) => {
                     let (n, _) = NamespaceInfo::from_meta(&o.metadata, None);
-                    write(&index).remove_namespace(&n);
+                    sink.apply(named(&n), |x| x.remove_namespace(&n));
                 }
             },
         }
@@ -170,7 +248,7 @@ async fn watch_namespaces(
 
 async fn watch_policies(
     api: Api<NetworkPolicy>,
-    index: Arc<RwLock<Index>>,
+    sink: Sink,
     synced: Arc<AtomicBool>,
     health: Arc<WatchHealth>,
 ) {
@@ -188,7 +266,7 @@ async fn watch_policies(
                 Event::InitApply(np) => buffer.extend(policy_facts(&np)),
                 Event::InitDone => {
                     health.synced(Instant::now());
-                    write(&index).replace_policies(buffer.drain(..));
+                    sink.apply(Touched::All, |i| i.replace_policies(buffer.drain(..)));
                     buffer.shrink_to_fit();
                     if !synced.swap(true, Ordering::Relaxed) {
                         tracing::info!("NetworkPolicy watch synced");
@@ -196,12 +274,12 @@ async fn watch_policies(
                 }
                 Event::Apply(np) => {
                     if let Some((ns, f)) = policy_facts(&np) {
-                        write(&index).put_policy(&ns, &f);
+                        sink.apply(named(&ns), |i| i.put_policy(&ns, &f));
                     }
                 }
                 Event::Delete(np) => {
                     if let (Some(ns), Some(name)) = (&np.metadata.namespace, &np.metadata.name) {
-                        write(&index).remove_policy(ns, name);
+                        sink.apply(named(ns), |i| i.remove_policy(ns, name));
                     }
                 }
             },
@@ -221,17 +299,30 @@ impl ClusterView for KubeCluster {
                 message: e.to_string(),
             };
             let reads = async {
-                let ns = Api::<Namespace>::all(self.client.clone())
-                    .get_opt(name)
-                    .await
-                    .map_err(|e| err("namespace", e))?;
-                let list = Api::<NetworkPolicy>::namespaced(self.client.clone(), name)
-                    .list(&ListParams::default())
-                    .await
-                    .map_err(|e| err("NetworkPolicies of namespace", e))?;
-                Ok((ns, list))
+                let namespace = async {
+                    let ns = Api::<Namespace>::all(self.client.clone())
+                        .get_opt(name)
+                        .await
+                        .map_err(|e| err("namespace", e))?;
+                    let list = Api::<NetworkPolicy>::namespaced(self.client.clone(), name)
+                        .list(&ListParams::default())
+                        .await
+                        .map_err(|e| err("NetworkPolicies of namespace", e))?;
+                    Ok::<_, ClusterError>((ns, list))
+                };
+                // The cluster-wide policies too (a few objects, read at the
+                // same time): a baseline created a moment ago counts. If
+                // they cannot be read, the cached ones stand and the
+                // namespace's own read still confirms.
+                let (namespace, cluster) = tokio::join!(namespace, self.fresh_cluster_policies());
+                let (ns, list) = namespace?;
+                let cluster = cluster.unwrap_or_else(|e| {
+                    tracing::warn!(error = %e, "could not read the cluster-wide policies fresh; the cached ones stand");
+                    None
+                });
+                Ok::<_, ClusterError>((ns, list, cluster))
             };
-            let (ns, list) = tokio::time::timeout(CONFIRM_TIMEOUT, reads)
+            let (ns, list, cluster) = tokio::time::timeout(CONFIRM_TIMEOUT, reads)
                 .await
                 .map_err(|_| ClusterError {
                     what: format!("namespace {name}"),
@@ -244,22 +335,50 @@ impl ClusterView for KubeCluster {
                 .map(|(_, f)| f)
                 .collect();
             // What was read fresh is better than what the cache has: keep it.
-            let mut index = write(&self.index);
-            match &ns {
-                Some(n) => {
-                    let (n, info) = NamespaceInfo::from_k8s(n);
-                    index.put_namespace(&n, info);
+            let view = {
+                let mut index = write(&self.index);
+                match &ns {
+                    Some(n) => {
+                        let (n, info) = NamespaceInfo::from_k8s(n);
+                        index.put_namespace(&n, info);
+                    }
+                    None => index.remove_namespace(name),
                 }
-                None => index.remove_namespace(name),
+                index.replace_namespace_policies(name, &facts);
+                for (kind, policies) in cluster.into_iter().flatten() {
+                    index.replace_cluster_policies(kind, policies);
+                }
+                index.view(name)
+            };
+            let _ = self.changes.send(named(name));
+            Ok(view)
+        })
+    }
+
+    fn cluster_scope(&self) -> ClusterScope {
+        self.read_index().scope()
+    }
+
+    fn confirm_cluster(&self) -> BoxFuture<'_, Result<ClusterScope, ClusterError>> {
+        Box::pin(async move {
+            let fresh = tokio::time::timeout(CONFIRM_TIMEOUT, self.fresh_cluster_policies())
+                .await
+                .map_err(|_| ClusterError {
+                    what: "cluster-wide network policies".into(),
+                    message: format!("no answer from the API server within {CONFIRM_TIMEOUT:?}"),
+                })??;
+            let mut index = write(&self.index);
+            for (kind, policies) in fresh.into_iter().flatten() {
+                index.replace_cluster_policies(kind, policies);
             }
-            index.replace_namespace_policies(name, &facts);
-            Ok(index.view(name))
+            Ok(index.scope())
         })
     }
 
     fn is_ready(&self) -> bool {
         self.namespaces_synced.load(Ordering::Relaxed)
             && self.policies_synced.load(Ordering::Relaxed)
+            && self.cluster_policies.is_ready()
     }
 
     fn stats(&self) -> ViewStats {
@@ -274,6 +393,14 @@ impl ClusterView for KubeCluster {
             Some(p) => p.preview_model(),
             None => super::PreviewModel::Absent,
         }
+    }
+
+    fn changes(&self) -> Option<broadcast::Receiver<Touched>> {
+        Some(self.changes.subscribe())
+    }
+
+    fn namespace_names(&self) -> Vec<String> {
+        self.read_index().namespace_names()
     }
 
     fn watch_sync_ages(&self) -> Vec<(&'static str, f64)> {

@@ -236,6 +236,12 @@ impl ReachWatch {
         PreviewModel::Ready(ModelRef::Locked(self.read()))
     }
 
+    /// Replaces the model's cluster-wide policies (kept by the discovery
+    /// of [`super::cluster_policies`], which already watches them).
+    pub fn set_cluster_policies(&self, set: Arc<crate::cluster_policy::ClusterPolicies>) {
+        self.apply(|m| m.set_cluster_policies(set));
+    }
+
     /// The model's estimated size in bytes, and whether the preview is on.
     pub fn usage(&self) -> (usize, bool) {
         (self.bytes.load(Ordering::Relaxed), self.off.get().is_none())

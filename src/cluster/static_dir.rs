@@ -13,7 +13,8 @@ use k8s_openapi::api::networking::v1::NetworkPolicy;
 use thiserror::Error;
 
 use super::index::Index;
-use super::{ClusterError, ClusterView, NamespaceView, ViewStats};
+use super::{ClusterError, ClusterScope, ClusterView, NamespaceView, ViewStats};
+use crate::cluster_policy::{self, ClusterKind, ClusterPolicy};
 use crate::manifest::{self, Document, Entry, Manifests, Skipped};
 use crate::netpol::Policy;
 use crate::posture::NamespaceInfo;
@@ -74,16 +75,18 @@ impl StaticCluster {
         })
     }
 
-    /// The kinds a cluster view keeps: Namespaces and NetworkPolicies.
+    /// The kinds a cluster view keeps: Namespaces, NetworkPolicies and the
+    /// cluster-wide policies.
     pub fn keeps(gvk: &crate::decide::Gvk) -> bool {
         matches!(
             (gvk.group.as_str(), gvk.kind.as_str()),
             ("", "Namespace") | ("networking.k8s.io", "NetworkPolicy")
-        )
+        ) || ClusterKind::from_group_kind(&gvk.group, &gvk.kind).is_some()
     }
 
-    /// Adds or replaces the Namespaces and NetworkPolicies of `m`, as
-    /// `kubectl apply` would; other kinds are ignored here.
+    /// Adds or replaces the Namespaces, NetworkPolicies and cluster-wide
+    /// policies of `m`, as `kubectl apply` would; other kinds are ignored
+    /// here.
     pub fn apply_all(&mut self, m: &Manifests) -> Result<(), StateError> {
         for d in &m.documents {
             self.apply(d)?;
@@ -91,9 +94,15 @@ impl StaticCluster {
         Ok(())
     }
 
-    /// Adds or replaces one Namespace or NetworkPolicy.
+    /// Adds or replaces one Namespace, NetworkPolicy or cluster-wide policy.
     pub fn apply(&mut self, d: &Document) -> Result<(), StateError> {
         let bad = |e: serde_json::Error| d.bad_object(e);
+        if let Some(kind) = ClusterKind::from_group_kind(&d.gvk.group, &d.gvk.kind) {
+            let p = cluster_policy::read::from_value(kind, &d.gvk.version, &d.value)
+                .map_err(|e| d.bad_cluster_policy(e))?;
+            self.insert_cluster_policy(p);
+            return Ok(());
+        }
         match (d.gvk.group.as_str(), d.gvk.kind.as_str()) {
             ("", "Namespace") => {
                 let ns: Namespace = serde_json::from_value(d.value.clone()).map_err(bad)?;
@@ -125,14 +134,14 @@ impl StaticCluster {
         self.index.remove_policy(namespace, name);
     }
 
+    /// Adds or replaces a cluster-wide policy.
+    pub fn insert_cluster_policy(&mut self, p: ClusterPolicy) {
+        self.index.put_cluster_policy(p);
+    }
+
     /// Keeps a reachability model for admission previews.
     pub fn set_reach_model(&mut self, model: crate::reach::Model) {
         self.model = Some(model);
-    }
-
-    /// Every known namespace name, sorted.
-    pub fn namespace_names(&self) -> Vec<String> {
-        self.index.namespace_names()
     }
 }
 
@@ -144,6 +153,10 @@ impl ClusterView for StaticCluster {
     fn confirm<'a>(&'a self, name: &'a str) -> BoxFuture<'a, Result<NamespaceView, ClusterError>> {
         // Files do not lag behind themselves: the view is the truth.
         Box::pin(async move { Ok(self.index.view(name)) })
+    }
+
+    fn cluster_scope(&self) -> ClusterScope {
+        self.index.scope()
     }
 
     fn is_ready(&self) -> bool {
@@ -159,6 +172,10 @@ impl ClusterView for StaticCluster {
             Some(m) => super::PreviewModel::Ready(super::ModelRef::Shared(m)),
             None => super::PreviewModel::Absent,
         }
+    }
+
+    fn namespace_names(&self) -> Vec<String> {
+        self.index.namespace_names()
     }
 }
 
@@ -197,6 +214,7 @@ mod tests {
             ViewStats {
                 namespaces: 1,
                 policies: 3,
+                cluster_policies: 0,
                 preview: None,
             }
         );

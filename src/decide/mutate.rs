@@ -252,8 +252,10 @@ roles:
                     .map(|(k, v)| (k.to_string(), v.to_string()))
                     .collect(),
                 terminating: false,
+                created: None,
             }),
             policies: Vec::new(),
+            ..Default::default()
         }
     }
 

@@ -12,6 +12,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use serde::de::{DeserializeOwned, Deserializer, IgnoredAny};
 use serde::{Deserialize, Serialize};
 
+use crate::cluster_policy::{self, ClusterKind, ClusterPolicy, ClusterPolicyError};
 use crate::prune::{self, Keep};
 
 /// API group, version and kind.
@@ -45,7 +46,9 @@ impl Gvk {
             ("", "Pod") => Some(Decided::Pod),
             ("networking.k8s.io", "NetworkPolicy") => Some(Decided::NetworkPolicy),
             ("", "Namespace") => Some(Decided::Namespace),
-            _ => WorkloadKind::from_gvk(self).map(Decided::Workload),
+            (g, k) => ClusterKind::from_group_kind(g, k)
+                .map(Decided::ClusterPolicy)
+                .or_else(|| WorkloadKind::from_gvk(self).map(Decided::Workload)),
         }
     }
 
@@ -59,6 +62,7 @@ impl Gvk {
             Decided::NetworkPolicy => "NetworkPolicy",
             Decided::Namespace => "Namespace",
             Decided::Workload(k) => k.as_str(),
+            Decided::ClusterPolicy(k) => k.as_str(),
         })
     }
 
@@ -89,6 +93,7 @@ enum Decided {
     NetworkPolicy,
     Namespace,
     Workload(WorkloadKind),
+    ClusterPolicy(ClusterKind),
 }
 
 /// The admission operation.
@@ -212,6 +217,28 @@ pub struct Workload {
     pub template: PodTemplateSpec,
 }
 
+/// A cluster-wide policy as sent or written: kept as its JSON and read into
+/// a [`ClusterPolicy`] by the rules, so that what its schema rejects is an
+/// `invalid-object` violation naming the field, as for NetworkPolicies.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ClusterObject {
+    /// Which kind.
+    pub kind: ClusterKind,
+    /// The API version it is written in (`v1alpha1`, `v1alpha2`).
+    pub version: String,
+    /// Its metadata.
+    pub metadata: ObjectMeta,
+    /// The object (apiVersion, kind, metadata, spec).
+    pub value: serde_json::Value,
+}
+
+impl ClusterObject {
+    /// Reads the policy.
+    pub fn read(&self) -> Result<ClusterPolicy, ClusterPolicyError> {
+        cluster_policy::read::from_value(self.kind, &self.version, &self.value)
+    }
+}
+
 /// The object of a request, typed by kind.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Object {
@@ -223,6 +250,9 @@ pub enum Object {
     NetworkPolicy(Box<NetworkPolicy>),
     /// A Namespace.
     Namespace(Box<Namespace>),
+    /// An AdminNetworkPolicy, BaselineAdminNetworkPolicy or
+    /// ClusterNetworkPolicy.
+    ClusterPolicy(Box<ClusterObject>),
     /// Anything else: palisade does not look inside.
     Other(Gvk),
 }
@@ -256,6 +286,21 @@ impl Object {
             }
             Some(Decided::Namespace) => {
                 Object::Namespace(Box::new(src.read(&prune::WHOLE_BUT_METADATA)?))
+            }
+            Some(Decided::ClusterPolicy(kind)) => {
+                let value: serde_json::Value = src.read(&prune::WHOLE_BUT_METADATA)?;
+                // Metadata that does not parse is as bad a body as for any
+                // other kind; the spec is judged by the rules.
+                let metadata = match value.get("metadata") {
+                    Some(m) => ObjectMeta::deserialize(m).map_err(S::custom)?,
+                    None => ObjectMeta::default(),
+                };
+                Object::ClusterPolicy(Box::new(ClusterObject {
+                    kind,
+                    version: gvk.version.clone(),
+                    metadata,
+                    value,
+                }))
             }
             None => {
                 src.skip()?;
@@ -309,6 +354,7 @@ impl Object {
             Object::Workload(w) => Some(&w.metadata),
             Object::NetworkPolicy(n) => Some(&n.metadata),
             Object::Namespace(n) => Some(&n.metadata),
+            Object::ClusterPolicy(c) => Some(&c.metadata),
             Object::Other(_) => None,
         }
     }
@@ -318,6 +364,8 @@ impl Object {
 /// rules read is decoded, or a manifest's value, decoded whole.
 trait Source {
     type Error;
+    /// An error of this source's kind from a message.
+    fn custom(e: impl fmt::Display) -> Self::Error;
     fn read<T: DeserializeOwned>(self, keep: &'static Keep) -> Result<T, Self::Error>;
     /// Passes over an object palisade does not decide.
     fn skip(self) -> Result<(), Self::Error>;
@@ -327,6 +375,9 @@ struct Wire<'a>(&'a str);
 
 impl Source for Wire<'_> {
     type Error = serde_json::Error;
+    fn custom(e: impl fmt::Display) -> Self::Error {
+        serde::de::Error::custom(e)
+    }
     fn read<T: DeserializeOwned>(self, keep: &'static Keep) -> Result<T, Self::Error> {
         prune::from_str(self.0, keep)
     }
@@ -337,6 +388,9 @@ impl Source for Wire<'_> {
 
 impl Source for serde_json::Value {
     type Error = serde_json::Error;
+    fn custom(e: impl fmt::Display) -> Self::Error {
+        serde::de::Error::custom(e)
+    }
     fn read<T: DeserializeOwned>(self, _: &'static Keep) -> Result<T, Self::Error> {
         serde_json::from_value(self)
     }
@@ -350,6 +404,9 @@ struct Stream<'de, D>(D, PhantomData<&'de ()>);
 
 impl<'de, D: Deserializer<'de>> Source for Stream<'de, D> {
     type Error = D::Error;
+    fn custom(e: impl fmt::Display) -> Self::Error {
+        serde::de::Error::custom(e)
+    }
     fn read<T: DeserializeOwned>(self, keep: &'static Keep) -> Result<T, Self::Error> {
         prune::deserialize(self.0, keep)
     }

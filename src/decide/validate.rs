@@ -9,10 +9,11 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use super::request::{Object, Operation, Request};
 use super::verdict::{RuleId, Skip, Verdict};
 use crate::cluster::NamespaceView;
-use crate::config::{Config, MODE_LABEL};
+use crate::config::{Config, GENERATE_LABEL, GENERATE_OPT_OUT, MODE_LABEL};
+use crate::generate::plan::{Age, Plan, plan};
 use crate::mode::Mode;
 use crate::netpol::{self, Direction, Directions, Peers, Policy, PolicyFacts};
-use crate::posture::{self, Posture};
+use crate::posture::{self, DefaultDeny, Posture};
 use crate::roles::{self, PodFacts};
 use crate::selector::Labels;
 
@@ -145,15 +146,22 @@ fn require_default_deny(
     view: &NamespaceView,
     v: &mut Verdict,
 ) {
-    let missing = posture::missing_default_deny(cfg, &view.policies);
+    let dd = view.default_deny(cfg);
+    let missing = dd.missing(cfg.require_default_deny);
     if missing.is_empty() {
         return;
     }
     let fix = netpol::default_deny_manifest(ns, missing);
+    let cluster: String = dd
+        .notes(cfg.require_default_deny, &view.cluster_policies)
+        .iter()
+        .map(|n| format!("{n}\n"))
+        .collect();
     v.violate(
         RuleId::RequireDefaultDeny,
         format!(
             "{subject}: namespace {ns} has no default-deny NetworkPolicy for {missing}.\n\
+             {cluster}\
              Workloads are admitted only into namespaces that deny {required} traffic by default, \
              so that every connection they make or accept is one somebody allowed on purpose.\n\
              Fix: apply this policy (kubectl apply -f -), then retry:\n\n{fix}",
@@ -228,7 +236,18 @@ fn owned_role_label(
 }
 
 fn read_policy(req: &Request, np: &NetworkPolicy, ns: &str, v: &mut Verdict) -> Option<Policy> {
-    match Policy::from_k8s(np, ns) {
+    readable(req, Policy::from_k8s(np, ns), v)
+}
+
+/// The object read, or an `invalid-object` violation saying why it
+/// cannot be (what the API server would reject never gets here; this is
+/// for what palisade cannot read).
+pub(super) fn readable<T, E: std::fmt::Display>(
+    req: &Request,
+    read: Result<T, E>,
+    v: &mut Verdict,
+) -> Option<T> {
+    match read {
         Ok(p) => Some(p),
         Err(e) => {
             v.violate(
@@ -327,8 +346,12 @@ fn keep_default_deny(
     };
     let after = replacing(view, &name, new.map(Policy::facts));
     let required = cfg.require_default_deny;
-    let had = posture::default_deny(&before);
-    let has = posture::default_deny(&after);
+    // A namespace fenced cluster-wide loses nothing with its own policies.
+    let standing = |facts: &[PolicyFacts]| {
+        DefaultDeny::of(cfg, facts, &view.cluster_policies, view.labels()).directions()
+    };
+    let had = standing(&before);
+    let has = standing(&after);
     let had_all = required.minus(had).is_empty();
     let has_all = required.minus(has).is_empty();
     if !had_all || has_all {
@@ -392,6 +415,9 @@ fn namespace_labels(
                 posture::Weakening::Dev { label, to } => {
                     format!("{label}={to} makes the namespace dev, where allow-all NetworkPolicies are permitted")
                 }
+                posture::Weakening::GenerateOptOut => format!(
+                    "{GENERATE_LABEL}={GENERATE_OPT_OUT} keeps palisade from creating the namespace's default-deny"
+                ),
             })
             .collect();
         v.violate(
@@ -413,6 +439,23 @@ fn namespace_labels(
             ),
             false,
         );
+    }
+    if let Some(val) = new.get(GENERATE_LABEL)
+        && val != GENERATE_OPT_OUT
+        && old.and_then(|o| o.get(GENERATE_LABEL)) != Some(val)
+    {
+        v.warnings.push(format!(
+            "{}: {GENERATE_LABEL}={val} has no effect: only {GENERATE_LABEL}={GENERATE_OPT_OUT} opts a namespace out of generation",
+            req.subject()
+        ));
+    }
+    if req.operation == Operation::Create {
+        generation_warning(cfg, req, ns, new, &view.cluster_policies, v);
+    }
+    if req.operation == Operation::Update
+        && let Some(old) = old
+    {
+        relabel_keeps_default_deny(cfg, req, ns, view, old, new, v);
     }
     let was_dev = old.is_some_and(|o| posture::is_dev(cfg, o));
     if req.operation == Operation::Update && was_dev && !posture::is_dev(cfg, new) {
@@ -447,4 +490,85 @@ fn namespace_labels(
             );
         }
     }
+}
+
+/// A namespace created in `warn` mode where generation runs: palisade
+/// says what it would create, as it says what it would deny.
+fn generation_warning(
+    cfg: &Config,
+    req: &Request,
+    ns: &str,
+    labels: &Labels,
+    cluster_policies: &std::sync::Arc<crate::cluster_policy::ClusterPolicies>,
+    v: &mut Verdict,
+) {
+    let created = NamespaceView {
+        name: ns.to_owned(),
+        namespace: Some(posture::NamespaceInfo {
+            labels: labels.clone(),
+            terminating: false,
+            created: None,
+        }),
+        policies: Vec::new(),
+        cluster_policies: std::sync::Arc::clone(cluster_policies),
+    };
+    if let Plan::Generate(g) = plan(cfg, &created, Age::New)
+        && g.mode == Mode::Warn
+    {
+        v.warnings.push(format!(
+            "{}: palisade would create {g} in enforce mode; in warn mode it creates nothing",
+            req.subject()
+        ));
+    }
+}
+
+/// A namespace relabelled out of the subject of the cluster-wide policy
+/// that gave it default-deny, with no NetworkPolicy of its own to take
+/// over, would lose it.
+fn relabel_keeps_default_deny(
+    cfg: &Config,
+    req: &Request,
+    ns: &str,
+    view: &NamespaceView,
+    old: &Labels,
+    new: &Labels,
+    v: &mut Verdict,
+) {
+    if view.cluster_policies.is_empty() {
+        return;
+    }
+    let standing =
+        |labels: &Labels| DefaultDeny::of(cfg, &view.policies, &view.cluster_policies, labels);
+    let before = standing(old);
+    let after = standing(new);
+    let required = cfg.require_default_deny;
+    if !before.missing(required).is_empty() || after.missing(required).is_empty() {
+        return;
+    }
+    let lost = after.missing(required);
+    let by: Vec<String> = lost
+        .iter()
+        .filter_map(|d| match &before.cluster[d.index()] {
+            crate::cluster_policy::defaults::ClusterDefault::Denied { by, .. } => Some(
+                by.iter()
+                    .filter_map(|r| r.named(&view.cluster_policies, d))
+                    .map(|r| format!("{} ({d})", r.policy))
+                    .collect::<Vec<_>>()
+                    .join(", "),
+            ),
+            _ => None,
+        })
+        .collect();
+    v.violate(
+        RuleId::KeepDefaultDeny,
+        format!(
+            "{subject}: these labels take namespace {ns} out of the subject of {by}, its only default-deny for {lost}: \
+             it holds no default-deny NetworkPolicy of its own.\n\
+             Fix: apply a default-deny NetworkPolicy for {lost} in the namespace first (below), then relabel:\n\n{fix}",
+            subject = req.subject(),
+            by = by.join(" and "),
+            fix = netpol::default_deny_manifest(ns, lost),
+        ),
+        true,
+    );
 }

@@ -63,6 +63,37 @@ pub fn identity() -> String {
     format!("{host}_{}_{nanos:x}", std::process::id())
 }
 
+/// An election running in this process: its handle, and how to end it.
+/// One per process: every writer (certificates, generation) shares its
+/// [`Leadership`], so they all write from the same replica.
+pub struct Election {
+    /// This replica's role.
+    pub leadership: Leadership,
+    stop: watch::Sender<bool>,
+    task: JoinHandle<()>,
+}
+
+impl Election {
+    /// Starts electing on palisade's Lease in `namespace`, with client-go's
+    /// timings and this replica's [`identity`].
+    pub fn start(client: kube::Client, namespace: &str) -> Self {
+        let (stop, stopped) = watch::channel(false);
+        let (leadership, task) = spawn(client, LeaseConfig::new(namespace, identity()), stopped);
+        Election {
+            leadership,
+            stop,
+            task,
+        }
+    }
+
+    /// Stops electing and gives the Lease up (waiting at most `within`),
+    /// so another replica takes over at once rather than when it expires.
+    pub async fn stop(self, within: Duration) {
+        let _ = self.stop.send(true);
+        let _ = tokio::time::timeout(within, self.task).await;
+    }
+}
+
 /// Starts electing; the task runs until `stop` turns true (or its sender is
 /// dropped), then releases the Lease if it holds it.
 pub fn spawn(

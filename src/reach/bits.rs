@@ -37,6 +37,13 @@ impl BitSet {
         }
     }
 
+    /// Removes every index of `other`.
+    pub(crate) fn subtract_with(&mut self, other: &BitSet) {
+        for (a, b) in self.words.iter_mut().zip(&other.words) {
+            *a &= !b;
+        }
+    }
+
     /// Every index set in both, in increasing order.
     pub(crate) fn iter_and<'a>(&'a self, other: &'a BitSet) -> impl Iterator<Item = usize> + 'a {
         self.words

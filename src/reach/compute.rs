@@ -5,6 +5,8 @@
 //! the source's egress and the destination's ingress both allow it.
 //! Traffic from outside the cluster is subject to ingress only, traffic to
 //! outside to egress only. A workload's connections to itself are left out.
+//! Cluster-wide policies (AdminNetworkPolicy, ...) decide around what
+//! NetworkPolicies allow, per direction ([`super::tiers`]).
 
 use std::collections::{BTreeMap, HashMap};
 
@@ -12,6 +14,7 @@ use super::conn::{Conn, Endpoint};
 use super::eval::{PeerSets, View};
 use super::external::ExtMap;
 use super::model::{GroupId, Model, WlId};
+use super::tiers::Far;
 use crate::addresses::AddrSet;
 use crate::netpol::Direction;
 use crate::ports::{ContainerPort, PortSet};
@@ -27,9 +30,27 @@ pub(crate) fn side_ports(
     other: GroupId,
     dst: &[ContainerPort],
 ) -> PortSet {
+    let netpol = netpol_ports(view, d, selected, other, dst);
+    let tiers = view.sets().tiers();
+    if tiers.governs(d, selected) {
+        tiers.side(d, selected, Far::Group(other), dst, netpol)
+    } else {
+        netpol.unwrap_or_else(PortSet::all)
+    }
+}
+
+/// What NetworkPolicies alone allow on one side (see [`side_ports`]):
+/// `None` when none selects `selected` for `d`.
+pub(crate) fn netpol_ports(
+    view: &View<'_, '_>,
+    d: Direction,
+    selected: GroupId,
+    other: GroupId,
+    dst: &[ContainerPort],
+) -> Option<PortSet> {
     let pols = view.selecting(d, selected);
     if pols.is_empty() {
-        return PortSet::all();
+        return None;
     }
     let mut acc: Option<PortSet> = None;
     for &p in pols {
@@ -44,12 +65,12 @@ pub(crate) fn side_ports(
                 Some(a) => a.union(&ports),
             };
             if next.is_all() {
-                return next;
+                return Some(next);
             }
             acc = Some(next);
         }
     }
-    acc.unwrap_or_default()
+    Some(acc.unwrap_or_default())
 }
 
 /// The ports group `s` may open to group `d`: its egress and `d`'s
@@ -75,9 +96,22 @@ pub(crate) fn pair_ports(view: &View<'_, '_>, s: GroupId, d: GroupId) -> PortSet
 /// ports resolve against `g` for ingress and admit nothing for egress (an
 /// address has no container ports).
 pub(crate) fn external_map(view: &View<'_, '_>, d: Direction, g: GroupId) -> ExtMap {
+    let netpol = netpol_external_map(view, d, g);
+    let tiers = view.sets().tiers();
+    // Ingress from outside is never decided by cluster-wide policies.
+    if d == Direction::Egress && tiers.governs(d, g) {
+        tiers.egress_external(g, netpol)
+    } else {
+        netpol.unwrap_or_else(|| ExtMap::everywhere(PortSet::all()))
+    }
+}
+
+/// What NetworkPolicies alone allow with the outside (see
+/// [`external_map`]): `None` when none selects `g` for `d`.
+fn netpol_external_map(view: &View<'_, '_>, d: Direction, g: GroupId) -> Option<ExtMap> {
     let pols = view.selecting(d, g);
     if pols.is_empty() {
-        return ExtMap::everywhere(PortSet::all());
+        return None;
     }
     let dst: &[ContainerPort] = match d {
         Direction::Ingress => &view.model().group(g).shape.ports,
@@ -89,7 +123,7 @@ pub(crate) fn external_map(view: &View<'_, '_>, d: Direction, g: GroupId) -> Ext
         .filter(|r| !r.addresses.is_empty())
         .map(|r| (r.addresses.clone(), r.ports_on(dst).into_owned()))
         .collect();
-    ExtMap::from_parts(&parts)
+    Some(ExtMap::from_parts(&parts))
 }
 
 /// Connections keyed by workload index: what a full listing or the rows
@@ -182,14 +216,24 @@ pub(crate) fn add_row(view: &View<'_, '_>, s: GroupId, out: &mut Reach) {
     }
 }
 
+/// What a group's external connectivity depends on: direction, selecting
+/// NetworkPolicies, container ports, selecting cluster-wide policies.
+type ExtKey = (usize, Vec<u32>, Vec<ContainerPort>, Vec<usize>);
+
 /// Every allowed connection of the model.
 pub(crate) fn reach_all(model: &Model) -> Reach {
-    let sets = PeerSets::new(model);
-    let view = View::dense(&sets);
+    reach_with(&PeerSets::new(model))
+}
+
+/// Every allowed connection of the model `sets` evaluates (with the
+/// cluster-wide policies it holds).
+pub(crate) fn reach_with(sets: &PeerSets<'_>) -> Reach {
+    let model = sets.model();
+    let view = View::dense(sets);
     let mut out = Reach::default();
     // Groups with the same policies and (for ingress) ports have the same
     // external connectivity; namespaces full of alike pods are common.
-    let mut cache: HashMap<(usize, Vec<u32>, Vec<ContainerPort>), ExtMap> = HashMap::new();
+    let mut cache: HashMap<ExtKey, ExtMap> = HashMap::new();
     for g in model.group_ids() {
         add_row(&view, g, &mut out);
         let group = model.group(g);
@@ -200,7 +244,7 @@ pub(crate) fn reach_all(model: &Model) -> Reach {
             };
             let mut pols = view.selecting(d, g).to_vec();
             pols.sort_unstable();
-            let key = (d.index(), pols, ports);
+            let key = (d.index(), pols, ports, sets.tiers().key(d, g));
             let map = match cache.get(&key) {
                 Some(m) => m.clone(),
                 None => {

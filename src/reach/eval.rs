@@ -20,6 +20,8 @@ use std::rc::Rc;
 use super::bits::{BitSet, transpose};
 use super::intern::{Body, CRule, PeerId, PeerIds};
 use super::model::{GroupId, Model, NsId, PolicyId};
+use super::tiers::Tiers;
+use crate::cluster_policy::ClusterPolicies;
 use crate::netpol::{Direction, NamespaceScope, Peer};
 
 /// Scope key for peers that do not depend on the policy's namespace.
@@ -35,6 +37,8 @@ pub(crate) struct PeerSets<'m> {
     /// from the model's peer capacity on.
     extra: Vec<Peer>,
     sets: RefCell<HashMap<(PeerId, NsId), Rc<BitSet>>>,
+    /// The cluster-wide policies around the NetworkPolicies.
+    tiers: Tiers<'m>,
 }
 
 impl<'m> PeerSets<'m> {
@@ -43,6 +47,16 @@ impl<'m> PeerSets<'m> {
     }
 
     pub(crate) fn with_extra(model: &'m Model, extra: Vec<Peer>) -> Self {
+        Self::with_cluster(model, extra, std::sync::Arc::clone(&model.cluster))
+    }
+
+    /// With the cluster-wide policies `cluster` in place of the model's
+    /// (a preview of a change to one of them).
+    pub(crate) fn with_cluster(
+        model: &'m Model,
+        extra: Vec<Peer>,
+        cluster: std::sync::Arc<ClusterPolicies>,
+    ) -> Self {
         let mut live = BitSet::empty(model.group_capacity());
         for g in model.group_ids() {
             live.insert(g as usize);
@@ -52,7 +66,18 @@ impl<'m> PeerSets<'m> {
             live: Rc::new(live),
             extra,
             sets: RefCell::new(HashMap::new()),
+            tiers: Tiers::new(model, cluster),
         }
+    }
+
+    /// The cluster-wide tiers of this computation.
+    pub(crate) fn tiers(&self) -> &Tiers<'m> {
+        &self.tiers
+    }
+
+    /// The model evaluated.
+    pub(crate) fn model(&self) -> &'m Model {
+        self.model
     }
 
     /// The peer `id`.
@@ -251,7 +276,8 @@ impl<'s, 'm> View<'s, 'm> {
     /// hear from (every group when `g` is not isolated for `d`).
     pub(crate) fn row(&self, d: Direction, g: GroupId) -> Rc<BitSet> {
         let pols = self.selecting(d, g);
-        if pols.is_empty() {
+        let tiered = self.sets.tiers.governs(d, g);
+        if pols.is_empty() && !tiered {
             return Rc::clone(&self.sets.live);
         }
         let key = (d.index(), g);
@@ -264,6 +290,10 @@ impl<'s, 'm> View<'s, 'm> {
             for r in self.rules(p, d) {
                 row.union_with(&self.sets.rule_set(r, scope));
             }
+        }
+        if tiered {
+            let netpol = (!pols.is_empty()).then_some(&row);
+            row = self.sets.tiers.row(d, g, netpol, &self.sets.live);
         }
         let row = Rc::new(row);
         self.rows.borrow_mut().insert(key, Rc::clone(&row));
@@ -279,8 +309,12 @@ impl<'s, 'm> View<'s, 'm> {
         let n = self.sets.live.len();
         let target = Target::new(self.sets, g);
         let mut col = BitSet::empty(n);
+        let mut isolated = BitSet::empty(n);
         for x in self.sets.live.iter() {
             let pols = self.selecting(d, x as GroupId);
+            if !pols.is_empty() {
+                isolated.insert(x);
+            }
             let admits = pols.is_empty()
                 || pols.iter().any(|&p| {
                     let scope = self.policy_ns(p);
@@ -291,6 +325,10 @@ impl<'s, 'm> View<'s, 'm> {
             if admits {
                 col.insert(x);
             }
+        }
+        // With cluster-wide policies a row is more than its rules' peers.
+        if !self.sets.tiers.is_empty() {
+            col = self.sets.tiers.col(d, g, col, &isolated);
         }
         Rc::new(col)
     }

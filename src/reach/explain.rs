@@ -1,8 +1,10 @@
 //! `simulate eval`: is one connection allowed, and why. The answer names
 //! the policies that isolate the source for egress and the destination
 //! for ingress, and which rule of which policy admits the connection, or
-//! that none does. It reads the same index as `list`, so the two cannot
-//! disagree.
+//! that none does; where cluster-wide policies select an end, the tier,
+//! policy and rule that decided (`admin policy deny-egress (priority 10)
+//! rule "block-db": Deny`). It reads the same evaluation as `list`, so the
+//! two cannot disagree.
 
 use std::fmt;
 use std::net::IpAddr;
@@ -11,6 +13,9 @@ use thiserror::Error;
 
 use super::eval::{PeerSets, View};
 use super::model::{GroupId, Model, WorkloadId};
+use super::tiers::Far;
+use crate::cluster_policy::Action;
+use crate::cluster_policy::tiers::TierOutcome;
 use crate::netpol::Direction;
 use crate::ports::{ContainerPort, Protocol};
 
@@ -67,6 +72,26 @@ pub struct RuleRef {
     pub rule: usize,
 }
 
+/// The rule of a cluster-wide policy that decided the port asked about.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TierHit {
+    /// `admin policy deny-egress (priority 10)`.
+    pub policy: String,
+    /// `rule "block-db"` or `egress rule 2`.
+    pub rule: String,
+    /// What it did.
+    pub action: Action,
+    /// The action as the policy's kind spells it (`Allow`, `Accept`, ...).
+    pub word: &'static str,
+}
+
+impl fmt::Display for TierHit {
+    /// `admin policy deny-egress (priority 10) rule "block-db": Deny`.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} {}: {}", self.policy, self.rule, self.word)
+    }
+}
+
 /// One direction's verdict: the source's egress or the destination's
 /// ingress.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -84,6 +109,21 @@ pub enum Side {
         /// The rules that admit the connection (empty: denied).
         admitted_by: Vec<RuleRef>,
     },
+    /// Cluster-wide policies select this end: the admin tier, then
+    /// NetworkPolicies or (where none selects it) the baseline decide.
+    Tiered {
+        /// The admin rule that decided the port, if any matched.
+        admin: Option<TierHit>,
+        /// What NetworkPolicies say ([`Side::NotIsolated`] or
+        /// [`Side::Isolated`]); read when the admin tier passed or did not
+        /// match.
+        netpol: Box<Side>,
+        /// The baseline rule that decided the port, if any matched; read
+        /// when NetworkPolicies do not select this end.
+        baseline: Option<TierHit>,
+        /// The verdict.
+        allowed: bool,
+    },
 }
 
 impl Side {
@@ -92,6 +132,7 @@ impl Side {
         match self {
             Side::Outside | Side::NotIsolated => true,
             Side::Isolated { admitted_by, .. } => !admitted_by.is_empty(),
+            Side::Tiered { allowed, .. } => *allowed,
         }
     }
 }
@@ -200,17 +241,64 @@ pub(crate) fn sides(view: &View<'_, '_>, q: &Query, s: End, d: End) -> (Side, Si
     };
     let egress = match s {
         End::Addr(_) => Side::Outside,
-        End::Group(g) => side(view, q, Direction::Egress, g, d, dst_ports),
+        End::Group(g) => tiered(view, q, Direction::Egress, g, d, dst_ports),
     };
     let ingress = match d {
         End::Addr(_) => Side::Outside,
-        End::Group(g) => side(view, q, Direction::Ingress, g, s, dst_ports),
+        End::Group(g) => tiered(view, q, Direction::Ingress, g, s, dst_ports),
     };
     (egress, ingress)
 }
 
 /// The verdict of direction `d` for pod group `selected` with `other` at
-/// the far end.
+/// the far end, through the cluster-wide tiers where they select it.
+fn tiered(
+    view: &View<'_, '_>,
+    q: &Query,
+    d: Direction,
+    selected: GroupId,
+    other: End,
+    dst_ports: &[ContainerPort],
+) -> Side {
+    let netpol = side(view, q, d, selected, other, dst_ports);
+    let tiers = view.sets().tiers();
+    if !tiers.governs(d, selected) {
+        return netpol;
+    }
+    let far = match other {
+        End::Group(g) => Far::Group(g),
+        End::Addr(ip) => Far::Addr(ip),
+    };
+    let (admin, baseline) = tiers.trace(d, selected, far, dst_ports);
+    let hit = |o: &TierOutcome| {
+        o.decider(q.protocol, q.port).map(|x| {
+            let p = tiers.policy(x.policy);
+            TierHit {
+                policy: p.to_string(),
+                rule: p.rule_label(d, x.rule),
+                action: x.action,
+                word: p.action_word(x.action),
+            }
+        })
+    };
+    let admin = hit(&admin);
+    let baseline = hit(&baseline);
+    let allowed = match admin.as_ref().map(|h| h.action) {
+        Some(Action::Allow) => true,
+        Some(Action::Deny) => false,
+        _ if !matches!(netpol, Side::NotIsolated) => netpol.allows(),
+        _ => baseline.as_ref().map(|h| h.action) != Some(Action::Deny),
+    };
+    Side::Tiered {
+        admin,
+        netpol: Box::new(netpol),
+        baseline,
+        allowed,
+    }
+}
+
+/// The verdict NetworkPolicies give direction `d` for pod group
+/// `selected` with `other` at the far end.
 fn side(
     view: &View<'_, '_>,
     q: &Query,
@@ -271,6 +359,40 @@ impl fmt::Display for Explanation {
         ] {
             let field = d.field();
             write!(f, "  {} of {end}: ", d.as_str().to_lowercase())?;
+            let side = match side {
+                Side::Tiered {
+                    admin,
+                    netpol,
+                    baseline,
+                    allowed,
+                } => {
+                    let verdict = if *allowed { "allowed" } else { "denied" };
+                    match admin {
+                        Some(h) if h.action != Action::Pass => {
+                            writeln!(f, "{h} ({verdict}; no NetworkPolicy can change it)")?;
+                            continue;
+                        }
+                        Some(h) => writeln!(f, "{h}, on to NetworkPolicies")?,
+                        None => writeln!(f, "no admin-tier rule matches, on to NetworkPolicies")?,
+                    }
+                    if matches!(**netpol, Side::NotIsolated) {
+                        match baseline {
+                            Some(h) => writeln!(
+                                f,
+                                "    no NetworkPolicy selects it with {d}, so the baseline decides: {h} ({verdict})"
+                            )?,
+                            None => writeln!(
+                                f,
+                                "    no NetworkPolicy selects it with {d} and no baseline rule matches: allowed"
+                            )?,
+                        }
+                        continue;
+                    }
+                    write!(f, "    ")?;
+                    netpol.as_ref()
+                }
+                other => other,
+            };
             match side {
                 Side::Outside => writeln!(
                     f,
@@ -296,6 +418,7 @@ impl fmt::Display for Explanation {
                         writeln!(f, "    admitted by {} {field} rule {}", r.policy, r.rule)?;
                     }
                 }
+                Side::Tiered { .. } => {}
             }
         }
         for n in &self.notes {

@@ -14,11 +14,14 @@
 //! - `intern` (private): one copy of each distinct policy body and peer.
 //! - `eval` (private): which groups a peer admits, rows and columns,
 //!   evaluated on demand for one computation and remembered for its life.
+//! - `tiers` (private): the cluster-wide policies (AdminNetworkPolicy, ...)
+//!   around NetworkPolicies, through [`crate::cluster_policy`].
 //! - [`compute`]: every allowed connection ([`connections`]).
 //! - [`external`]: connectivity with addresses outside the cluster.
 //! - [`diff`](mod@diff): connections added, removed and changed between two models.
 //! - [`drift`]: manifests applied on top of a cluster, for `simulate diff --cluster`.
 //! - [`preview`](mod@preview): what one policy change opens and closes ([`preview()`]).
+//! - [`tier_preview`]: the same for a cluster-wide policy ([`preview_cluster`]).
 //! - [`explain`](mod@explain): allowed or denied, and which policy and rule decide.
 //! - [`output`]: text, JSON, Markdown and Graphviz renderings.
 //! - [`flows`], [`flow_formats`], [`flow_read`]: observed flows, their
@@ -54,6 +57,8 @@ pub mod pod_ips;
 pub mod preview;
 pub mod resolve;
 pub mod sources;
+pub mod tier_preview;
+mod tiers;
 pub mod verify;
 pub mod verify_output;
 
@@ -64,8 +69,10 @@ pub use diff::{Diff, diff};
 pub use explain::{Explanation, Query, Side, Target, explain};
 pub use external::ExtMap;
 pub use model::{
-    Kind, Model, ModelBuilder, ModelError, ModelStats, PodShape, PodSummary, WorkloadId,
+    Kind, Model, ModelBuilder, ModelError, ModelStats, ObjectError, PodShape, PodSummary,
+    WorkloadId,
 };
 pub use owners::{Intermediate, Owners};
 pub use pod_ips::PodAddrs;
 pub use preview::{ChangeError, PolicyChange, Preview, preview};
+pub use tier_preview::preview_cluster;

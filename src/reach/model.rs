@@ -1,6 +1,8 @@
 //! The cluster as reachability sees it: namespaces with labels, workloads
-//! reduced to the shapes of their pods (labels, container ports), and
-//! NetworkPolicies. Summaries only: no whole object is kept.
+//! reduced to the shapes of their pods (labels, container ports),
+//! NetworkPolicies, and the cluster-wide policies around them (with the
+//! nodes' addresses their `nodes` peers name). Summaries only: no whole
+//! object is kept.
 //!
 //! [`ModelBuilder`] takes typed objects from any source (manifest files,
 //! a live cluster's lists, an admission request), so that offline and live
@@ -13,14 +15,16 @@ use std::sync::Arc;
 
 use slab::Slab;
 
-use k8s_openapi::api::core::v1::{Namespace, Pod, PodSpec};
+use k8s_openapi::api::core::v1::{Namespace, Node, Pod, PodSpec};
 use k8s_openapi::api::networking::v1::NetworkPolicy;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 
 use super::intern::{Body, Interner};
 use super::owners::{self, Intermediate, Owners};
 use super::pod_ips::{PodAddrs, PodIps};
+use crate::addresses::AddrSet;
 use crate::cluster::static_dir::DEFAULT_NAMESPACE;
+use crate::cluster_policy::{ClusterKind, ClusterPolicies, ClusterPolicy, ClusterPolicyError};
 use crate::decide::{Object, Workload};
 use crate::manifest::Document;
 use crate::netpol::{Direction, Peer, Policy, PolicyError};
@@ -220,6 +224,19 @@ pub enum Kind {
     ReplicaSets,
     /// What [`ModelBuilder::owner`] recorded of Jobs.
     Jobs,
+    /// Cluster-wide policies (AdminNetworkPolicy, ...).
+    ClusterPolicies,
+}
+
+/// An object that cannot enter the model.
+#[derive(Debug, thiserror::Error)]
+pub enum ObjectError {
+    /// A NetworkPolicy Kubernetes would reject.
+    #[error(transparent)]
+    Policy(#[from] PolicyError),
+    /// A cluster-wide policy Kubernetes would reject.
+    #[error(transparent)]
+    ClusterPolicy(#[from] ClusterPolicyError),
 }
 
 /// Collects namespaces, workloads and policies into a [`Model`]. Later
@@ -339,9 +356,36 @@ impl ModelBuilder {
         Ok(self.policy(p))
     }
 
+    /// Adds or replaces a cluster-wide policy.
+    pub fn cluster_policy(&mut self, p: ClusterPolicy) -> &mut Self {
+        self.model.put_cluster_policy(p);
+        self
+    }
+
+    /// Removes a cluster-wide policy, if present.
+    pub fn remove_cluster_policy(&mut self, kind: ClusterKind, name: &str) -> &mut Self {
+        self.model.remove_cluster_policy(kind, name);
+        self
+    }
+
+    /// Adds or replaces a node: its labels and addresses, for the `nodes`
+    /// peers of cluster-wide policies.
+    pub fn node(&mut self, node: &Node) -> &mut Self {
+        let name = node.metadata.name.clone().unwrap_or_default();
+        let labels = node.metadata.labels.clone().unwrap_or_default();
+        let addresses = node
+            .status
+            .iter()
+            .flat_map(|s| s.addresses.iter().flatten())
+            .filter_map(|a| a.address.parse::<std::net::IpAddr>().ok())
+            .fold(AddrSet::none(), |acc, ip| acc.union(&AddrSet::from_ip(ip)));
+        self.model.put_node(&name, labels, addresses);
+        self
+    }
+
     /// Adds a typed object of any kind; kinds that do not bear on
     /// reachability (Service, ConfigMap, ...) are ignored.
-    pub fn object(&mut self, obj: &Object) -> Result<&mut Self, PolicyError> {
+    pub fn object(&mut self, obj: &Object) -> Result<&mut Self, ObjectError> {
         match obj {
             Object::Pod(p) => {
                 self.pod(p);
@@ -355,6 +399,9 @@ impl ModelBuilder {
             Object::Namespace(ns) => {
                 self.namespace(ns);
             }
+            Object::ClusterPolicy(c) => {
+                self.cluster_policy(c.read()?);
+            }
             Object::Other(_) => {}
         }
         Ok(self)
@@ -362,8 +409,17 @@ impl ModelBuilder {
 
     /// Adds one manifest document; errors name its file and index.
     pub fn document(&mut self, d: &Document) -> Result<&mut Self, ModelError> {
+        if d.gvk.group.is_empty() && d.gvk.kind == "Node" {
+            let node: Node =
+                serde_json::from_value(d.value.clone()).map_err(|e| d.bad_object(e))?;
+            return Ok(self.node(&node));
+        }
         let obj = Object::from_value(&d.gvk, d.value.clone()).map_err(|e| d.bad_object(e))?;
-        self.object(&obj).map_err(|e| d.bad_policy(e))
+        match self.object(&obj) {
+            Ok(b) => Ok(b),
+            Err(ObjectError::Policy(e)) => Err(d.bad_policy(e)),
+            Err(ObjectError::ClusterPolicy(e)) => Err(d.bad_cluster_policy(e)),
+        }
     }
 
     /// Adds every document of `m`, in order.
@@ -489,6 +545,13 @@ pub struct Model {
     /// Bytes of names, label keys and values, and ports held: the part of
     /// the model's memory that counts alone do not tell.
     text: usize,
+    /// The cluster-wide policies, in evaluation order (a cluster has few;
+    /// they are kept read, not compacted).
+    pub(crate) cluster: Arc<ClusterPolicies>,
+    /// Known nodes' labels and addresses, for `nodes` peers.
+    pub(crate) nodes: Vec<(Labels, AddrSet)>,
+    /// The nodes' names, in the order of `nodes`.
+    node_names: Vec<Box<str>>,
 }
 
 /// Bytes of a label map's keys and values.
@@ -741,9 +804,10 @@ impl Model {
     }
 
     /// Things worth knowing about how the model reads this cluster: pods
-    /// of one workload that policies tell apart, and hostNetwork pods.
+    /// of one workload that policies tell apart, hostNetwork pods, and
+    /// what the cluster-wide policies leave to chance.
     pub fn notes(&self) -> Vec<String> {
-        let mut notes = Vec::new();
+        let mut notes = super::tiers::notes(self);
         for w in self.workloads() {
             let gs = &self.workloads[self.wl_by_id[w] as usize].groups;
             if let Some((&first, rest)) = gs.split_first()
@@ -800,6 +864,28 @@ impl Model {
                 }
                 Peer::Addresses { .. } => true,
             })
+    }
+
+    /// The cluster-wide policies, in evaluation order.
+    pub fn cluster_policies(&self) -> &ClusterPolicies {
+        &self.cluster
+    }
+
+    /// The model after a cluster-wide policy change (`old` removed, `new`
+    /// added), made on a copy: what cluster previews are tested against.
+    pub fn with_cluster_change(
+        &self,
+        old: Option<&ClusterPolicy>,
+        new: Option<&ClusterPolicy>,
+    ) -> Model {
+        let mut m = self.clone();
+        if let Some(o) = old {
+            m.remove_cluster_policy(o.kind, &o.name);
+        }
+        if let Some(n) = new {
+            m.put_cluster_policy(n.clone());
+        }
+        m
     }
 
     /// The model after a policy change (create, update or delete), made
@@ -1259,9 +1345,38 @@ impl Model {
         }
     }
 
+    /// Replaces every cluster-wide policy.
+    pub fn set_cluster_policies(&mut self, set: Arc<ClusterPolicies>) {
+        self.cluster = set;
+    }
+
+    /// Adds or replaces a cluster-wide policy.
+    pub fn put_cluster_policy(&mut self, p: ClusterPolicy) {
+        Arc::make_mut(&mut self.cluster).put(p);
+    }
+
+    /// Removes a cluster-wide policy, if present.
+    pub fn remove_cluster_policy(&mut self, kind: ClusterKind, name: &str) {
+        if self.cluster.get(kind, name).is_some() {
+            Arc::make_mut(&mut self.cluster).remove(kind, name);
+        }
+    }
+
+    /// Adds or replaces node `name` with its labels and addresses.
+    pub fn put_node(&mut self, name: &str, labels: Labels, addresses: AddrSet) {
+        match self.node_names.iter().position(|n| &**n == name) {
+            Some(i) => self.nodes[i] = (labels, addresses),
+            None => {
+                self.node_names.push(name.into());
+                self.nodes.push((labels, addresses));
+            }
+        }
+    }
+
     /// Forgets every namespace, pod or policy.
     pub fn clear(&mut self, kind: Kind) {
         match kind {
+            Kind::ClusterPolicies => self.cluster = Arc::default(),
             Kind::Namespaces => {
                 let names: Vec<Arc<str>> = self.ns_by_name.keys().cloned().collect();
                 for n in names {

@@ -200,29 +200,35 @@ pub fn preview(model: &Model, change: &PolicyChange) -> Preview {
     }
     let before = partial(&base, &affected);
     let after = partial(&overlay, &affected);
-    let changes = changes_same_ids(&before, &after, model);
-    let pick = |f: fn(&Change) -> crate::ports::PortSet| -> Vec<Conn> {
-        changes
-            .iter()
-            .filter_map(|c| {
-                let ports = f(c);
-                (!ports.is_empty()).then(|| Conn {
-                    src: c.src.clone(),
-                    dst: c.dst.clone(),
-                    ports,
+    Preview::from_changes(changes_same_ids(&before, &after, model))
+}
+
+impl Preview {
+    /// The preview of these changes: what each opens and closes.
+    pub(crate) fn from_changes(changes: Vec<Change>) -> Preview {
+        let pick = |f: fn(&Change) -> crate::ports::PortSet| -> Vec<Conn> {
+            changes
+                .iter()
+                .filter_map(|c| {
+                    let ports = f(c);
+                    (!ports.is_empty()).then(|| Conn {
+                        src: c.src.clone(),
+                        dst: c.dst.clone(),
+                        ports,
+                    })
                 })
-            })
-            .collect()
-    };
-    Preview {
-        opened: pick(Change::opened),
-        closed: pick(Change::closed),
-        changes,
+                .collect()
+        };
+        Preview {
+            opened: pick(Change::opened),
+            closed: pick(Change::closed),
+            changes,
+        }
     }
 }
 
 /// The connections from and to the `affected` groups in `view`.
-fn partial(view: &View<'_, '_>, affected: &BitSet) -> Reach {
+pub(crate) fn partial(view: &View<'_, '_>, affected: &BitSet) -> Reach {
     let m = view.model();
     let mut out = Reach::default();
     for g in affected.iter() {

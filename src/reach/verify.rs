@@ -297,7 +297,13 @@ impl<'m> Verifier<'m> {
                 (Direction::Egress, &egress, d),
                 (Direction::Ingress, &ingress, s),
             ] {
-                let Side::Isolated { admitted_by, .. } = side else {
+                // Where cluster-wide policies select the end, the
+                // NetworkPolicy rules that admitted the flow are under them.
+                let netpol = match side {
+                    Side::Tiered { netpol, .. } => &**netpol,
+                    other => other,
+                };
+                let Side::Isolated { admitted_by, .. } = netpol else {
                     continue;
                 };
                 for r in admitted_by {

@@ -14,6 +14,7 @@ use prometheus_client::registry::Registry;
 use crate::admit::{Confirmation, Webhook};
 use crate::cluster::ViewStats;
 use crate::decide::{Request, Verdict};
+use crate::generate::create::Outcome;
 
 /// Labels of `palisade_decisions_total`.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -51,6 +52,11 @@ struct ResultLabel {
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct ResourceLabel {
     resource: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct OutcomeLabel {
+    outcome: &'static str,
 }
 
 /// `palisade_log_lines_dropped_total`: the log writer's count, as it is
@@ -105,6 +111,8 @@ pub struct Metrics {
     watch_sync_age: Family<ResourceLabel, Gauge<f64, AtomicU64>>,
     preview_enabled: Gauge,
     preview_bytes: Gauge,
+    generated: Family<OutcomeLabel, Counter>,
+    generation_duration: Histogram,
 }
 
 fn latency_histogram() -> Histogram {
@@ -140,6 +148,17 @@ impl Metrics {
         let watch_sync_age = Family::<ResourceLabel, Gauge<f64, AtomicU64>>::default();
         let preview_enabled = Gauge::default();
         let preview_bytes = Gauge::default();
+        let generated = Family::<OutcomeLabel, Counter>::default();
+        // Every outcome from the start, at zero: a rate or an alert over
+        // an outcome that has not happened yet has a series to read.
+        for o in Outcome::ALL {
+            let _ = generated.get_or_create(&OutcomeLabel {
+                outcome: o.as_str(),
+            });
+        }
+        // 1 ms to ~65 s: a create is milliseconds; a queue behind a burst
+        // of new namespaces, or an API server in trouble, is seconds.
+        let generation_duration = Histogram::new(exponential_buckets(0.001, 2.0, 17));
         registry.register(
             "decisions",
             "Admission requests decided, by webhook, kind, operation, decision and mode",
@@ -162,7 +181,7 @@ impl Metrics {
         );
         registry.register(
             "confirmations",
-            "Fresh reads of a namespace before a denial, by result (confirmed, overturned, failed)",
+            "Denials that rested on the watch cache, by what became of them: a fresh read confirmed, overturned or failed them, or waiting for generation lifted them (generated)",
             confirmations.clone(),
         );
         registry.register(
@@ -192,7 +211,7 @@ impl Metrics {
         );
         registry.register(
             "leader",
-            "1 when this replica holds the leader Lease and writes the certificate Secret (absent without an election)",
+            "1 when this replica holds the leader Lease and writes what palisade keeps: the certificate Secret, generated NetworkPolicies (absent without an election)",
             leader.clone(),
         );
         registry.register(
@@ -209,6 +228,16 @@ impl Metrics {
             "preview_model_bytes",
             "Estimated memory held by the reachability preview's model",
             preview_bytes.clone(),
+        );
+        registry.register(
+            "generated_policies",
+            "NetworkPolicies generation planned, by outcome (created, exists, forbidden, invalid, gone, failed; would-create in warn and dry-run)",
+            generated.clone(),
+        );
+        registry.register(
+            "generation_duration_seconds",
+            "Time from a namespace change reaching the leader to its generated policies being created",
+            generation_duration.clone(),
         );
         // Read from the log writer's own count at each scrape.
         registry.register_collector(Box::new(LogLinesDropped));
@@ -229,7 +258,23 @@ impl Metrics {
             watch_sync_age,
             preview_enabled,
             preview_bytes,
+            generated,
+            generation_duration,
         }
+    }
+
+    /// Counts one policy generation planned, by what became of it.
+    pub fn generated(&self, outcome: Outcome) {
+        self.generated
+            .get_or_create(&OutcomeLabel {
+                outcome: outcome.as_str(),
+            })
+            .inc();
+    }
+
+    /// Records how long a namespace waited for its generated policies.
+    pub fn generation_took(&self, seconds: f64) {
+        self.generation_duration.observe(seconds);
     }
 
     /// Counts one decided request.
@@ -264,6 +309,7 @@ impl Metrics {
             Confirmation::Confirmed => Some("confirmed"),
             Confirmation::Overturned => Some("overturned"),
             Confirmation::Failed => Some("failed"),
+            Confirmation::Generated => Some("generated"),
         };
         if verdict.previewed {
             self.previews.inc();
@@ -314,6 +360,7 @@ impl Metrics {
         for (resource, n) in [
             ("namespaces", stats.namespaces),
             ("networkpolicies", stats.policies),
+            ("clusterpolicies", stats.cluster_policies),
         ] {
             self.cache_objects
                 .get_or_create(&ResourceLabel { resource })

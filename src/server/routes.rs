@@ -16,6 +16,7 @@ use super::metrics::{Metrics, Scrape};
 use crate::admit::{self, Webhook};
 use crate::cluster::ClusterView;
 use crate::config::Config;
+use crate::generate::Generating;
 use crate::review;
 
 /// Path of the validating webhook.
@@ -76,6 +77,8 @@ pub struct AppState {
     /// Self-managed certificates, when they are the source; `None` for
     /// files (loaded before the listeners start).
     pub certificates: Option<Arc<dyn CertificateStatus>>,
+    /// Generation, when it runs: reviews in new namespaces wait for it.
+    pub generating: Option<Generating>,
 }
 
 /// Why the server is not ready, each reason once; empty when it is.
@@ -178,7 +181,9 @@ async fn review_request(s: &AppState, webhook: Webhook, body: Body) -> Response 
         Err(e) => return bad_request(s, webhook, e.to_string()),
     };
     let started = Instant::now();
-    let (verdict, confirmation) = admit::admit(&s.config, s.cluster.as_ref(), webhook, &req).await;
+    let scope = s.generating.as_ref().map(|g| &g.scope);
+    let (verdict, confirmation) =
+        admit::admit_generating(&s.config, s.cluster.as_ref(), webhook, &req, scope).await;
     let body = review::respond(&req.uid, &verdict, webhook == Webhook::Mutate);
     let elapsed = started.elapsed();
     s.metrics
@@ -214,7 +219,11 @@ async fn metrics(State(s): State<Arc<AppState>>) -> Response {
         synced: s.cluster.is_ready(),
         stats: s.cluster.stats(),
         ready: not_ready(&s).is_empty(),
-        leader: s.certificates.as_ref().and_then(|c| c.leader()),
+        leader: s
+            .generating
+            .as_ref()
+            .map(|g| g.leadership.is_leader())
+            .or_else(|| s.certificates.as_ref().and_then(|c| c.leader())),
         watch_sync_ages,
     });
     (

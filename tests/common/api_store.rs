@@ -1,10 +1,12 @@
 //! A local stand-in for the Kubernetes API server that keeps objects and
 //! takes writes, for a real `kube::Client` to talk to over HTTP: get, list
-//! (with a `metadata.name` field selector), watch, create, update and patch
-//! of the few resources palisade writes, answering with the shapes the API
-//! server uses. (For large, paged or metadata-only lists and bookmarks, as
-//! the watch cache needs, see `fake_api.rs`.) Built from the API reference and apimachinery's error
-//! constructors, not from guesses:
+//! (with a `metadata.name` field selector; across namespaces for a
+//! namespaced resource; metadata-only when asked with
+//! `Accept: ...;as=PartialObjectMetadataList`), watch, create, update and
+//! patch of the few resources palisade writes or watches, answering with
+//! the shapes the API server uses. (For large, paged lists and bookmarks,
+//! see `fake_api.rs`.) Built from the API reference and apimachinery's
+//! error constructors, not from guesses:
 //!
 //! - errors are `Status` objects: `NotFound` (404, "`resource "name" not
 //!   found`"), `AlreadyExists` (409, "`... already exists`"), `Conflict`
@@ -19,7 +21,19 @@
 //!   object's new `resourceVersion`;
 //! - a strategic merge patch merges the `webhooks` list of a webhook
 //!   configuration by `name` (its `patchMergeKey`), everything else as a
-//!   JSON merge patch.
+//!   JSON merge patch;
+//! - a create whose `metadata.name` is not a lowercase RFC 1123 subdomain
+//!   is `Invalid` (422, `NewInvalid`: "`KIND.GROUP "name" is invalid:
+//!   metadata.name: Invalid value: ...`", one `FieldValueInvalid` cause);
+//! - a create in a namespace being deleted is `Forbidden` (403, from the
+//!   NamespaceLifecycle admission plugin: "`... is forbidden: unable to
+//!   create new content in namespace NS because it is being terminated`",
+//!   cause `NamespaceTerminating`);
+//! - a verb a test [`ApiStore::forbid`]s is RBAC's `Forbidden` (403,
+//!   "`RESOURCE.GROUP is forbidden: User "..." cannot VERB resource ...`").
+//!
+//! A test can make watches of a resource deliver late ([`ApiStore::lag`]),
+//! as a busy API server or a slow network does.
 #![allow(dead_code)]
 
 use std::collections::BTreeMap;
@@ -66,6 +80,10 @@ struct Store {
     seen: Vec<Seen>,
     /// Writers that get in just before the next write to (collection, name).
     races: Vec<((String, String), Race)>,
+    /// (verb, resource) pairs RBAC refuses.
+    forbidden: Vec<(String, String)>,
+    /// How late watches of a resource deliver each event.
+    lags: BTreeMap<String, std::time::Duration>,
 }
 
 /// The running stand-in.
@@ -77,8 +95,11 @@ pub struct ApiStore {
     changes: broadcast::Sender<Change>,
 }
 
+/// The user every request is from, as RBAC names it in a 403.
+pub const USER: &str = "system:serviceaccount:palisade-system:palisade";
+
 /// The resources it serves: (path segment, group, version, kind, namespaced).
-const RESOURCES: [(&str, &str, &str, &str, bool); 5] = [
+const RESOURCES: [(&str, &str, &str, &str, bool); 6] = [
     ("secrets", "", "v1", "Secret", true),
     ("leases", "coordination.k8s.io", "v1", "Lease", true),
     (
@@ -96,6 +117,13 @@ const RESOURCES: [(&str, &str, &str, &str, bool); 5] = [
         false,
     ),
     ("namespaces", "", "v1", "Namespace", false),
+    (
+        "networkpolicies",
+        "networking.k8s.io",
+        "v1",
+        "NetworkPolicy",
+        true,
+    ),
 ];
 
 struct Target {
@@ -106,9 +134,30 @@ struct Target {
     group: &'static str,
     version: &'static str,
     kind: &'static str,
+    namespaced: bool,
 }
 
 impl Target {
+    /// Does a list or watch of this target take in objects kept under
+    /// `collection`? A namespaced resource listed without a namespace
+    /// takes in every namespace's.
+    fn covers(&self, collection: &str) -> bool {
+        if collection == self.collection {
+            return true;
+        }
+        let prefix = if self.group.is_empty() {
+            "api/v1".to_owned()
+        } else {
+            format!("apis/{}/{}", self.group, self.version)
+        };
+        self.namespaced
+            && self.namespace.is_none()
+            && collection
+                .strip_prefix(&format!("{prefix}/namespaces/"))
+                .and_then(|rest| rest.split_once('/'))
+                .is_some_and(|(_, r)| r == self.resource)
+    }
+
     fn qualified(&self) -> String {
         if self.group.is_empty() {
             self.resource.to_owned()
@@ -147,7 +196,7 @@ fn parse_path(path: &str) -> Option<Target> {
         [r, n] => (*r, Some(n.to_string())),
         _ => return None,
     };
-    let (res, group, version, kind, _) = RESOURCES.iter().find(|x| x.0 == resource)?;
+    let (res, group, version, kind, namespaced) = RESOURCES.iter().find(|x| x.0 == resource)?;
     let prefix = if group.is_empty() {
         "api/v1".to_owned()
     } else {
@@ -165,15 +214,12 @@ fn parse_path(path: &str) -> Option<Target> {
         group,
         version,
         kind,
+        namespaced: *namespaced,
     })
 }
 
-/// apimachinery's `Status` for an error.
-fn status(code: u16, reason: &str, message: String, name: &str, t: &Target) -> Response {
-    let mut details = json!({"name": name, "kind": t.resource});
-    if !t.group.is_empty() {
-        details["group"] = json!(t.group);
-    }
+/// apimachinery's `Status` for an error, with its `details`.
+fn status_with(code: u16, reason: &str, message: String, details: Value) -> Response {
     let body = json!({
         "kind": "Status",
         "apiVersion": "v1",
@@ -192,6 +238,32 @@ fn status(code: u16, reason: &str, message: String, name: &str, t: &Target) -> R
         .into_response()
 }
 
+/// `StatusDetails`: `name` (left out when empty, as for a create RBAC
+/// refuses), `group`, `kind` (a resource, or a Kind for `Invalid`), `causes`.
+fn details(name: &str, kind: &str, t: &Target, causes: Value) -> Value {
+    let mut d = json!({"kind": kind});
+    if !name.is_empty() {
+        d["name"] = json!(name);
+    }
+    if !t.group.is_empty() {
+        d["group"] = json!(t.group);
+    }
+    if !causes.is_null() {
+        d["causes"] = causes;
+    }
+    d
+}
+
+/// apimachinery's `Status` for an error.
+fn status(code: u16, reason: &str, message: String, name: &str, t: &Target) -> Response {
+    status_with(
+        code,
+        reason,
+        message,
+        details(name, t.resource, t, Value::Null),
+    )
+}
+
 fn not_found(name: &str, t: &Target) -> Response {
     status(
         404,
@@ -200,6 +272,79 @@ fn not_found(name: &str, t: &Target) -> Response {
         name,
         t,
     )
+}
+
+/// apimachinery's `NewInvalid` for a bad `metadata.name`, as the
+/// registry's validation words it for a DNS-1123 subdomain.
+fn invalid_name(name: &str, t: &Target) -> Response {
+    let detail = "a lowercase RFC 1123 subdomain must consist of lower case alphanumeric characters, '-' or '.', \
+                  and must start and end with an alphanumeric character (e.g. 'example.com', regex used for validation \
+                  is '[a-z0-9]([-a-z0-9]*[a-z0-9])?(\\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*')";
+    let body_msg = format!("Invalid value: {name:?}: {detail}");
+    let qualified_kind = if t.group.is_empty() {
+        t.kind.to_owned()
+    } else {
+        format!("{}.{}", t.kind, t.group)
+    };
+    let causes =
+        json!([{"reason": "FieldValueInvalid", "message": body_msg, "field": "metadata.name"}]);
+    status_with(
+        422,
+        "Invalid",
+        format!("{qualified_kind} {name:?} is invalid: metadata.name: {body_msg}"),
+        details(name, t.kind, t, causes),
+    )
+}
+
+/// apimachinery's `IsDNS1123Subdomain`.
+fn is_dns_subdomain(name: &str) -> bool {
+    let part = |p: &str| {
+        !p.is_empty()
+            && p.bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+            && !p.starts_with('-')
+            && !p.ends_with('-')
+    };
+    !name.is_empty() && name.len() <= 253 && name.split('.').all(part)
+}
+
+/// RBAC's 403 (`responsewriters.Forbidden`): a create carries no name.
+fn rbac_forbidden(verb: &str, t: &Target) -> Response {
+    let scope = match &t.namespace {
+        Some(ns) => format!("in the namespace {ns:?}"),
+        None => "at the cluster scope".to_owned(),
+    };
+    status_with(
+        403,
+        "Forbidden",
+        format!(
+            "{} is forbidden: User {USER:?} cannot {verb} resource {:?} in API group {:?} {scope}",
+            t.qualified(),
+            t.resource,
+            t.group
+        ),
+        details("", t.resource, t, Value::Null),
+    )
+}
+
+/// NamespaceLifecycle's 403 for a create in a namespace being deleted.
+fn namespace_terminating(name: &str, ns: &str, t: &Target) -> Response {
+    let causes = json!([{"reason": "NamespaceTerminating",
+        "message": format!("namespace {ns} is being terminated"), "field": "metadata.namespace"}]);
+    status_with(
+        403,
+        "Forbidden",
+        format!(
+            "{} {name:?} is forbidden: unable to create new content in namespace {ns} because it is being terminated",
+            t.qualified()
+        ),
+        details(name, t.resource, t, causes),
+    )
+}
+
+/// An object as a metadata-only client asked for it.
+fn metadata_only(v: &Value) -> Value {
+    json!({"apiVersion": "meta.k8s.io/v1", "kind": "PartialObjectMetadata", "metadata": v["metadata"]})
 }
 
 fn conflict(name: &str, t: &Target) -> Response {
@@ -382,6 +527,19 @@ impl ApiStore {
             .push(((collection.to_owned(), name.to_owned()), Box::new(f)));
     }
 
+    /// From now on, RBAC refuses `verb` on `resource` (e.g. `create`,
+    /// `networkpolicies`) in every namespace.
+    pub fn forbid(&self, verb: &str, resource: &str) {
+        self.lock()
+            .forbidden
+            .push((verb.to_owned(), resource.to_owned()));
+    }
+
+    /// From now on, watches of `resource` deliver each event `by` late.
+    pub fn lag(&self, resource: &str, by: std::time::Duration) {
+        self.lock().lags.insert(resource.to_owned(), by);
+    }
+
     /// Every request so far.
     pub fn seen(&self) -> Vec<Seen> {
         self.lock().seen.clone()
@@ -400,7 +558,12 @@ impl ApiStore {
         object["metadata"]["resourceVersion"] = json!(rv.to_string());
         if object["metadata"]["uid"].is_null() {
             object["metadata"]["uid"] = json!(format!("uid-{rv}"));
-            object["metadata"]["creationTimestamp"] = json!("2026-01-01T00:00:00Z");
+        }
+        if object["metadata"]["creationTimestamp"].is_null() {
+            // Whole seconds, as the API server writes it.
+            let now = k8s_openapi::jiff::Timestamp::now().as_second();
+            let stamp = k8s_openapi::jiff::Timestamp::from_second(now).expect("a time");
+            object["metadata"]["creationTimestamp"] = json!(stamp.to_string());
         }
         if kind == "DELETED" {
             s.objects.remove(&(collection.to_owned(), name.to_owned()));
@@ -459,19 +622,23 @@ pub fn collection_of(object: &Value) -> String {
     }
 }
 
+fn header_text(req: &Request, name: header::HeaderName) -> String {
+    req.headers()
+        .get(name)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+        .to_owned()
+}
+
 async fn handle(State(api): State<ApiStore>, req: Request) -> Response {
     let method = req.method().clone();
     let uri = req.uri().clone();
-    let content_type = req
-        .headers()
-        .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or("")
-        .to_owned();
+    let content_type = header_text(&req, header::CONTENT_TYPE);
+    let meta = header_text(&req, header::ACCEPT).contains("as=PartialObjectMetadata");
     let body = axum::body::to_bytes(req.into_body(), 16 << 20)
         .await
         .unwrap_or_default();
-    let resp = answer(&api, &method, &uri, &content_type, body).await;
+    let resp = answer(&api, &method, &uri, &content_type, meta, body).await;
     api.lock().seen.push(Seen {
         method: method.to_string(),
         uri: uri.to_string(),
@@ -481,27 +648,66 @@ async fn handle(State(api): State<ApiStore>, req: Request) -> Response {
     resp
 }
 
+/// The RBAC verb of a request.
+fn verb(method: &Method, t: &Target, q: &BTreeMap<String, String>) -> &'static str {
+    match (method.as_str(), &t.name) {
+        ("GET", None) if q.get("watch").map(String::as_str) == Some("true") => "watch",
+        ("GET", None) => "list",
+        ("GET", Some(_)) => "get",
+        ("POST", _) => "create",
+        ("PUT", _) => "update",
+        ("PATCH", _) => "patch",
+        ("DELETE", _) => "delete",
+        _ => "",
+    }
+}
+
+/// Is the stored Namespace `ns` being deleted?
+fn terminating(s: &Store, ns: &str) -> bool {
+    s.objects
+        .get(&("api/v1/namespaces".to_owned(), ns.to_owned()))
+        .is_some_and(|n| {
+            !n["metadata"]["deletionTimestamp"].is_null() || n["status"]["phase"] == "Terminating"
+        })
+}
+
 async fn answer(
     api: &ApiStore,
     method: &Method,
     uri: &axum::http::Uri,
     content_type: &str,
+    meta: bool,
     body: Bytes,
 ) -> Response {
     let Some(t) = parse_path(uri.path()) else {
         return (StatusCode::NOT_FOUND, "no such path").into_response();
     };
     let q = query(uri);
+    let v = verb(method, &t, &q);
+    let refused = {
+        let s = api.lock();
+        s.forbidden
+            .iter()
+            .any(|(fv, fr)| fv == v && fr == t.resource)
+    };
+    if refused {
+        return rbac_forbidden(v, &t);
+    }
     match (method.as_str(), &t.name) {
-        ("GET", None) if q.get("watch").map(String::as_str) == Some("true") => watch(api, &t, &q),
+        ("GET", None) if q.get("watch").map(String::as_str) == Some("true") => {
+            watch(api, &t, &q, meta)
+        }
         ("GET", None) => {
             let s = api.lock();
             let wanted = selected_name(&q);
             let items: Vec<Value> = s
                 .objects
                 .iter()
-                .filter(|((c, n), _)| *c == t.collection && wanted.as_ref().is_none_or(|w| w == n))
+                .filter(|((c, n), _)| t.covers(c) && wanted.as_ref().is_none_or(|w| w == n))
                 .map(|(_, v)| {
+                    if meta {
+                        return metadata_only(v);
+                    }
                     let mut v = v.clone();
                     if let Some(o) = v.as_object_mut() {
                         o.remove("kind");
@@ -510,17 +716,26 @@ async fn answer(
                     v
                 })
                 .collect();
+            let (kind, api_version) = if meta {
+                (
+                    "PartialObjectMetadataList".to_owned(),
+                    "meta.k8s.io/v1".to_owned(),
+                )
+            } else {
+                (format!("{}List", t.kind), t.api_version())
+            };
             ok(
                 StatusCode::OK,
                 &json!({
-                    "kind": format!("{}List", t.kind),
-                    "apiVersion": t.api_version(),
+                    "kind": kind,
+                    "apiVersion": api_version,
                     "metadata": {"resourceVersion": s.rv.to_string()},
                     "items": items,
                 }),
             )
         }
         ("GET", Some(name)) => match api.get(&t.collection, name) {
+            Some(v) if meta => ok(StatusCode::OK, &metadata_only(&v)),
             Some(v) => ok(StatusCode::OK, &v),
             None => not_found(name, &t),
         },
@@ -533,6 +748,11 @@ async fn answer(
                 .unwrap_or_default()
                 .to_owned();
             let mut s = api.lock();
+            if let Some(ns) = &t.namespace
+                && terminating(&s, ns)
+            {
+                return namespace_terminating(&name, ns, &t);
+            }
             api.run_race(&mut s, &t.collection, &name);
             if s.objects
                 .contains_key(&(t.collection.clone(), name.clone()))
@@ -544,6 +764,9 @@ async fn answer(
                     &name,
                     &t,
                 );
+            }
+            if !is_dns_subdomain(&name) {
+                return invalid_name(&name, &t);
             }
             obj["kind"] = json!(t.kind);
             obj["apiVersion"] = json!(t.api_version());
@@ -628,15 +851,20 @@ async fn answer(
     }
 }
 
-fn watch(api: &ApiStore, t: &Target, q: &BTreeMap<String, String>) -> Response {
+fn watch(api: &ApiStore, t: &Target, q: &BTreeMap<String, String>, meta: bool) -> Response {
     let from: u64 = q
         .get("resourceVersion")
         .and_then(|v| v.parse().ok())
         .unwrap_or(0);
     let wanted = selected_name(q);
-    let collection = t.collection.clone();
+    let target = Target {
+        collection: t.collection.clone(),
+        name: None,
+        namespace: t.namespace.clone(),
+        ..*t
+    };
     let matches = move |c: &Change| {
-        c.collection == collection && wanted.as_ref().is_none_or(|w| *w == c.name)
+        target.covers(&c.collection) && wanted.as_ref().is_none_or(|w| *w == c.name)
     };
     // Subscribe under the lock, so nothing falls between the backlog and the live feed.
     let (backlog, mut rx) = {
@@ -650,9 +878,17 @@ fn watch(api: &ApiStore, t: &Target, q: &BTreeMap<String, String>) -> Response {
             .collect();
         (backlog, rx)
     };
-    let line =
-        |c: &Change| Bytes::from(format!("{}\n", json!({"type": c.kind, "object": c.object})));
+    let line = move |c: &Change| {
+        let object = if meta {
+            metadata_only(&c.object)
+        } else {
+            c.object.clone()
+        };
+        Bytes::from(format!("{}\n", json!({"type": c.kind, "object": object})))
+    };
     let (tx, mut out) = tokio::sync::mpsc::channel::<Result<Bytes, std::io::Error>>(64);
+    let store = Arc::clone(&api.store);
+    let resource = t.resource;
     tokio::spawn(async move {
         for c in &backlog {
             if tx.send(Ok(line(c))).await.is_err() {
@@ -662,6 +898,15 @@ fn watch(api: &ApiStore, t: &Target, q: &BTreeMap<String, String>) -> Response {
         loop {
             match rx.recv().await {
                 Ok(c) if c.rv > from && matches(&c) => {
+                    let lag = store
+                        .lock()
+                        .unwrap_or_else(|p| p.into_inner())
+                        .lags
+                        .get(resource)
+                        .copied();
+                    if let Some(lag) = lag {
+                        tokio::time::sleep(lag).await;
+                    }
                     if tx.send(Ok(line(&c))).await.is_err() {
                         return;
                     }

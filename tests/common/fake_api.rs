@@ -178,12 +178,7 @@ impl FakeApi {
     /// A kubeconfig file's text that points at this server, for the real
     /// binary (`KUBECONFIG`).
     pub fn kubeconfig(&self) -> String {
-        format!(
-            "apiVersion: v1\nkind: Config\nclusters:\n- name: fake\n  cluster: {{server: \"http://{}\"}}\n\
-             users:\n- name: fake\n  user: {{}}\ncontexts:\n- name: fake\n  context: {{cluster: fake, user: fake}}\n\
-             current-context: fake\n",
-            self.addr
-        )
+        kubeconfig(self.addr)
     }
 
     /// Sends a watch event (`ADDED`, `MODIFIED`, `DELETED`) of `object` to
@@ -230,6 +225,16 @@ impl FakeApi {
     pub fn seen(&self) -> Vec<Seen> {
         self.state.seen.lock().unwrap().clone()
     }
+}
+
+/// A kubeconfig file's text for a plain-HTTP stand-in of the API server at
+/// `addr` (this one or `api_store.rs`), for the real binary (`KUBECONFIG`).
+pub fn kubeconfig(addr: SocketAddr) -> String {
+    format!(
+        "apiVersion: v1\nkind: Config\nclusters:\n- name: fake\n  cluster: {{server: \"http://{addr}\"}}\n\
+         users:\n- name: fake\n  user: {{}}\ncontexts:\n- name: fake\n  context: {{cluster: fake, user: fake}}\n\
+         current-context: fake\n"
+    )
 }
 
 type Body = BoxBody<Bytes, Infallible>;

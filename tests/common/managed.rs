@@ -82,6 +82,7 @@ pub async fn replica(api: &ApiStore, policy: Policy) -> Replica {
         tls: TlsSource::Managed(Arc::clone(&managed.replica)),
         limits: ListenLimits::default(),
         body: BodyLimits::default(),
+        generating: None,
     })
     .await
     .expect("server starts");

@@ -19,6 +19,7 @@ use palisade::certs::{self, CertBundle, CertSpec};
 use palisade::cluster::ClusterView;
 use palisade::cluster::static_dir::StaticCluster;
 use palisade::config::Config;
+use palisade::generate::Generating;
 use palisade::manifest::{self, Manifests};
 use palisade::serve::{self, Server, Settings};
 use palisade::server::listen::ListenLimits;
@@ -145,11 +146,32 @@ pub fn fixture_names(prefix: &str) -> Vec<String> {
 
 /// A cluster state from YAML manifests.
 pub fn state(yaml: &str) -> StaticCluster {
+    state_of(&manifests(yaml))
+}
+
+/// A cluster state from YAML manifests, keeping a reachability model of
+/// them for admission previews.
+pub fn state_with_model(yaml: &str) -> StaticCluster {
+    let m = manifests(yaml);
+    let mut c = state_of(&m);
+    let model = palisade::reach::ModelBuilder::new()
+        .documents(&m)
+        .expect("test state models")
+        .build();
+    c.set_reach_model(model);
+    c
+}
+
+fn manifests(yaml: &str) -> Manifests {
     let mut m = Manifests::default();
     manifest::read_text(Path::new("state.yaml"), yaml, &mut m);
     assert!(m.skipped.is_empty(), "bad test state: {:?}", m.skipped);
+    m
+}
+
+fn state_of(m: &Manifests) -> StaticCluster {
     let mut c = StaticCluster::new();
-    c.apply_all(&m).expect("test state applies");
+    c.apply_all(m).expect("test state applies");
     c
 }
 
@@ -183,6 +205,26 @@ impl TestServer {
         limits: ListenLimits,
         body: BodyLimits,
     ) -> Self {
+        Self::start_full(config, cluster, limits, body, None).await
+    }
+
+    /// Starts a server on any cluster view where generation runs.
+    pub async fn start_generating(
+        config: Config,
+        cluster: Arc<dyn ClusterView>,
+        generating: Generating,
+    ) -> Self {
+        let (limits, body) = (ListenLimits::default(), BodyLimits::default());
+        Self::start_full(config, cluster, limits, body, Some(generating)).await
+    }
+
+    async fn start_full(
+        config: Config,
+        cluster: Arc<dyn ClusterView>,
+        limits: ListenLimits,
+        body: BodyLimits,
+        generating: Option<Generating>,
+    ) -> Self {
         init();
         let dir = tempfile::tempdir().expect("tempdir");
         let bundle = bundle();
@@ -199,6 +241,7 @@ impl TestServer {
             },
             limits,
             body,
+            generating,
         })
         .await
         .expect("server starts");
