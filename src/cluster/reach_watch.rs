@@ -360,3 +360,30 @@ impl ReachWatch {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The watch keeps each pod's addresses with it (for `simulate
+    /// verify` against a live model) and forgets them when it goes.
+    #[test]
+    fn a_watched_pod_brings_its_addresses_and_takes_them_away() {
+        let pod: Pod = serde_saphyr::from_str(
+            "metadata: {name: web-1, namespace: shop, labels: {app: web}}\n\
+             spec: {containers: []}\n\
+             status: {podIP: 10.0.0.7, podIPs: [{ip: 10.0.0.7}]}\n",
+        )
+        .unwrap();
+        let ip: std::net::IpAddr = "10.0.0.7".parse().unwrap();
+        let mut m = Model::default();
+        pod.put(&mut m);
+        assert_eq!(m.stats().addresses, 1);
+        let (ns, name, group, _) = m.pod_at(ip).unwrap();
+        assert_eq!((ns, name), ("shop", "web-1"));
+        assert!(group.is_some());
+        <Pod as Kept>::remove(&mut m, &pod.key());
+        assert!(m.pod_at(ip).is_none());
+        assert_eq!(m.stats().addresses, 0);
+    }
+}
