@@ -225,3 +225,41 @@ fn standard_input_gzipd_reads_like_the_file() {
     }
     assert_eq!(piped, file);
 }
+
+/// A snapshot without pods names no address: the report says so rather
+/// than calling every pod outside the cluster without a word.
+#[test]
+fn a_state_without_pods_is_called_out() {
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("state.yaml");
+    std::fs::write(
+        &state,
+        "apiVersion: networking.k8s.io/v1\nkind: NetworkPolicy\nmetadata: {name: deny, namespace: shop}\n\
+         spec: {podSelector: {}, policyTypes: [Ingress]}\n",
+    )
+    .unwrap();
+    let flows = dir.path().join("flows.csv");
+    std::fs::write(
+        &flows,
+        "src_ip,dst_ip,dst_port\n10.244.1.17,10.244.2.9,5432\n",
+    )
+    .unwrap();
+    let (code, out) = verify(&[
+        "--state",
+        state.to_str().unwrap(),
+        "--output",
+        "json",
+        flows.to_str().unwrap(),
+    ]);
+    assert_eq!(code.unwrap(), 0);
+    let v: Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(v["flows"]["outside"], 1);
+    assert!(
+        v["notes"][0]
+            .as_str()
+            .unwrap()
+            .starts_with("the cluster snapshot holds no pod addresses: every address reads as outside the cluster (1 flows)"),
+        "{}",
+        v["notes"]
+    );
+}

@@ -171,6 +171,8 @@ pub struct Report {
     pub coverage: Coverage,
     /// What could not be compared.
     pub not_compared: NotCompared,
+    /// Caveats about this run (a snapshot without pod addresses).
+    pub notes: Vec<String>,
 }
 
 /// A resolved end, as flows are folded.
@@ -195,6 +197,8 @@ pub struct Verifier<'m> {
     conns: HashMap<(Key, Key, Protocol, u16), Seen>,
     seen: Seen,
     not_compared: NotCompared,
+    /// Flows with an end read as outside the cluster by its address.
+    external_by_address: u64,
 }
 
 impl<'m> Verifier<'m> {
@@ -205,6 +209,7 @@ impl<'m> Verifier<'m> {
             conns: HashMap::new(),
             seen: Seen::default(),
             not_compared: NotCompared::default(),
+            external_by_address: 0,
         }
     }
 
@@ -225,12 +230,19 @@ impl<'m> Verifier<'m> {
                 .entry(u)
                 .or_default()
                 .add(flow.time, 1),
-            (Ok(Key::Addr(_)), Ok(Key::Addr(_))) => self.not_compared.outside += 1,
-            (Ok(s), Ok(d)) => self
-                .conns
-                .entry((s, d, flow.protocol, flow.port))
-                .or_default()
-                .add(flow.time, 1),
+            (Ok(Key::Addr(_)), Ok(Key::Addr(_))) => {
+                self.external_by_address += 1;
+                self.not_compared.outside += 1;
+            }
+            (Ok(s), Ok(d)) => {
+                if matches!(s, Key::Addr(_)) || matches!(d, Key::Addr(_)) {
+                    self.external_by_address += 1;
+                }
+                self.conns
+                    .entry((s, d, flow.protocol, flow.port))
+                    .or_default()
+                    .add(flow.time, 1)
+            }
         }
     }
 
@@ -337,7 +349,16 @@ impl<'m> Verifier<'m> {
                 .filter(|p| allowed_pairs.contains(p))
                 .count(),
         };
+        let mut notes = Vec::new();
+        if self.external_by_address > 0 && model.stats().addresses == 0 {
+            notes.push(format!(
+                "the cluster snapshot holds no pod addresses: every address reads as outside the cluster ({} flows); \
+                 take the state with its pods (kubectl get namespaces,networkpolicies,pods,replicasets,jobs -A -o json) or use --cluster",
+                self.external_by_address
+            ));
+        }
         Report {
+            notes,
             seen: self.seen,
             compared,
             allowed,

@@ -242,6 +242,9 @@ fn text(r: &Report, s: &ReadStats, model: &Model, out: &mut impl Write) -> io::R
         }
     }
     writeln!(out)?;
+    for n in &r.notes {
+        writeln!(out, "note: {n}")?;
+    }
     writeln!(out, "note: {SNAPSHOT_NOTE}")
 }
 
@@ -339,6 +342,9 @@ fn markdown(r: &Report, s: &ReadStats, model: &Model, out: &mut impl Write) -> i
         }
     }
     writeln!(out)?;
+    for n in &r.notes {
+        writeln!(out, "_Note: {}._", md(n))?;
+    }
     writeln!(out, "_Note: {SNAPSHOT_NOTE}._")
 }
 
@@ -353,7 +359,7 @@ struct VerifyJson<'a> {
     rules: Vec<RuleJson<'a>>,
     coverage: CoverageJson,
     unresolved: Vec<UnresolvedJson>,
-    notes: Vec<&'static str>,
+    notes: Vec<&'a str>,
 }
 
 #[derive(Serialize)]
@@ -548,7 +554,12 @@ fn json(r: &Report, s: &ReadStats, model: &Model, out: &mut impl Write) -> io::R
                 flows: seen.flows,
             })
             .collect(),
-        notes: vec![SNAPSHOT_NOTE],
+        notes: r
+            .notes
+            .iter()
+            .map(String::as_str)
+            .chain([SNAPSHOT_NOTE])
+            .collect(),
     };
     serde_json::to_writer_pretty(&mut *out, &doc)?;
     writeln!(out)
