@@ -103,7 +103,6 @@ fn write_state(out: &mut impl Write) -> std::io::Result<()> {
             }
         }
     }
-    drop(items);
     write!(out, "]}}")
 }
 
@@ -167,6 +166,8 @@ fn record(rng: &mut Rng, i: usize) -> String {
 /// child's `ru_maxrss`: so this process keeps small (the state is written
 /// item by item, outputs go to a file and are read after), and the figure
 /// includes its few MiB.
+// The child is reaped by the wait4 below, which also gives its rusage.
+#[allow(clippy::zombie_processes)]
 fn run_measured(cmd: &mut Command, out_file: &Path) -> (i32, Vec<u8>, i64) {
     let out = std::fs::File::create(out_file).expect("output file");
     let mut child = cmd
