@@ -363,3 +363,42 @@ fn a_gap_the_admin_tier_denies_names_its_rule() {
         "{text}"
     );
 }
+
+/// A rule that admits many pairs lists the first 100 unused ones and
+/// counts them all: a namespace-wide rule in a large namespace admits
+/// millions.
+#[test]
+fn unused_pairs_are_counted_and_the_first_hundred_listed() {
+    let mut b = ModelBuilder::new();
+    let np: NetworkPolicy = serde_saphyr::from_str(
+        "metadata: {name: all, namespace: big}\n\
+         spec: {podSelector: {}, policyTypes: [Ingress], ingress: [{from: [{podSelector: {}}]}]}\n",
+    )
+    .unwrap();
+    b.network_policy(&np).unwrap();
+    for w in 0..12 {
+        let pod = format!(
+            "metadata: {{name: p{w}, namespace: big, labels: {{app: a{w}}}}}\nspec: {{containers: []}}\n"
+        );
+        b.pod(&serde_saphyr::from_str(&pod).unwrap());
+    }
+    let m = b.build();
+    let seen = Flow {
+        time: None,
+        src: FlowEnd {
+            workload: Some(("big".into(), "p0".into(), "Pod".into())),
+            ..FlowEnd::default()
+        },
+        dst: FlowEnd {
+            workload: Some(("big".into(), "p1".into(), "Pod".into())),
+            ..FlowEnd::default()
+        },
+        protocol: Protocol::Tcp,
+        port: 80,
+    };
+    let r = verify(&m, &[seen]);
+    let u = &r.rules[0];
+    assert_eq!((u.admitted_pairs, u.unused_count), (132, 131));
+    assert_eq!(u.unused_pairs.len(), 100);
+    assert_eq!((r.coverage.allowed_pairs, r.coverage.used_pairs), (132, 1));
+}

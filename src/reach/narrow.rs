@@ -292,6 +292,7 @@ spec:
             rule: 0,
             used,
             unused_pairs: Vec::new(),
+            unused_count: 0,
             admitted_pairs: 2,
             unused_addresses: Vec::new(),
         };

@@ -16,12 +16,12 @@
 //! - what could not be compared (unresolved ends, flows outside the
 //!   cluster at both ends).
 
-use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::net::IpAddr;
 
 use k8s_openapi::jiff::Timestamp;
 
-use super::compute::{pair_ports, reach_all};
+use super::compute::pair_ports;
 use super::eval::{PeerSets, View};
 use super::explain::{End, Explanation, Query, Side, Target, host_note, sides};
 use super::flows::Flow;
@@ -108,8 +108,11 @@ pub struct RuleUse {
     /// through this rule, with the ports they used and how often.
     pub used: BTreeMap<Peer, (PortSet, Seen)>,
     /// Workload pairs `(source, destination)` the rule admits (the
-    /// connection being allowed end to end) that no flow used.
+    /// connection being allowed end to end) that no flow used: the first
+    /// [`LISTED`] of them, in index order.
     pub unused_pairs: Vec<(WorkloadId, WorkloadId)>,
+    /// How many workload pairs it admits that no flow used.
+    pub unused_count: usize,
     /// Workload pairs the rule admits, used or not.
     pub admitted_pairs: usize,
     /// Addresses outside the cluster the rule admits, when no flow used
@@ -120,7 +123,7 @@ pub struct RuleUse {
 impl RuleUse {
     /// Does the rule admit something no flow used?
     pub fn has_unused(&self) -> bool {
-        !self.unused_pairs.is_empty() || !self.unused_addresses.is_empty()
+        self.unused_count > 0 || !self.unused_addresses.is_empty()
     }
 }
 
@@ -174,6 +177,10 @@ pub struct Report {
     /// Caveats about this run (a snapshot without pod addresses).
     pub notes: Vec<String>,
 }
+
+/// How many unused pairs a rule lists (all are counted): a rule that
+/// admits every pod of a large namespace admits millions of pairs.
+pub const LISTED: usize = 100;
 
 /// A resolved end, as flows are folded.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -250,7 +257,8 @@ impl<'m> Verifier<'m> {
     pub fn finish(self) -> Report {
         let model = self.model;
         let sets = PeerSets::new(model);
-        let view = View::new(&sets);
+        // Every row and column once: rules and coverage walk them all.
+        let view = View::dense(&sets);
         let peer = |k: Key| match k {
             Key::Group(g) => Peer::Workload(wl(model, g).clone()),
             Key::Addr(ip) => Peer::External(ip),
@@ -341,13 +349,10 @@ impl<'m> Verifier<'m> {
             }
         }
         let rules = rule_uses(&view, &mut used, &rule_pairs, &used_external);
-        let allowed_pairs: BTreeSet<(WlId, WlId)> = reach_all(model).pairs.into_keys().collect();
+        // Flows counted only when allowed, so every pair used is allowed.
         let coverage = Coverage {
-            allowed_pairs: allowed_pairs.len(),
-            used_pairs: used_pairs
-                .iter()
-                .filter(|p| allowed_pairs.contains(p))
-                .count(),
+            allowed_pairs: allowed_pairs(&view),
+            used_pairs: used_pairs.iter().filter(|(a, b)| a != b).count(),
         };
         let mut notes = Vec::new();
         if self.external_by_address > 0 && model.stats().addresses == 0 {
@@ -383,6 +388,67 @@ fn policy_by_ref(model: &Model, reference: &str) -> Option<PolicyId> {
     model.policy_id(ns, name)
 }
 
+/// Distinct workload pairs `(source, destination)` of group pairs `s ->
+/// d`, seen once each: a workload of several pod groups reaches a pair
+/// more than once, a workload of one group (the rule) only once.
+struct PairOnce<'m> {
+    model: &'m Model,
+    seen: HashSet<(WlId, WlId)>,
+}
+
+impl<'m> PairOnce<'m> {
+    fn new(model: &'m Model) -> Self {
+        PairOnce {
+            model,
+            seen: HashSet::new(),
+        }
+    }
+
+    /// The workload pair of `s -> d`, unless it is a workload to itself or
+    /// was already counted (`counted` says whether it is, once it was).
+    fn pair(&self, s: GroupId, d: GroupId) -> Option<(WlId, WlId, bool)> {
+        let (ws, wd) = (self.model.group(s).workload, self.model.group(d).workload);
+        if ws == wd {
+            return None;
+        }
+        let multi = |w: WlId| self.model.workloads[w as usize].groups.len() > 1;
+        let tracked = multi(ws) || multi(wd);
+        if tracked && self.seen.contains(&(ws, wd)) {
+            return None;
+        }
+        Some((ws, wd, tracked))
+    }
+
+    fn counted(&mut self, ws: WlId, wd: WlId, tracked: bool) {
+        if tracked {
+            self.seen.insert((ws, wd));
+        }
+    }
+}
+
+/// Distinct workload pairs the model allows (as `list` counts them),
+/// counted without holding them.
+fn allowed_pairs(view: &View<'_, '_>) -> usize {
+    let model = view.model();
+    let mut once = PairOnce::new(model);
+    let mut n = 0;
+    for s in model.group_ids() {
+        let row = view.row(Direction::Egress, s);
+        let col = view.col(Direction::Ingress, s);
+        for d in row.iter_and(&col) {
+            let d = d as GroupId;
+            let Some((ws, wd, tracked)) = once.pair(s, d) else {
+                continue;
+            };
+            if !pair_ports(view, s, d).is_empty() {
+                once.counted(ws, wd, tracked);
+                n += 1;
+            }
+        }
+    }
+    n
+}
+
 /// Every rule of every policy, with what it admits end to end and what
 /// flows used of it.
 fn rule_uses(
@@ -392,6 +458,7 @@ fn rule_uses(
     used_external: &HashSet<RuleKey>,
 ) -> Vec<RuleUse> {
     let model = view.model();
+    let name = |w: WlId| model.workloads[w as usize].id.clone();
     let mut out = Vec::new();
     for (p, sp) in model.policies.iter() {
         let p = p as PolicyId;
@@ -403,23 +470,44 @@ fn rule_uses(
                 .copied()
                 .filter(|&g| view.selecting(dir, g).contains(&p))
                 .collect();
+            // For each selected group, the far ends whose own side lets
+            // the connection through: for egress, who may hear from it;
+            // for ingress, who may send to it.
+            let far_side = match dir {
+                Direction::Egress => Direction::Ingress,
+                Direction::Ingress => Direction::Egress,
+            };
             for (i, r) in view.rules(p, dir).iter().enumerate() {
                 let peers = view.sets().rule_set(r, sp.namespace);
-                let mut pairs: BTreeSet<(WlId, WlId)> = BTreeSet::new();
+                let through = rule_pairs.get(&(p, dir, i));
+                let mut once = PairOnce::new(model);
+                let (mut admitted, mut unused_count) = (0, 0);
+                let mut unused_pairs = Vec::new();
                 for &g in &selected {
-                    for h in peers.iter() {
+                    let far = view.col(far_side, g);
+                    for h in peers.iter_and(&far) {
                         let h = h as GroupId;
                         let (s, d) = match dir {
                             Direction::Egress => (g, h),
                             Direction::Ingress => (h, g),
                         };
-                        let (ws, wd) = (model.group(s).workload, model.group(d).workload);
-                        if ws == wd || pairs.contains(&(ws, wd)) {
+                        let Some((ws, wd, tracked)) = once.pair(s, d) else {
+                            continue;
+                        };
+                        let rule_ports = r.ports_on(&model.group(d).shape.ports);
+                        if rule_ports.is_empty()
+                            || pair_ports(view, s, d).intersect(&rule_ports).is_empty()
+                        {
                             continue;
                         }
-                        let rule_ports = r.ports_on(&model.group(d).shape.ports);
-                        if !pair_ports(view, s, d).intersect(&rule_ports).is_empty() {
-                            pairs.insert((ws, wd));
+                        once.counted(ws, wd, tracked);
+                        admitted += 1;
+                        if through.is_some_and(|t| t.contains(&(ws, wd))) {
+                            continue;
+                        }
+                        unused_count += 1;
+                        if unused_pairs.len() < LISTED {
+                            unused_pairs.push((name(ws), name(wd)));
                         }
                     }
                 }
@@ -429,16 +517,9 @@ fn rule_uses(
                     (PeerIds::Only(_), false) => r.addresses.clone(),
                 };
                 let used_here = used.remove(&(p, dir, i)).unwrap_or_default();
-                if pairs.is_empty() && addresses.is_empty() && used_here.is_empty() {
+                if admitted == 0 && addresses.is_empty() && used_here.is_empty() {
                     continue;
                 }
-                let name = |w: WlId| model.workloads[w as usize].id.clone();
-                let through = rule_pairs.get(&(p, dir, i));
-                let unused_pairs: Vec<(WorkloadId, WorkloadId)> = pairs
-                    .iter()
-                    .filter(|k| through.is_none_or(|t| !t.contains(k)))
-                    .map(|&(a, b)| (name(a), name(b)))
-                    .collect();
                 let unused_addresses =
                     if addresses.is_empty() || used_external.contains(&(p, dir, i)) {
                         Vec::new()
@@ -451,7 +532,8 @@ fn rule_uses(
                     rule: i,
                     used: used_here,
                     unused_pairs,
-                    admitted_pairs: pairs.len(),
+                    unused_count,
+                    admitted_pairs: admitted,
                     unused_addresses,
                 });
             }

@@ -103,7 +103,7 @@ fn flows(n: u64) -> String {
 /// rule's peers cannot drop them: they are pairs of pods the policy
 /// itself selects, and its `podSelector` is what would narrow.
 fn own_pods_note(u: &RuleUse) -> Option<String> {
-    if u.unused_pairs.is_empty() {
+    if u.unused_count == 0 || u.unused_count > u.unused_pairs.len() {
         return None;
     }
     let mut own = std::collections::BTreeSet::new();
@@ -129,10 +129,10 @@ fn rule_name(u: &RuleUse) -> String {
 
 fn unused_line(u: &RuleUse) -> String {
     let mut parts = Vec::new();
-    if !u.unused_pairs.is_empty() {
+    if u.unused_count > 0 {
         parts.push(format!(
             "{} of {} workload pair{} unused",
-            u.unused_pairs.len(),
+            u.unused_count,
             u.admitted_pairs,
             if u.admitted_pairs == 1 { "" } else { "s" }
         ));
@@ -206,8 +206,8 @@ fn text(r: &Report, s: &ReadStats, model: &Model, out: &mut impl Write) -> io::R
         for (a, b) in u.unused_pairs.iter().take(SHOW) {
             writeln!(out, "    unused: {a} -> {b}")?;
         }
-        if u.unused_pairs.len() > SHOW {
-            writeln!(out, "    ... and {} more", u.unused_pairs.len() - SHOW)?;
+        if u.unused_count > SHOW {
+            writeln!(out, "    ... and {} more", u.unused_count - SHOW)?;
         }
         for (p, (ports, seen)) in &u.used {
             writeln!(out, "    used:   {p} on {ports} ({})", flows(seen.flows))?;
@@ -310,8 +310,8 @@ fn markdown(r: &Report, s: &ReadStats, model: &Model, out: &mut impl Write) -> i
                 md(&b.to_string())
             )?;
         }
-        if u.unused_pairs.len() > SHOW {
-            writeln!(out, "  - ... and {} more", u.unused_pairs.len() - SHOW)?;
+        if u.unused_count > SHOW {
+            writeln!(out, "  - ... and {} more", u.unused_count - SHOW)?;
         }
         if let Some(n) = own_pods_note(u) {
             writeln!(out, "  - note: {}", md(&n))?;
@@ -429,6 +429,7 @@ struct RuleJson<'a> {
     direction: &'static str,
     rule: usize,
     admitted_pairs: usize,
+    unused_count: usize,
     used: Vec<UsedJson<'a>>,
     unused: Vec<PairJson<'a>>,
     unused_external: &'a [String],
@@ -515,6 +516,7 @@ fn json(r: &Report, s: &ReadStats, model: &Model, out: &mut impl Write) -> io::R
                 direction: u.direction.as_str(),
                 rule: u.rule,
                 admitted_pairs: u.admitted_pairs,
+                unused_count: u.unused_count,
                 used: u
                     .used
                     .values()
