@@ -29,6 +29,7 @@
 #![deny(missing_docs)]
 
 mod bits;
+pub mod change;
 pub mod ci_output;
 pub mod cli;
 pub mod compute;
@@ -47,6 +48,7 @@ pub mod sources;
 pub mod tier_preview;
 mod tiers;
 
+pub use change::{ChangeError, PolicyChange};
 pub use cli::{DiffFormat, FailOn, SimulateCommand, SimulateError, run, run_seeded};
 pub use compute::connections;
 pub use conn::{Change, Conn, Endpoint};
@@ -58,5 +60,5 @@ pub use model::{
     WorkloadId,
 };
 pub use owners::{Intermediate, Owners};
-pub use preview::{ChangeError, PolicyChange, Preview, preview};
+pub use preview::{Preview, preview};
 pub use tier_preview::preview_cluster;
