@@ -7,7 +7,6 @@
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 
 use serde::Deserialize;
 use thiserror::Error;
@@ -19,8 +18,8 @@ use k8s_openapi::api::networking::v1::{
 };
 
 use crate::netpol::{Direction, Directions, Policy};
-use crate::patch::RenderError;
-use crate::sidecar::{Injection, SidecarTemplate, TemplateError};
+pub use crate::sidecar::{PROXY_STATUS_ANNOTATION, ProxyConfig};
+use crate::sidecar::{SidecarTemplate, TemplateError};
 
 /// The config file's `apiVersion`.
 pub const API_VERSION: &str = "palisade.io/v1alpha1";
@@ -28,8 +27,6 @@ pub const API_VERSION: &str = "palisade.io/v1alpha1";
 pub const KIND: &str = "PalisadeConfig";
 /// The namespace label that sets a namespace's mode.
 pub const MODE_LABEL: &str = "palisade.io/mode";
-/// The pod annotation that marks a pod palisade injected.
-pub const PROXY_STATUS_ANNOTATION: &str = "palisade.io/proxy-status";
 /// The namespace label that opts a namespace out of generation, with the
 /// value [`GENERATE_OPT_OUT`]; only `trustedGroups` may set it.
 pub const GENERATE_LABEL: &str = "palisade.io/generate";
@@ -179,40 +176,6 @@ pub struct RoleMatch {
     pub service_accounts: Option<Vec<Glob>>,
 }
 
-/// `proxy`.
-#[derive(Debug, Clone)]
-pub struct ProxyConfig {
-    /// Namespace label or pod annotation: `enabled` | `disabled`.
-    pub label: String,
-    /// Inject as an init container with `restartPolicy: Always`.
-    pub native_sidecar: bool,
-    /// Where the template was read from.
-    pub template_path: PathBuf,
-    /// The template, parsed and checked.
-    pub template: SidecarTemplate,
-    /// What the template adds to a pod, rendered once.
-    pub injection: Arc<Injection>,
-}
-
-impl ProxyConfig {
-    /// The proxy settings, with the injection built from `template`.
-    pub fn new(
-        label: String,
-        native_sidecar: bool,
-        template_path: PathBuf,
-        template: SidecarTemplate,
-    ) -> Result<Self, RenderError> {
-        let injection = Arc::new(Injection::new(&template, native_sidecar)?);
-        Ok(ProxyConfig {
-            label,
-            native_sidecar,
-            template_path,
-            template,
-            injection,
-        })
-    }
-}
-
 /// `simulate`.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
@@ -227,9 +190,10 @@ pub struct SimulateConfig {
     pub preview_memory_mib: u32,
 }
 
-/// The default preview budget: deploy/'s 128 MiB container limit, less
-/// what the webhook itself holds at 10,000 namespaces and 100,000
-/// policies with room to spare (docs/performance.md).
+/// The default preview budget: holds the model of 10,000 namespaces,
+/// 100,000 NetworkPolicies and 50,000 pods (43 MiB), and beside what the
+/// webhook itself holds at that size (peak 83 MiB) fits the 192 MiB limit
+/// of deploy/components/preview with room to spare (docs/performance.md).
 pub const DEFAULT_PREVIEW_MEMORY_MIB: u32 = 48;
 
 fn default_preview_memory() -> u32 {

@@ -22,6 +22,7 @@ pub mod log_field;
 pub mod manifest;
 pub mod mode;
 pub mod netpol;
+pub mod object;
 pub mod patch;
 pub mod ports;
 pub mod posture;

@@ -31,8 +31,8 @@ use thiserror::Error;
 use yaml::Top;
 
 use crate::cluster_policy::ClusterPolicyError;
-use crate::decide::Gvk;
 use crate::netpol::PolicyError;
+use crate::object::Gvk;
 
 /// One Kubernetes object read from a file.
 #[derive(Debug, Clone, PartialEq)]

@@ -15,9 +15,45 @@ use serde::Deserialize;
 use serde_json::Value;
 use thiserror::Error;
 
-use crate::config::{PROXY_STATUS_ANNOTATION, ProxyConfig};
 use crate::patch::{self, RenderError};
 use crate::selector::Labels;
+
+/// The pod annotation that marks a pod palisade injected.
+pub const PROXY_STATUS_ANNOTATION: &str = "palisade.io/proxy-status";
+
+/// `proxy`.
+#[derive(Debug, Clone)]
+pub struct ProxyConfig {
+    /// Namespace label or pod annotation: `enabled` | `disabled`.
+    pub label: String,
+    /// Inject as an init container with `restartPolicy: Always`.
+    pub native_sidecar: bool,
+    /// Where the template was read from.
+    pub template_path: PathBuf,
+    /// The template, parsed and checked.
+    pub template: SidecarTemplate,
+    /// What the template adds to a pod, rendered once.
+    pub injection: Arc<Injection>,
+}
+
+impl ProxyConfig {
+    /// The proxy settings, with the injection built from `template`.
+    pub fn new(
+        label: String,
+        native_sidecar: bool,
+        template_path: PathBuf,
+        template: SidecarTemplate,
+    ) -> Result<Self, RenderError> {
+        let injection = Arc::new(Injection::new(&template, native_sidecar)?);
+        Ok(ProxyConfig {
+            label,
+            native_sidecar,
+            template_path,
+            template,
+            injection,
+        })
+    }
+}
 
 /// Why a sidecar template is unusable.
 #[derive(Debug, Error)]

@@ -23,7 +23,7 @@ use tokio::task::{JoinHandle, JoinSet};
 
 use super::index::Index;
 use crate::cluster_policy::{ClusterKind, ClusterPolicies, ClusterPolicy, GROUP};
-use crate::decide::ClusterObject;
+use crate::object::ClusterObject;
 
 /// How often the served API versions are looked up again.
 pub const REDISCOVER_EVERY: Duration = Duration::from_secs(60);

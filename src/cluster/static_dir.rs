@@ -77,7 +77,7 @@ impl StaticCluster {
 
     /// The kinds a cluster view keeps: Namespaces, NetworkPolicies and the
     /// cluster-wide policies.
-    pub fn keeps(gvk: &crate::decide::Gvk) -> bool {
+    pub fn keeps(gvk: &crate::object::Gvk) -> bool {
         matches!(
             (gvk.group.as_str(), gvk.kind.as_str()),
             ("", "Namespace") | ("networking.k8s.io", "NetworkPolicy")

@@ -475,6 +475,50 @@ pub struct ClusterPolicies {
 }
 
 impl ClusterPolicies {
+    /// What these policies leave to chance in a simulation: two
+    /// policies of one tier sharing a priority (the API leaves their order
+    /// undefined), `nodes` peers with no node known (their addresses are not
+    /// in the input, so they match nothing here), `domainNames` peers (what
+    /// they resolve to is not known offline). `nodes_known`: the input held
+    /// Node objects.
+    pub fn simulation_notes(&self, nodes_known: bool) -> Vec<String> {
+        let set = self;
+        let mut out: Vec<String> = set.ties().iter().map(ToString::to_string).collect();
+        let mut unresolved = |what: &str, why: &str| {
+            let users: Vec<String> = set
+                .all()
+                .iter()
+                .filter(|p| {
+                    Direction::ALL.iter().any(|d| {
+                        p.rules(*d).iter().any(|r| {
+                            r.peers.iter().any(|peer| match peer {
+                                ClusterPeer::Nodes(_) => what == "nodes",
+                                ClusterPeer::DomainNames(_) => what == "domainNames",
+                                _ => false,
+                            })
+                        })
+                    })
+                })
+                .map(ToString::to_string)
+                .collect();
+            if !users.is_empty() {
+                out.push(format!("{what} peers of {}: {why}", users.join(", ")));
+            }
+        };
+        if !nodes_known {
+            unresolved(
+                "nodes",
+                "no Node objects are in the input, so the nodes' addresses are unknown and these peers match no address here; \
+                 give the Node manifests (with status.addresses) to simulate them",
+            );
+        }
+        unresolved(
+            "domainNames",
+            "the addresses a name resolves to are not known here, so these peers match no address",
+        );
+        out
+    }
+
     /// No cluster-wide policy: NetworkPolicies alone decide, as in a
     /// cluster without the CRDs.
     pub fn none() -> Self {

@@ -36,6 +36,7 @@
 #![deny(missing_docs)]
 
 mod bits;
+pub mod change;
 pub mod ci_output;
 pub mod cli;
 pub mod compute;
@@ -62,6 +63,7 @@ mod tiers;
 pub mod verify;
 pub mod verify_output;
 
+pub use change::{ChangeError, PolicyChange};
 pub use cli::{DiffFormat, FailOn, SimulateCommand, SimulateError, VerifyFailOn, run, run_seeded};
 pub use compute::connections;
 pub use conn::{Change, Conn, Endpoint};
@@ -74,5 +76,5 @@ pub use model::{
 };
 pub use owners::{Intermediate, Owners};
 pub use pod_ips::PodAddrs;
-pub use preview::{ChangeError, PolicyChange, Preview, preview};
+pub use preview::{Preview, preview};
 pub use tier_preview::preview_cluster;

@@ -25,9 +25,9 @@ use super::pod_ips::{PodAddrs, PodIps};
 use crate::addresses::AddrSet;
 use crate::cluster::static_dir::DEFAULT_NAMESPACE;
 use crate::cluster_policy::{ClusterKind, ClusterPolicies, ClusterPolicy, ClusterPolicyError};
-use crate::decide::{Object, Workload};
 use crate::manifest::Document;
 use crate::netpol::{Direction, Peer, Policy, PolicyError};
+use crate::object::{Object, Workload};
 use crate::ports::{ContainerPort, Protocol};
 use crate::posture::NamespaceInfo;
 use crate::selector::{Labels, NAMESPACE_NAME_LABEL};
@@ -807,7 +807,7 @@ impl Model {
     /// of one workload that policies tell apart, hostNetwork pods, and
     /// what the cluster-wide policies leave to chance.
     pub fn notes(&self) -> Vec<String> {
-        let mut notes = super::tiers::notes(self);
+        let mut notes = self.cluster.simulation_notes(!self.nodes.is_empty());
         for w in self.workloads() {
             let gs = &self.workloads[self.wl_by_id[w] as usize].groups;
             if let Some((&first, rest)) = gs.split_first()
@@ -891,7 +891,7 @@ impl Model {
     /// The model after a policy change (create, update or delete), made
     /// on a copy: the slow, obviously right answer that previews (which
     /// compute only what the change touches) are tested against.
-    pub fn with_change(&self, change: &super::preview::PolicyChange) -> Model {
+    pub fn with_change(&self, change: &super::change::PolicyChange) -> Model {
         let mut m = self.clone();
         if let Some((ns, name)) = change.key() {
             m.remove_policy(ns, name);

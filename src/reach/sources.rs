@@ -9,8 +9,8 @@ use super::conn::{Change, Endpoint};
 use super::explain::{Query, Side, Target, explain};
 use super::model::{Model, WorkloadId};
 use crate::cluster::static_dir::DEFAULT_NAMESPACE;
-use crate::decide::Gvk;
 use crate::manifest::Document;
+use crate::object::Gvk;
 
 /// A file and a 1-based line.
 pub type Place = (String, usize);
