@@ -39,7 +39,7 @@ use super::static_dir::DEFAULT_NAMESPACE;
 use super::{ModelRef, PreviewModel};
 use crate::netpol::Policy;
 use crate::posture::NamespaceInfo;
-use crate::reach::{Intermediate, Model, PodSummary};
+use crate::reach::{Intermediate, Model, PodAddrs, PodSummary};
 
 /// A reachability model kept up to date from watches.
 pub struct ReachWatch {
@@ -143,7 +143,10 @@ impl Kept for Pod {
     }
     fn put(&self, m: &mut Model) {
         let name = self.metadata.name.clone().unwrap_or_default();
-        m.put_pod(&name, PodSummary::from_pod(self, DEFAULT_NAMESPACE));
+        let s = PodSummary::from_pod(self, DEFAULT_NAMESPACE);
+        let ns = std::sync::Arc::clone(&s.workload.namespace);
+        m.put_pod(&name, s);
+        m.put_pod_addrs(&ns, &name, PodAddrs::from_pod(self));
     }
     fn remove(m: &mut Model, key: &(String, String)) {
         m.remove_pod(&key.0, &key.1);
@@ -355,5 +358,32 @@ impl ReachWatch {
                 }
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The watch keeps each pod's addresses with it (for `simulate
+    /// verify` against a live model) and forgets them when it goes.
+    #[test]
+    fn a_watched_pod_brings_its_addresses_and_takes_them_away() {
+        let pod: Pod = serde_saphyr::from_str(
+            "metadata: {name: web-1, namespace: shop, labels: {app: web}}\n\
+             spec: {containers: []}\n\
+             status: {podIP: 10.0.0.7, podIPs: [{ip: 10.0.0.7}]}\n",
+        )
+        .unwrap();
+        let ip: std::net::IpAddr = "10.0.0.7".parse().unwrap();
+        let mut m = Model::default();
+        pod.put(&mut m);
+        assert_eq!(m.stats().addresses, 1);
+        let (ns, name, group, _) = m.pod_at(ip).unwrap();
+        assert_eq!((ns, name), ("shop", "web-1"));
+        assert!(group.is_some());
+        <Pod as Kept>::remove(&mut m, &pod.key());
+        assert!(m.pod_at(ip).is_none());
+        assert_eq!(m.stats().addresses, 0);
     }
 }

@@ -1,11 +1,12 @@
-//! `palisade simulate list | eval | diff`: the thin shell over the pure
-//! core. Reads manifests like `kubectl apply -f PATH -R`, notes files that
+//! `palisade simulate list | eval | diff | verify`: the thin shell over
+//! the pure core. Reads manifests like `kubectl apply -f PATH -R`, notes files that
 //! are not manifests on stderr (an error with `--strict`), and renders.
 //! `diff --cluster` / `--state DIR` applies the files on top of the
 //! cluster ([`super::drift`]) and diffs the two.
 //!
-//! Exit codes: 0 fine (eval: allowed); 1 eval denied, or `diff --fail-on
-//! open` found something opened; 2 (as `Err`) usage, read or parse errors.
+//! Exit codes: 0 fine (eval: allowed); 1 eval denied, `diff --fail-on
+//! open` found something opened, or `verify --fail-on gap` found a gap; 2
+//! (as `Err`) usage, read or parse errors.
 
 use std::io::{self, Write};
 use std::net::IpAddr;
@@ -18,12 +19,17 @@ use super::compute::connections;
 use super::diff::diff;
 use super::drift::{OnTop, Prune};
 use super::explain::{ExplainError, Query, Target, explain};
+use super::flow_formats;
+use super::flow_read::{FlowReadError, read_flows};
 use super::model::{Model, ModelBuilder, ModelError, WorkloadId};
 use super::output::{Format, write_diff, write_list};
 use super::sources::Sources;
+use super::verify::Verifier;
+use super::verify_output::{VerifyFormat, write_verify};
 use crate::manifest::skipped::{self, NotManifests};
 use crate::manifest::{self, Document, Entry, ReadError};
 use crate::ports::Protocol;
+use k8s_openapi::jiff::Timestamp;
 
 /// `palisade simulate ...`.
 #[derive(Debug, Clone, PartialEq, Eq, clap::Subcommand)]
@@ -122,6 +128,47 @@ pub enum SimulateCommand {
         #[arg(value_name = "PATH", required = true)]
         paths: Vec<PathBuf>,
     },
+    /// Observed flows held against the policies: connections seen that
+    /// they deny (gaps, with eval's explanation), what rules admit that no
+    /// flow used (with a narrower rule to review), and coverage. FLOWS are
+    /// the access proxy's log, Hubble's `hubble observe -o json`, or plain
+    /// CSV/JSON lines (time, src_ip, dst_ip, dst_port, protocol); files,
+    /// directories, `-` for standard input, gzip or not.
+    Verify {
+        /// The cluster as a snapshot of manifests (e.g. `kubectl get
+        /// namespaces,networkpolicies,pods,replicasets -A -o json`): pods
+        /// with their IPs name the flows' ends.
+        #[arg(long, value_name = "DIR")]
+        state: Option<PathBuf>,
+        /// Read the live cluster (KUBECONFIG or in-cluster; read-only, as
+        /// for list).
+        #[arg(long, conflicts_with = "state")]
+        cluster: bool,
+        /// Only flows at or after T: an RFC 3339 time or a duration back
+        /// from now (`90m`, `24h`, `7d`). Flows without a time are kept.
+        #[arg(long, value_name = "T")]
+        since: Option<String>,
+        /// Output format.
+        #[arg(long, visible_alias = "format", value_enum, default_value_t = VerifyFormat::Text)]
+        output: VerifyFormat,
+        /// `gap`: exit 1 when some connection seen is one the policies deny.
+        #[arg(long, value_enum, value_name = "WHAT")]
+        fail_on: Option<VerifyFailOn>,
+        /// A file of the state that is not a manifest, or a flow line that
+        /// is no record, is an error (exit 2, once all are counted).
+        #[arg(long)]
+        strict: bool,
+        /// Flow files or directories; `-` for standard input.
+        #[arg(value_name = "FLOWS", required = true)]
+        flows: Vec<PathBuf>,
+    },
+}
+
+/// What makes `verify` fail.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum VerifyFailOn {
+    /// A connection seen that the policies deny.
+    Gap,
 }
 
 /// The outputs of `diff`.
@@ -188,6 +235,14 @@ pub enum SimulateError {
     /// The JUnit report could not be written.
     #[error("cannot write JUnit XML: {0}")]
     Junit(#[from] quick_junit::SerializeError),
+    /// Flows could not be read.
+    #[error(transparent)]
+    Flows(#[from] FlowReadError),
+    /// `verify --strict` and some flow lines are no records.
+    #[error(
+        "{0} flow line(s) are no record of any source (listed above); without --strict they are counted and left out"
+    )]
+    MalformedFlows(u64),
 }
 
 impl SimulateError {
@@ -206,6 +261,7 @@ impl SimulateCommand {
             SimulateCommand::List { cluster: true, .. }
                 | SimulateCommand::Eval { cluster: true, .. }
                 | SimulateCommand::Diff { cluster: true, .. }
+                | SimulateCommand::Verify { cluster: true, .. }
         )
     }
 }
@@ -361,6 +417,38 @@ pub fn run_seeded(
                 }
             }
             Ok(if fail_open && d.opens() { 1 } else { 0 })
+        }
+        SimulateCommand::Verify {
+            state,
+            cluster: _,
+            since,
+            output,
+            fail_on,
+            strict,
+            flows,
+        } => {
+            if seed.is_none() && state.is_none() {
+                return Err(SimulateError::Usage(
+                    "verify needs the cluster the flows ran in: --state DIR (a snapshot with pods and their IPs) or --cluster"
+                        .to_owned(),
+                ));
+            }
+            let since = since
+                .map(|s| flow_formats::since(&s, Timestamp::now()))
+                .transpose()
+                .map_err(|e| SimulateError::Usage(e.to_string()))?;
+            let model = load(seed.take(), state, &[], strict, err)?;
+            let mut verifier = Verifier::new(&model);
+            let stats = read_flows(&flows, &mut io::stdin().lock(), since, &mut |f| {
+                verifier.add(f)
+            })?;
+            let report = verifier.finish();
+            write_verify(&report, &stats, &model, output, out)?;
+            if strict && stats.malformed > 0 {
+                return Err(SimulateError::MalformedFlows(stats.malformed));
+            }
+            let gaps = fail_on == Some(VerifyFailOn::Gap) && !report.gaps.is_empty();
+            Ok(if gaps { 1 } else { 0 })
         }
     }
 }

@@ -153,8 +153,8 @@ pub struct Explanation {
 }
 
 /// One end resolved to a pod group of the model, or an address.
-#[derive(Clone, Copy)]
-enum End {
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub(crate) enum End {
     Group(GroupId),
     Addr(IpAddr),
 }
@@ -186,19 +186,7 @@ pub fn explain(model: &Model, q: &Query) -> Result<Explanation, ExplainError> {
     let mut answers = Vec::new();
     for &s in &from {
         for &d in &to {
-            let dst_ports: &[ContainerPort] = match d {
-                End::Group(g) => &model.group(g).shape.ports,
-                End::Addr(_) => &[],
-            };
-            let egress = match s {
-                End::Addr(_) => Side::Outside,
-                End::Group(g) => tiered(&view, q, Direction::Egress, g, d, dst_ports),
-            };
-            let ingress = match d {
-                End::Addr(_) => Side::Outside,
-                End::Group(g) => tiered(&view, q, Direction::Ingress, g, s, dst_ports),
-            };
-            answers.push((egress, ingress));
+            answers.push(sides(&view, q, s, d));
         }
     }
     let mut notes = Vec::new();
@@ -213,16 +201,8 @@ pub fn explain(model: &Model, q: &Query) -> Result<Explanation, ExplainError> {
                 .to_owned(),
         );
     }
-    let host = from.iter().chain(&to).any(|e| match e {
-        End::Group(g) => model.group(*g).shape.host_network,
-        End::Addr(_) => false,
-    });
-    if host {
-        notes.push(
-            "a hostNetwork pod is involved: Kubernetes leaves NetworkPolicy for it to the network \
-             plugin; it is simulated as an ordinary pod"
-                .to_owned(),
-        );
+    if let Some(n) = host_note(model, from.iter().chain(&to)) {
+        notes.push(n);
     }
     let pick = verdicts.iter().position(|v| *v).unwrap_or(0);
     let (egress, ingress) = answers.swap_remove(pick);
@@ -233,6 +213,41 @@ pub fn explain(model: &Model, q: &Query) -> Result<Explanation, ExplainError> {
         ingress,
         notes,
     })
+}
+
+/// The caveat when a hostNetwork pod is among `ends`.
+pub(crate) fn host_note<'a>(
+    model: &Model,
+    mut ends: impl Iterator<Item = &'a End>,
+) -> Option<String> {
+    let host = ends.any(|e| match e {
+        End::Group(g) => model.group(*g).shape.host_network,
+        End::Addr(_) => false,
+    });
+    host.then(|| {
+        "a hostNetwork pod is involved: Kubernetes leaves NetworkPolicy for it to the network \
+         plugin; it is simulated as an ordinary pod"
+            .to_owned()
+    })
+}
+
+/// Both verdicts for one pair of ends, `s` connecting to `d` on `q`'s
+/// port: the source's egress and the destination's ingress.
+pub(crate) fn sides(view: &View<'_, '_>, q: &Query, s: End, d: End) -> (Side, Side) {
+    let model = view.model();
+    let dst_ports: &[ContainerPort] = match d {
+        End::Group(g) => &model.group(g).shape.ports,
+        End::Addr(_) => &[],
+    };
+    let egress = match s {
+        End::Addr(_) => Side::Outside,
+        End::Group(g) => tiered(view, q, Direction::Egress, g, d, dst_ports),
+    };
+    let ingress = match d {
+        End::Addr(_) => Side::Outside,
+        End::Group(g) => tiered(view, q, Direction::Ingress, g, s, dst_ports),
+    };
+    (egress, ingress)
 }
 
 /// The verdict of direction `d` for pod group `selected` with `other` at

@@ -24,7 +24,14 @@
 //! - [`tier_preview`]: the same for a cluster-wide policy ([`preview_cluster`]).
 //! - [`explain`](mod@explain): allowed or denied, and which policy and rule decide.
 //! - [`output`]: text, JSON, Markdown and Graphviz renderings.
-//! - [`cli`]: `palisade simulate list | eval | diff`.
+//! - [`flows`], [`flow_formats`], [`flow_read`]: observed flows, their
+//!   sources (the access proxy's log, Hubble, CSV/JSON) and reading them.
+//! - [`resolve`](mod@resolve): a flow's ends to pods and workloads, via
+//!   [`pod_ips`] (which pod holds an address).
+//! - [`verify`](mod@verify): flows held against the model: gaps, unused
+//!   allowances, coverage; [`narrow`]: a narrower rule from the flows seen;
+//!   [`verify_output`]: its renderings.
+//! - [`cli`]: `palisade simulate list | eval | diff | verify`.
 
 #![deny(missing_docs)]
 
@@ -39,17 +46,25 @@ pub mod drift;
 mod eval;
 pub mod explain;
 pub mod external;
+pub mod flow_formats;
+pub mod flow_read;
+pub mod flows;
 mod intern;
 pub mod model;
+pub mod narrow;
 pub mod output;
 pub mod owners;
+pub mod pod_ips;
 pub mod preview;
+pub mod resolve;
 pub mod sources;
 pub mod tier_preview;
 mod tiers;
+pub mod verify;
+pub mod verify_output;
 
 pub use change::{ChangeError, PolicyChange};
-pub use cli::{DiffFormat, FailOn, SimulateCommand, SimulateError, run, run_seeded};
+pub use cli::{DiffFormat, FailOn, SimulateCommand, SimulateError, VerifyFailOn, run, run_seeded};
 pub use compute::connections;
 pub use conn::{Change, Conn, Endpoint};
 pub use diff::{Diff, diff};
@@ -60,5 +75,6 @@ pub use model::{
     WorkloadId,
 };
 pub use owners::{Intermediate, Owners};
+pub use pod_ips::PodAddrs;
 pub use preview::{Preview, preview};
 pub use tier_preview::preview_cluster;

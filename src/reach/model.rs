@@ -10,6 +10,7 @@
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::fmt;
+use std::net::IpAddr;
 use std::sync::Arc;
 
 use slab::Slab;
@@ -20,6 +21,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 
 use super::intern::{Body, Interner};
 use super::owners::{self, Intermediate, Owners};
+use super::pod_ips::{PodAddrs, PodIps};
 use crate::addresses::AddrSet;
 use crate::cluster::static_dir::DEFAULT_NAMESPACE;
 use crate::cluster_policy::{ClusterKind, ClusterPolicies, ClusterPolicy, ClusterPolicyError};
@@ -265,7 +267,10 @@ impl ModelBuilder {
     pub fn pod(&mut self, pod: &Pod) -> &mut Self {
         let s = PodSummary::from_pod(pod, DEFAULT_NAMESPACE);
         let name = pod.metadata.name.clone().unwrap_or_default();
+        let ns = Arc::clone(&s.workload.namespace);
         self.model.put_pod(&name, s);
+        self.model
+            .put_pod_addrs(&ns, &name, PodAddrs::from_pod(pod));
         self
     }
 
@@ -535,6 +540,8 @@ pub struct Model {
     /// what its pods are, so these are held aside (files applied on a
     /// cluster; a watch never gives manifests, so never holds any).
     hidden: HashMap<(Box<str>, Box<str>), PodSummary>,
+    /// Pods' addresses, for naming the ends of observed flows.
+    ips: PodIps,
     /// Bytes of names, label keys and values, and ports held: the part of
     /// the model's memory that counts alone do not tell.
     text: usize,
@@ -583,6 +590,8 @@ pub struct ModelStats {
     pub text_bytes: usize,
     /// ReplicaSets and Jobs whose controller is known.
     pub owners: usize,
+    /// Pod addresses held (for `simulate verify`).
+    pub addresses: usize,
 }
 
 impl ModelStats {
@@ -603,6 +612,9 @@ impl ModelStats {
         // measured for 100,000 ReplicaSets of 10,000 Deployments (VmRSS
         // before and after filling an `Owners`).
         const OWNER: usize = 300;
+        // An address and its pod's entry: two map slots, the key's two
+        // shared strings, the start time (estimated, not measured).
+        const ADDRESS: usize = 160;
         self.namespaces * NAMESPACE
             + self.workloads * WORKLOAD
             + self.groups * GROUP
@@ -612,6 +624,7 @@ impl ModelStats {
             + self.peers * PEER
             + self.text_bytes * 2
             + self.owners * OWNER
+            + self.addresses * ADDRESS
     }
 }
 
@@ -710,6 +723,33 @@ impl Model {
             .collect()
     }
 
+    /// The pod holding `ip` as of the snapshot: its namespace, name, pod
+    /// group (`None` when the pod is no longer in the model) and addresses.
+    pub(crate) fn pod_at(&self, ip: IpAddr) -> Option<(&str, &str, Option<GroupId>, &PodAddrs)> {
+        let ((ns, name), addrs) = self.ips.holder(ip)?;
+        Some((ns, name, self.pod_group(ns, name), addrs))
+    }
+
+    /// A pod group of workload `id` (its first: a workload's pods normally
+    /// share one shape).
+    pub(crate) fn workload_group(&self, id: &WorkloadId) -> Option<GroupId> {
+        let w = self.wl_id(id)?;
+        self.workloads[w as usize].groups.first().copied()
+    }
+
+    /// The pod group pod `namespace/name` is simulated as: its own, or,
+    /// for a pod set aside behind its workload's manifest, the template's.
+    pub(crate) fn pod_group(&self, namespace: &str, name: &str) -> Option<GroupId> {
+        let n = self.ns_id(namespace);
+        if let Some(g) = n.and_then(|n| self.pods.get(&(n, name.into()))) {
+            return Some(*g);
+        }
+        let held = self.hidden.get(&(namespace.into(), name.into()))?;
+        let shown = held.shown_as(&self.owners);
+        let w = self.wl_id(&shown)?;
+        self.templates.get(&w).copied()
+    }
+
     /// `(namespace, name)` of every pod held by name.
     pub fn pod_keys(&self) -> Vec<(String, String)> {
         self.pods
@@ -759,6 +799,7 @@ impl Model {
             peers,
             text_bytes,
             owners: self.owners.len(),
+            addresses: self.ips.len(),
         }
     }
 
@@ -1002,7 +1043,7 @@ impl Model {
     pub fn put_pod(&mut self, name: &str, s: PodSummary) {
         let shown = s.shown_as(&self.owners);
         if self.has_manifest(&shown) {
-            self.remove_pod(&shown.namespace, name);
+            self.drop_pod(&shown.namespace, name);
             self.hidden
                 .insert((shown.namespace.as_ref().into(), name.into()), s);
             return;
@@ -1017,8 +1058,21 @@ impl Model {
         }
     }
 
-    /// Removes pod `namespace/name`, if present.
+    /// Removes pod `namespace/name`, if present, with its addresses.
     pub fn remove_pod(&mut self, namespace: &str, name: &str) {
+        self.ips.remove(namespace, name);
+        self.drop_pod(namespace, name);
+    }
+
+    /// Records pod `namespace/name`'s addresses (after [`Model::put_pod`]);
+    /// they go with it.
+    pub fn put_pod_addrs(&mut self, namespace: &str, name: &str, addrs: PodAddrs) {
+        self.ips.put(namespace, name, addrs);
+    }
+
+    /// Removes pod `namespace/name` from the groups, keeping its addresses
+    /// (it is only being set aside or moved).
+    fn drop_pod(&mut self, namespace: &str, name: &str) {
         self.hidden.remove(&(namespace.into(), name.into()));
         let Some(n) = self.ns_id(namespace) else {
             return;
@@ -1341,6 +1395,7 @@ impl Model {
             }
             Kind::Pods => {
                 self.hidden.clear();
+                self.ips.clear();
                 let pods: Vec<((NsId, Box<str>), GroupId)> = self.pods.drain().collect();
                 for ((_, name), g) in pods {
                     self.text -= name.len();

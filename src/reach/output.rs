@@ -277,7 +277,7 @@ pub fn write_diff(d: &Diff, format: Format, out: &mut impl Write) -> io::Result<
 }
 
 /// Markdown table cell text: pipes escaped, brackets kept literal.
-fn md(s: &str) -> String {
+pub(crate) fn md(s: &str) -> String {
     s.replace('|', "\\|")
         .replace('[', "\\[")
         .replace(']', "\\]")
