@@ -184,7 +184,17 @@ async fn first_install_creates_the_secret_patches_both_bundles_and_turns_ready()
         [VALIDATING, MUTATING].map(|c| without_bundles(api.get(c, "palisade").expect("declared")));
     let r = replica(&api, Policy::default()).await;
     let (status, text) = readyz(r.server.metrics_addr).await;
-    assert_eq!(status, 503, "not ready before the certificate: {text}");
+    if status == 200 {
+        // The stand-in answers at once, so on a busy machine the whole
+        // first install may be done before this first look: ready must
+        // then mean both configurations already trust the certificate.
+        assert!(
+            !bundle_of(&api, VALIDATING).is_empty() && !bundle_of(&api, MUTATING).is_empty(),
+            "ready before both caBundles were written: {text}"
+        );
+    } else {
+        assert_eq!(status, 503, "not ready before the certificate: {text}");
+    }
 
     until("ready", Duration::from_secs(10), || {
         !bundle_of(&api, VALIDATING).is_empty() && !bundle_of(&api, MUTATING).is_empty()
