@@ -39,7 +39,7 @@ use super::static_dir::DEFAULT_NAMESPACE;
 use super::{ModelRef, PreviewModel};
 use crate::netpol::Policy;
 use crate::posture::NamespaceInfo;
-use crate::reach::{Intermediate, Model, PodAddrs, PodSummary};
+use crate::reach::{Intermediate, Model, PodSummary};
 
 /// A reachability model kept up to date from watches.
 pub struct ReachWatch {
@@ -143,10 +143,10 @@ impl Kept for Pod {
     }
     fn put(&self, m: &mut Model) {
         let name = self.metadata.name.clone().unwrap_or_default();
-        let s = PodSummary::from_pod(self, DEFAULT_NAMESPACE);
-        let ns = std::sync::Arc::clone(&s.workload.namespace);
-        m.put_pod(&name, s);
-        m.put_pod_addrs(&ns, &name, PodAddrs::from_pod(self));
+        // No addresses: the admission preview never names the ends of
+        // observed flows (`simulate verify --cluster` lists pods itself),
+        // and at 50,000 pods they would cost the budget ~7 MiB.
+        m.put_pod(&name, PodSummary::from_pod(self, DEFAULT_NAMESPACE));
     }
     fn remove(m: &mut Model, key: &(String, String)) {
         m.remove_pod(&key.0, &key.1);
@@ -276,9 +276,9 @@ impl ReachWatch {
     fn switch_off(&self, m: &mut Model, bytes: usize) {
         let mib = |b: usize| b as f64 / (1024.0 * 1024.0);
         let why: Arc<str> = format!(
-            "the preview's model of this cluster outgrew its memory budget ({:.0} MiB > {:.0} MiB, \
+            "the preview's model of this cluster outgrew its memory budget ({:.1} MiB > {:.0} MiB, \
              simulate.previewMemoryMiB); it is off until palisade restarts with a larger budget \
-             and memory limit (deploy/README.md, \"Preview\")",
+             and memory limit (deploy/README.md, \"Optional: the reachability preview\")",
             mib(bytes),
             mib(self.budget)
         )
@@ -365,25 +365,20 @@ impl ReachWatch {
 mod tests {
     use super::*;
 
-    /// The watch keeps each pod's addresses with it (for `simulate
-    /// verify` against a live model) and forgets them when it goes.
+    /// The watch keeps pods' summaries but not their addresses: the
+    /// preview's budget holds the model of 50,000 pods only without them.
     #[test]
-    fn a_watched_pod_brings_its_addresses_and_takes_them_away() {
+    fn a_watched_pod_is_kept_without_its_addresses() {
         let pod: Pod = serde_saphyr::from_str(
             "metadata: {name: web-1, namespace: shop, labels: {app: web}}\n\
              spec: {containers: []}\n\
              status: {podIP: 10.0.0.7, podIPs: [{ip: 10.0.0.7}]}\n",
         )
         .unwrap();
-        let ip: std::net::IpAddr = "10.0.0.7".parse().unwrap();
         let mut m = Model::default();
         pod.put(&mut m);
-        assert_eq!(m.stats().addresses, 1);
-        let (ns, name, group, _) = m.pod_at(ip).unwrap();
-        assert_eq!((ns, name), ("shop", "web-1"));
-        assert!(group.is_some());
+        assert_eq!((m.stats().pods, m.stats().addresses), (1, 0));
         <Pod as Kept>::remove(&mut m, &pod.key());
-        assert!(m.pod_at(ip).is_none());
-        assert_eq!(m.stats().addresses, 0);
+        assert_eq!(m.stats().pods, 0);
     }
 }
