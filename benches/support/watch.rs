@@ -239,6 +239,8 @@ struct Run {
     ready: Duration,
     preview_ready: Option<Duration>,
     rss: u64,
+    /// Of `rss`, pages backed by files (the binary's own code and data).
+    file: u64,
     hwm: u64,
     reviews: Vec<Duration>,
     previewed: usize,
@@ -359,6 +361,7 @@ async fn serve_run(s: &Sizes, preview_on: bool) -> Run {
     // Settled: a few seconds after everything listed.
     tokio::time::sleep(Duration::from_secs(3)).await;
     let (rss, hwm) = memory_kib(&pid);
+    let file = status_kib(&pid, "RssFile:");
 
     let mut reviews = Vec::new();
     let mut previewed = 0;
@@ -422,6 +425,7 @@ async fn serve_run(s: &Sizes, preview_on: bool) -> Run {
         ready,
         preview_ready,
         rss,
+        file,
         hwm,
         reviews,
         previewed,
@@ -474,8 +478,9 @@ pub fn run() {
             print!(", preview synced after {:.2} s", p.as_secs_f64());
         }
         println!(
-            "; settled VmRSS {:.1} MiB, peak VmHWM {:.1} MiB",
+            "; settled VmRSS {:.1} MiB ({:.1} of it the binary's file-backed pages), peak VmHWM {:.1} MiB",
             mib(r.rss),
+            mib(r.file),
             mib(r.hwm)
         );
         if preview_on {
@@ -503,4 +508,15 @@ pub fn run() {
             .expect("child");
         assert!(status.success(), "model child: {status}");
     }
+}
+
+/// One `kB` field of `/proc/PID/status`, 0 when absent.
+fn status_kib(pid: &str, name: &str) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .unwrap_or_default()
+        .lines()
+        .find(|l| l.starts_with(name))
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0)
 }
