@@ -192,7 +192,7 @@ pub struct SimulateConfig {
 
 /// The default preview budget: holds the model of 10,000 namespaces,
 /// 100,000 NetworkPolicies and 50,000 pods (43 MiB), and beside what the
-/// webhook itself holds at that size (peak 83 MiB) fits the 192 MiB limit
+/// webhook itself holds at that size (peak 80 MiB) fits the 192 MiB limit
 /// of deploy/components/preview with room to spare (docs/performance.md).
 pub const DEFAULT_PREVIEW_MEMORY_MIB: u32 = 48;
 
