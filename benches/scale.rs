@@ -98,16 +98,34 @@ fn generate(dir: &Path, namespaces: usize, policies: usize) -> u64 {
 
 /// `VmRSS` and `VmHWM` of this process, in KiB.
 fn memory_kib(pid: &str) -> (u64, u64) {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
-    let field = |name: &str| {
-        status
-            .lines()
-            .find(|l| l.starts_with(name))
-            .and_then(|l| l.split_whitespace().nth(1))
-            .and_then(|v| v.parse().ok())
-            .unwrap_or(0)
-    };
-    (field("VmRSS:"), field("VmHWM:"))
+    (status_kib(pid, "VmRSS:"), status_kib(pid, "VmHWM:"))
+}
+
+/// One `kB` field of `/proc/PID/status` (`VmRSS:`, `RssFile:`, ...), 0 when absent.
+fn status_kib(pid: &str, name: &str) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .unwrap_or_default()
+        .lines()
+        .find(|l| l.starts_with(name))
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0)
+}
+
+/// A serving certificate and key for `palisade.palisade-system`, written
+/// into `dir` as `serve --tls-cert/--tls-key` reads them; the CA, for
+/// clients, is in what it returns.
+fn write_certificates(dir: &Path) -> palisade::certs::CertBundle {
+    let bundle = palisade::certs::generate(&palisade::certs::CertSpec {
+        service: "palisade".into(),
+        namespace: "palisade-system".into(),
+        dns: vec![],
+        ips: vec![],
+        validity_days: 1,
+    })
+    .expect("certificates");
+    bundle.write_to(dir).expect("write certificates");
+    bundle
 }
 
 fn mib(kib: u64) -> f64 {
@@ -235,15 +253,7 @@ fn write_export(path: &Path, namespaces: usize, policies: usize, pods: usize) ->
 /// The real binary on the state: its VmRSS once it serves.
 fn serve_rss(state: &Path) {
     let certs = tempfile::tempdir().expect("tempdir");
-    let bundle = palisade::certs::generate(&palisade::certs::CertSpec {
-        service: "palisade".into(),
-        namespace: "palisade-system".into(),
-        dns: vec![],
-        ips: vec![],
-        validity_days: 1,
-    })
-    .expect("certificates");
-    bundle.write_to(certs.path()).expect("write");
+    write_certificates(certs.path());
     let started = Instant::now();
     let mut child = Command::new(env!("CARGO_BIN_EXE_palisade"))
         .arg("serve")

@@ -26,20 +26,9 @@ const WORKLOADS_PER_NS: usize = 10;
 const POLICIES_PER_NS: usize = 20;
 const PREVIEWS: usize = 400;
 
-/// A small deterministic generator (xorshift64*), so runs compare.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
-    }
-    fn below(&mut self, n: usize) -> usize {
-        (self.next() % n as u64) as usize
-    }
-}
+#[path = "support/rng.rs"]
+mod rng;
+use rng::Rng;
 
 fn ns_name(i: usize) -> String {
     format!("ns-{i:03}")

@@ -37,7 +37,7 @@ use serde_json::Value;
 
 use crate::cluster;
 use crate::fake_api::{Collection, FakeApi, Items};
-use crate::{env_or, memory_kib, mib, percentile, shared};
+use crate::{env_or, memory_kib, mib, percentile, shared, status_kib};
 
 /// Set in the child that measures the model alone.
 pub const CHILD_ENV: &str = "PALISADE_WATCH_CHILD";
@@ -252,15 +252,7 @@ async fn serve_run(s: &Sizes, preview_on: bool) -> Run {
     let dir = tempfile::tempdir().expect("tempdir");
     let kubeconfig = dir.path().join("kubeconfig");
     std::fs::write(&kubeconfig, api.kubeconfig()).expect("kubeconfig");
-    let bundle = palisade::certs::generate(&palisade::certs::CertSpec {
-        service: "palisade".into(),
-        namespace: "palisade-system".into(),
-        dns: vec![],
-        ips: vec![],
-        validity_days: 1,
-    })
-    .expect("certificates");
-    bundle.write_to(dir.path()).expect("write certificates");
+    let bundle = crate::write_certificates(dir.path());
     let config = std::fs::read_to_string(concat!(
         env!("CARGO_MANIFEST_DIR"),
         "/policies/palisade.yaml"
@@ -508,15 +500,4 @@ pub fn run() {
             .expect("child");
         assert!(status.success(), "model child: {status}");
     }
-}
-
-/// One `kB` field of `/proc/PID/status`, 0 when absent.
-fn status_kib(pid: &str, name: &str) -> u64 {
-    std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .unwrap_or_default()
-        .lines()
-        .find(|l| l.starts_with(name))
-        .and_then(|l| l.split_whitespace().nth(1))
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(0)
 }
