@@ -34,36 +34,6 @@ fn repo() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
 }
 
-/// The five collections `simulate --cluster` and the preview read, holding
-/// `items` sorted by kind (each without `apiVersion`/`kind`, as in a typed
-/// list).
-fn collections(items: Vec<Value>) -> Vec<Collection> {
-    let kinds = [
-        (NAMESPACES, "v1", "Namespace"),
-        (POLICIES, "networking.k8s.io/v1", "NetworkPolicy"),
-        (PODS, "v1", "Pod"),
-        (REPLICA_SETS, "apps/v1", "ReplicaSet"),
-        (JOBS, "batch/v1", "Job"),
-    ];
-    kinds
-        .iter()
-        .map(|(path, api_version, kind)| {
-            let of_kind = items
-                .iter()
-                .filter(|i| i["kind"] == *kind)
-                .map(|i| {
-                    let mut i = i.clone();
-                    let o = i.as_object_mut().expect("an object");
-                    o.remove("apiVersion");
-                    o.remove("kind");
-                    i
-                })
-                .collect();
-            Collection::held(path, api_version, kind, of_kind)
-        })
-        .collect()
-}
-
 /// The items of the example cluster export.
 fn example_cluster() -> Vec<Value> {
     let path = repo().join("docs/simulate-example/cluster/cluster.yaml");
@@ -115,7 +85,7 @@ const EXPORT: &str = "docs/simulate-example/cluster";
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn simulate_cluster_names_deployments_and_drift_equals_the_export() {
-    let api = FakeApi::start(collections(example_cluster())).await;
+    let api = FakeApi::start(Collection::from_export(&example_cluster())).await;
 
     // list: the same as the export read offline, by Deployment names.
     let live = palisade(&api, &["simulate", "list", "--cluster"]).await;
@@ -217,7 +187,7 @@ async fn simulate_cluster_names_deployments_and_drift_equals_the_export() {
 /// were needed): pods keep their ReplicaSet's name, and stderr says why.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn forbidden_replicasets_are_a_note_not_an_error() {
-    let api = FakeApi::start(collections(example_cluster())).await;
+    let api = FakeApi::start(Collection::from_export(&example_cluster())).await;
     api.forbid(REPLICA_SETS);
     api.forbid(JOBS);
     let o = palisade(&api, &["simulate", "list", "--cluster"]).await;
@@ -265,7 +235,7 @@ async fn check_and_audit_read_the_live_cluster() {
             i["spec"]["containers"][0]["image"] = json!("postgres:16");
         }
     }
-    let api = FakeApi::start(collections(items)).await;
+    let api = FakeApi::start(Collection::from_export(&items)).await;
     let dir = tempfile::tempdir().unwrap();
     let pod = |ns: &str| {
         let path = dir.path().join(format!("{ns}.yaml"));

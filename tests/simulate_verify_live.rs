@@ -20,34 +20,7 @@ fn collections() -> Vec<Collection> {
         &std::fs::read_to_string(root.join(STATE).join("cluster.json")).unwrap(),
     )
     .unwrap();
-    let items = list["items"].as_array().unwrap();
-    [
-        ("/api/v1/namespaces", "v1", "Namespace"),
-        (
-            "/apis/networking.k8s.io/v1/networkpolicies",
-            "networking.k8s.io/v1",
-            "NetworkPolicy",
-        ),
-        ("/api/v1/pods", "v1", "Pod"),
-        ("/apis/apps/v1/replicasets", "apps/v1", "ReplicaSet"),
-        ("/apis/batch/v1/jobs", "batch/v1", "Job"),
-    ]
-    .iter()
-    .map(|(path, api_version, kind)| {
-        let of_kind = items
-            .iter()
-            .filter(|i| i["kind"] == *kind)
-            .map(|i| {
-                let mut i = i.clone();
-                let o = i.as_object_mut().unwrap();
-                o.remove("apiVersion");
-                o.remove("kind");
-                i
-            })
-            .collect();
-        Collection::held(path, api_version, kind, of_kind)
-    })
-    .collect()
+    Collection::from_export(list["items"].as_array().unwrap())
 }
 
 fn run(args: &[&str], kubeconfig: Option<&std::path::Path>) -> std::process::Output {

@@ -98,6 +98,41 @@ impl Collection {
             items: Items::Held(items),
         }
     }
+
+    /// The items of a `kubectl get -o json` export as the typed lists the
+    /// read paths ask for (Namespaces, NetworkPolicies, Pods, ReplicaSets,
+    /// Jobs), each item without `apiVersion` and `kind`, as the API
+    /// server lists them.
+    pub fn from_export(items: &[Value]) -> Vec<Collection> {
+        [
+            ("/api/v1/namespaces", "v1", "Namespace"),
+            (
+                "/apis/networking.k8s.io/v1/networkpolicies",
+                "networking.k8s.io/v1",
+                "NetworkPolicy",
+            ),
+            ("/api/v1/pods", "v1", "Pod"),
+            ("/apis/apps/v1/replicasets", "apps/v1", "ReplicaSet"),
+            ("/apis/batch/v1/jobs", "batch/v1", "Job"),
+        ]
+        .iter()
+        .map(|(path, api_version, kind)| {
+            let of_kind = items
+                .iter()
+                .filter(|i| i["kind"] == *kind)
+                .map(|i| {
+                    let mut i = i.clone();
+                    if let Some(o) = i.as_object_mut() {
+                        o.remove("apiVersion");
+                        o.remove("kind");
+                    }
+                    i
+                })
+                .collect();
+            Collection::held(path, api_version, kind, of_kind)
+        })
+        .collect()
+    }
 }
 
 /// A request the fake received: method, path and query, `Accept`.
