@@ -284,8 +284,13 @@ fn dockerfile_builds_the_image_the_deployment_expects() {
         "multi-stage: rust builder, distroless runtime"
     );
     assert!(
-        dockerfile.contains("cargo build --release --locked"),
-        "the builder must build exactly Cargo.lock"
+        dockerfile.contains("cargo build --profile dist --locked"),
+        "the builder must build exactly Cargo.lock, with the profile that ships"
+    );
+    let manifest = std::fs::read_to_string(root.join("Cargo.toml")).expect("Cargo.toml");
+    assert!(
+        manifest.contains("[profile.dist]\ninherits = \"release\"\nlto = \"fat\""),
+        "the dist profile the image is built with"
     );
     let last_stage: Vec<&str> = lines
         .iter()
